@@ -1,0 +1,93 @@
+// The only reader of process.env: every setting is parsed and validated here, once, with a clear error.
+import path from 'node:path';
+
+export type SigningAlg = 'ES256' | 'EdDSA' | 'PS256';
+
+export interface Config {
+  port: number;
+  /** listen address; unset listens on every interface */
+  host: string | undefined;
+  /** the public URL: `iss` of every token, base of every endpoint and of every URL-bound check */
+  issuer: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  /** prefix of every Redis key and pub/sub channel, so test runs and deployments never collide */
+  redisPrefix: string;
+  dataDir: string;
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+  logLevel: string;
+  signingAlg: SigningAlg;
+  /** RFC 9449 §8 server nonces: when true every DPoP proof must carry a nonce the server issued */
+  dpopRequireNonce: boolean;
+  /** how long gateways may cache the JWKS */
+  jwksMaxAgeSeconds: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+function url(name: string, raw: string, protocols: string[]): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a URL: "${raw}"`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+  }
+  return raw;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const port = integer(env, 'PORT', 3000, 0, 65535);
+  const issuerRaw = env.ISSUER || `http://localhost:${port}`;
+  url('ISSUER', issuerRaw, ['http:', 'https:']);
+  const issuerUrl = new URL(issuerRaw);
+  // Endpoints are served at the root; an issuer with a path, query or fragment would make every
+  // URL-bound check (htu, assertion aud) disagree with the routes, so it is refused outright.
+  if (issuerUrl.pathname !== '/' || issuerUrl.search || issuerUrl.hash || issuerRaw.endsWith('/')) {
+    throw new ConfigError(`ISSUER must be an origin without path or trailing slash, e.g. https://auth.example.com, got "${issuerRaw}"`);
+  }
+  const databaseUrl = env.DATABASE_URL ? url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']) : undefined;
+  const redisUrl = env.REDIS_URL ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined;
+  const logLevel = oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+  return {
+    port,
+    host: env.HOST || undefined,
+    issuer: issuerUrl.origin,
+    databaseUrl,
+    redisUrl,
+    redisPrefix: env.REDIS_PREFIX || 'sigil:',
+    dataDir: path.resolve(env.DATA_DIR || './data'),
+    accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),
+    refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 60, 365 * 86400),
+    logLevel,
+    signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', ['ES256', 'EdDSA', 'PS256']),
+    dpopRequireNonce: oneOf(env, 'DPOP_NONCE', 'off', ['off', 'required']) === 'required',
+    jwksMaxAgeSeconds: integer(env, 'JWKS_MAX_AGE', 300, 0, 86400),
+  };
+}

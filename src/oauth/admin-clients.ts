@@ -1,0 +1,94 @@
+// Creating clients: the input the admin API accepts, checked once, and the JSON shape the CLI prints.
+import { randomBytes } from 'node:crypto';
+import type { JWK } from 'jose';
+import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../storage/client-store.js';
+import { jwksProblems } from './client-keys.js';
+
+export const ADMIN_CLIENT_ID = 'sigil-admin';
+export const ADMIN_SCOPE = 'sigil:admin';
+export const adminAudience = (issuer: string) => `${issuer}/admin`;
+
+export class ClientInputError extends Error {}
+
+/** RFC 6749 scope-token: printable ASCII except space, " and \ */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+function absoluteUri(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length > 2000) throw new ClientInputError(`${what} must be an absolute URI`);
+  const u = URL.parse(value);
+  if (!u || !/^[a-z][a-z0-9+.-]*:$/i.test(u.protocol) || value.includes('#')) throw new ClientInputError(`${what} must be an absolute URI without a fragment, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function uriList(value: unknown, what: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.length > 50) throw new ClientInputError(`${what} must be a list of at most 50 absolute URIs`);
+  return [...new Set(value.map((v) => absoluteUri(v, what)))];
+}
+
+export function parseNewClient(body: unknown): NewClient {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ClientInputError('the request body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  const name = b.name;
+  if (typeof name !== 'string' || !name.trim() || name.length > 200 || /[\u0000-\u001f]/.test(name)) {
+    throw new ClientInputError('name must be a non-empty string of at most 200 printable characters');
+  }
+  let jwks: { keys: JWK[] } | undefined;
+  let jwksUri: string | undefined;
+  if ((b.jwks === undefined) === (b.jwks_uri === undefined)) throw new ClientInputError('give exactly one of jwks or jwks_uri');
+  if (b.jwks !== undefined) {
+    const problems = jwksProblems(b.jwks);
+    if (problems.length) throw new ClientInputError(`jwks: ${problems.join('; ')}`);
+    jwks = { keys: (b.jwks as { keys: JWK[] }).keys };
+  } else {
+    jwksUri = absoluteUri(b.jwks_uri, 'jwks_uri');
+    const u = new URL(jwksUri);
+    const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
+    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw new ClientInputError('jwks_uri must use https');
+  }
+  const scopeRaw = b.scope ?? '';
+  if (typeof scopeRaw !== 'string') throw new ClientInputError('scope must be a space-delimited string');
+  const scope = [...new Set(scopeRaw.split(' ').filter(Boolean))];
+  const badScope = scope.find((s) => !SCOPE_TOKEN.test(s));
+  if (badScope !== undefined) throw new ClientInputError(`scope value ${JSON.stringify(badScope)} contains characters RFC 6749 does not allow`);
+  const grantTypes = (b.grant_types ?? ['client_credentials']) as unknown;
+  if (!Array.isArray(grantTypes) || grantTypes.length === 0 || grantTypes.some((g) => !(GRANT_TYPES as readonly unknown[]).includes(g))) {
+    throw new ClientInputError(`grant_types must be a non-empty list drawn from ${GRANT_TYPES.join(', ')}`);
+  }
+  const dpop = b.dpop ?? 'required';
+  if (dpop !== 'required' && dpop !== 'optional') throw new ClientInputError('dpop must be "required" or "optional"');
+  if (b.can_introspect !== undefined && typeof b.can_introspect !== 'boolean') throw new ClientInputError('can_introspect must be a boolean');
+  return {
+    clientId: `${randomBytes(16).toString('hex')}`,
+    name: name.trim(),
+    scope,
+    audiences: uriList(b.audiences, 'audiences'),
+    serves: uriList(b.serves, 'serves'),
+    grantTypes: [...new Set(grantTypes as GrantType[])],
+    dpopRequired: dpop === 'required',
+    canIntrospect: b.can_introspect === true,
+    isAdmin: false,
+    jwks,
+    jwksUri,
+  };
+}
+
+/** The client object every CLI command and admin response shows. */
+export function clientView(c: ClientRecord) {
+  return {
+    client_id: c.clientId,
+    name: c.name,
+    status: c.status,
+    scope: c.scope.join(' '),
+    audiences: c.audiences,
+    serves: c.serves,
+    grant_types: c.grantTypes,
+    dpop: c.dpopRequired ? 'required' : 'optional',
+    can_introspect: c.canIntrospect,
+    token_endpoint_auth_method: 'private_key_jwt',
+    ...(c.jwksUri ? { jwks_uri: c.jwksUri } : { jwks: c.jwks }),
+    created_at: c.createdAt.toISOString(),
+    updated_at: c.updatedAt.toISOString(),
+    ...(c.revokedAt ? { revoked_at: c.revokedAt.toISOString(), revoked_by: c.revokedBy, revoked_reason: c.revokedReason } : {}),
+  };
+}

@@ -1,0 +1,53 @@
+// The client_credentials grant (RFC 6749 §4.4) as Sigil issues it. It replaces oidc-provider's own
+// handler so that Sigil's rules read top to bottom in one place: fresh DPoP proof, registered
+// audience, allowed scope (refused, not silently dropped), bound to the proof's key, recorded.
+import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { buildTokenResponse, checkDpopRequired, validateDpop } from 'oidc-provider/lib/helpers/grants.js';
+import type { ClientStore } from '../../storage/client-store.js';
+import { assertProofFresh, grantedScope, resolveAudience } from '../token-policy.js';
+import { bindToProofKey, type AccessTokenSettings, type IssuedToken } from './shared.js';
+
+export const CLIENT_CREDENTIALS = 'client_credentials';
+export const parameters = ['scope', 'resource'];
+
+export interface ClientCredentialsDeps {
+  clients: ClientStore;
+  settings: AccessTokenSettings;
+  onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
+}
+
+export function clientCredentialsGrant(provider: Provider, deps: ClientCredentialsDeps) {
+  return async function clientCredentials(ctx: KoaContextWithOIDC): Promise<void> {
+    const client = ctx.oidc.client!;
+    const record = await deps.clients.find(client.clientId);
+    if (!record || record.status !== 'active') throw new errors.InvalidClient('client is not active');
+
+    const dPoP = await validateDpop(provider, ctx);
+    if (dPoP) assertProofFresh(dPoP.iat);
+    checkDpopRequired(provider, ctx, dPoP, errors.InvalidDpopProof);
+
+    const audience = resolveAudience(ctx.oidc.params!.resource, record);
+    const scope = grantedScope(ctx.oidc.params!.scope, record.scope).join(' ') || undefined;
+
+    const token = new provider.ClientCredentials({ client, scope });
+    token.resourceServer = new provider.ResourceServer(audience, {
+      audience,
+      scope: scope ?? '',
+      accessTokenFormat: 'jwt',
+      accessTokenTTL: deps.settings.ttlSeconds,
+      jwt: { sign: { alg: deps.settings.alg } },
+    });
+    await bindToProofKey(provider, ctx, dPoP, token);
+
+    ctx.oidc.entity('ClientCredentials', token);
+    const value = await token.save();
+    deps.onIssued(ctx, { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp ?? Math.floor(Date.now() / 1000) + token.expiration, grantType: CLIENT_CREDENTIALS });
+
+    ctx.body = buildTokenResponse(provider, {
+      accessToken: value,
+      expiresIn: token.expiration,
+      scope,
+      tokenType: token.tokenType,
+    });
+  };
+}

@@ -1,0 +1,174 @@
+// Builds the oidc-provider instance with Sigil's policy: private_key_jwt only, an explicit algorithm
+// allow-list, DPoP, JWT access tokens, and Sigil's own client_credentials grant.
+import Provider, { errors, type Adapter, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { ClientRecord, ClientStore } from '../storage/client-store.js';
+import { CLIENT_SIGNING_ALGS } from './client-keys.js';
+import { CLIENT_CREDENTIALS, clientCredentialsGrant, parameters as clientCredentialsParameters } from './grants/client-credentials.js';
+import type { IssuedToken } from './grants/shared.js';
+import { resolveAudience } from './token-policy.js';
+import type { JWK } from 'jose';
+
+/** an assertion may live at most this long: bounds how long its jti must be remembered */
+export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
+
+/** The grant types oidc-provider knows about in this build (others a client holds are Sigil-only for now). */
+const PROVIDER_GRANTS = new Set([CLIENT_CREDENTIALS]);
+
+export interface Refusal {
+  error: string;
+  reason: string | undefined;
+  clientId: string | undefined;
+  grantType: string | undefined;
+  requestId: string | undefined;
+}
+
+export interface ProviderDeps {
+  config: Config;
+  privateJwks: { keys: JWK[] };
+  adapter: (model: string) => Adapter;
+  clients: ClientStore;
+  nonceSecret: Buffer;
+  cookieKeys: string[];
+  log: Logger;
+  onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
+  onRefused: (ctx: KoaContextWithOIDC, refusal: Refusal) => void;
+}
+
+/** The oidc-provider view of a Sigil client. */
+export function clientMetadata(record: ClientRecord, signingAlg: string): ClientMetadata {
+  return {
+    client_id: record.clientId,
+    client_name: record.name,
+    token_endpoint_auth_method: 'private_key_jwt',
+    ...(record.jwksUri ? { jwks_uri: record.jwksUri } : { jwks: record.jwks }),
+    grant_types: record.grantTypes.filter((g) => PROVIDER_GRANTS.has(g)),
+    response_types: [],
+    redirect_uris: [],
+    dpop_bound_access_tokens: record.dpopRequired,
+    id_token_signed_response_alg: signingAlg,
+  } as ClientMetadata;
+}
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const { config } = deps;
+  const configuration: Configuration = {
+    adapter: deps.adapter as unknown as Configuration['adapter'],
+    clients: [],
+    jwks: deps.privateJwks as Configuration['jwks'],
+    cookies: { keys: deps.cookieKeys },
+    clientAuthMethods: ['private_key_jwt'],
+    clientDefaults: {
+      grant_types: [CLIENT_CREDENTIALS],
+      response_types: [],
+      token_endpoint_auth_method: 'private_key_jwt',
+      // oidc-provider's default (RS256) would make every stored client invalid without an RSA key
+      id_token_signed_response_alg: config.signingAlg,
+    },
+    enabledJWA: {
+      clientAuthSigningAlgValues: [...CLIENT_SIGNING_ALGS],
+      dPoPSigningAlgValues: [...CLIENT_SIGNING_ALGS],
+      idTokenSigningAlgValues: [config.signingAlg],
+      requestObjectSigningAlgValues: [],
+      introspectionSigningAlgValues: [config.signingAlg],
+      userinfoSigningAlgValues: [config.signingAlg],
+      authorizationSigningAlgValues: [config.signingAlg],
+    },
+    clockTolerance: 5,
+    responseTypes: ['none'],
+    scopes: [],
+    claims: {},
+    routes: {
+      token: '/token',
+      jwks: '/jwks',
+      introspection: '/introspect',
+      revocation: '/revoke',
+      registration: '/register',
+    },
+    features: {
+      devInteractions: { enabled: false },
+      // machine-to-machine only: no browser-facing endpoints beyond what oidc-provider cannot drop
+      pushedAuthorizationRequests: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      registration: { enabled: true, initialAccessToken: true },
+      userinfo: { enabled: false },
+      dPoP: {
+        enabled: true,
+        nonceSecret: deps.nonceSecret,
+        requireNonce: () => config.dpopRequireNonce,
+      },
+      resourceIndicators: {
+        enabled: true,
+        // audiences are decided by Sigil's grants; these keep oidc-provider's own paths consistent
+        defaultResource: async (ctx) => {
+          const record = ctx.oidc.client && (await deps.clients.find(ctx.oidc.client.clientId));
+          return record?.audiences[0];
+        },
+        useGrantedResource: () => true,
+        getResourceServerInfo: async (ctx, resource) => {
+          const record = ctx.oidc.client && (await deps.clients.find(ctx.oidc.client.clientId));
+          if (!record) throw new errors.InvalidTarget();
+          const audience = resolveAudience(resource, record);
+          return {
+            audience,
+            scope: record.scope.join(' '),
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: config.accessTokenTtl,
+            jwt: { sign: { alg: config.signingAlg } },
+          };
+        },
+      },
+    },
+    ttl: {
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
+    },
+    async assertJwtClientAuthClaimsAndHeader(_ctx, claims) {
+      const now = Math.floor(Date.now() / 1000);
+      if (typeof claims.exp === 'number' && claims.exp - now > MAX_ASSERTION_LIFETIME_SECONDS) {
+        throw new errors.InvalidClientAuth(`client assertion must expire within ${MAX_ASSERTION_LIFETIME_SECONDS} seconds`);
+      }
+      if (typeof claims.iat === 'number' && claims.iat > now + 5) {
+        throw new errors.InvalidClientAuth('client assertion iat is in the future');
+      }
+      if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || claims.nbf > now + 5)) {
+        throw new errors.InvalidClientAuth('client assertion is not yet valid');
+      }
+    },
+    // every error, also for Accept: text/html, is RFC 6749 §5.2 JSON
+    async renderError(ctx, out) {
+      ctx.type = 'application/json';
+      ctx.body = out;
+    },
+  };
+
+  const provider = new Provider(config.issuer, configuration);
+  // the issuer is reached through whatever proxy/balancer fronts it; Sigil pins URLs itself (see app.ts)
+  provider.proxy = false;
+
+  provider.registerGrantType(
+    CLIENT_CREDENTIALS,
+    clientCredentialsGrant(provider, { clients: deps.clients, settings: { ttlSeconds: config.accessTokenTtl, alg: config.signingAlg }, onIssued: deps.onIssued }),
+    clientCredentialsParameters,
+    ['resource'],
+  );
+
+  const refused = (ctx: KoaContextWithOIDC, err: errors.OIDCProviderError) => {
+    deps.onRefused(ctx, {
+      error: err.error ?? 'server_error',
+      reason: (err as { error_detail?: string }).error_detail ?? err.error_description,
+      clientId: ctx.oidc?.client?.clientId,
+      grantType: typeof ctx.oidc?.params?.grant_type === 'string' ? (ctx.oidc.params.grant_type as string) : undefined,
+      requestId: ctx.state.requestId as string | undefined,
+    });
+  };
+  provider.on('grant.error', refused);
+  provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {
+    deps.log.error({ requestId: ctx.state?.requestId, route: ctx.oidc?.route, err: { name: err.name, message: err.message, stack: err.stack } }, 'unexpected error');
+    if (ctx.oidc?.route === 'token') refused(ctx, Object.assign(err, { error: 'server_error' }) as unknown as errors.OIDCProviderError);
+  });
+  return provider;
+}

@@ -1,0 +1,41 @@
+// Sigil's rules for what a token request may ask for. oidc-provider drops what it does not know;
+// Sigil refuses instead, so a client never silently gets less (or other) than it asked for.
+import { errors } from 'oidc-provider';
+import type { ClientRecord } from '../storage/client-store.js';
+
+/** a DPoP proof may be at most this old, nonce or not (RFC 9449 §11.1 leaves the window to us) */
+export const PROOF_MAX_AGE_SECONDS = 60;
+/** and at most this far in the future (clock skew) */
+export const PROOF_MAX_SKEW_SECONDS = 5;
+
+/** The audience of the token: the requested `resource`, which must be registered, else the first registered one. */
+export function resolveAudience(resource: unknown, client: ClientRecord): string {
+  if (resource === undefined || resource === '') {
+    const first = client.audiences[0];
+    if (!first) throw new errors.InvalidTarget('the client has no registered audience; register one with --audience');
+    return first;
+  }
+  if (Array.isArray(resource)) {
+    throw new errors.InvalidTarget('only one resource may be requested per token');
+  }
+  if (typeof resource !== 'string' || !client.audiences.includes(resource)) {
+    throw new errors.InvalidTarget('the requested resource is not one of the client\'s registered audiences');
+  }
+  return resource;
+}
+
+/** The scope granted: what was asked for when all of it is allowed, everything allowed when nothing was asked. */
+export function grantedScope(requested: unknown, allowed: readonly string[]): string[] {
+  if (requested === undefined || requested === '') return [...allowed];
+  if (typeof requested !== 'string') throw new errors.InvalidScope('scope must be a single space-delimited string', '');
+  const asked = [...new Set(requested.split(' ').filter(Boolean))];
+  const refused = asked.filter((s) => !allowed.includes(s));
+  if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
+  return asked;
+}
+
+/** oidc-provider skips the iat check once a nonce is valid; Sigil checks it always. */
+export function assertProofFresh(iat: number, now = Math.floor(Date.now() / 1000)): void {
+  if (iat < now - PROOF_MAX_AGE_SECONDS) throw new errors.InvalidDpopProof('DPoP proof iat is too old');
+  if (iat > now + PROOF_MAX_SKEW_SECONDS) throw new errors.InvalidDpopProof('DPoP proof iat is in the future');
+}

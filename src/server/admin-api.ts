@@ -1,0 +1,143 @@
+// The admin plane: what the `sigil` CLI calls. Every route but bootstrap needs a DPoP-bound access
+// token of the admin client carrying the admin scope; there is no password or static secret.
+import type { Context, Next } from 'koa';
+import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify, type JWK } from 'jose';
+import type Provider from 'oidc-provider';
+import type { Logger } from '../log.js';
+import {
+  ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience, ClientInputError, clientView, parseNewClient,
+} from '../oauth/admin-clients.js';
+import { CLIENT_SIGNING_ALGS } from '../oauth/client-keys.js';
+import { clientMetadata } from '../oauth/provider.js';
+import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from '../oauth/resource-server.js';
+import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/token-policy.js';
+import type { ClientStore, NewClient } from '../storage/client-store.js';
+import type { Db } from '../storage/db.js';
+import { audit } from '../storage/token-events.js';
+import { sendError } from './http-errors.js';
+
+export interface AdminDeps {
+  issuer: string;
+  signingAlg: string;
+  db: Db;
+  clients: ClientStore;
+  provider: () => Provider;
+  authenticate: (req: DpopRequest) => Promise<AccessTokenClaims>;
+  log: Logger;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+function jsonBody(ctx: Context): unknown {
+  if (!ctx.is('application/json')) throw new ClientInputError('send a JSON body (Content-Type: application/json)');
+  try {
+    return JSON.parse((ctx.state.rawBody as string | undefined) ?? '');
+  } catch {
+    throw new ClientInputError('the request body is not valid JSON');
+  }
+}
+
+export function adminApi(deps: AdminDeps) {
+  const audience = adminAudience(deps.issuer);
+
+  async function requireAdmin(ctx: Context): Promise<string> {
+    const claims = await deps.authenticate({
+      method: ctx.method,
+      url: `${deps.issuer}${ctx.path}`,
+      authorization: ctx.get('authorization') || undefined,
+      dpop: ctx.get('dpop') || undefined,
+    });
+    const client = await deps.clients.find(claims.client_id);
+    if (!client || client.status !== 'active' || !client.isAdmin) throw new RequestAuthError(401, 'invalid_token', 'the token\'s client is not an active admin');
+    if (!claims.scope?.split(' ').includes(ADMIN_SCOPE)) throw new RequestAuthError(403, 'insufficient_scope', `the ${ADMIN_SCOPE} scope is required`);
+    return client.clientId;
+  }
+
+  /** Refuse metadata oidc-provider itself would not load, before it is stored. */
+  async function assertProviderAccepts(c: NewClient): Promise<void> {
+    try {
+      await deps.provider().Client.validate(clientMetadata({ ...c, status: 'active', createdAt: new Date(), updatedAt: new Date() }, deps.signingAlg));
+    } catch (err) {
+      throw new ClientInputError((err as { error_description?: string }).error_description ?? 'client metadata is invalid');
+    }
+  }
+
+  async function bootstrap(ctx: Context) {
+    if (!LOOPBACK.test(ctx.req.socket.remoteAddress ?? '')) {
+      return sendError(ctx, 403, 'access_denied', 'sigil init must run on the server\'s own host (loopback)');
+    }
+    const body = jsonBody(ctx) as { proof?: unknown };
+    let jwk: JWK;
+    try {
+      const { payload, protectedHeader } = await jwtVerify(String(body.proof), EmbeddedJWK, {
+        typ: 'sigil-bootstrap+jwt', algorithms: [...CLIENT_SIGNING_ALGS], audience: `${audience}/bootstrap`,
+        maxTokenAge: PROOF_MAX_AGE_SECONDS, clockTolerance: PROOF_MAX_SKEW_SECONDS,
+      });
+      if (typeof payload.iat !== 'number') throw new Error('iat');
+      jwk = protectedHeader.jwk as JWK;
+    } catch {
+      return sendError(ctx, 400, 'invalid_request', 'proof must be a fresh sigil-bootstrap+jwt signed by the admin key');
+    }
+    const { kty, crv, x, y, n, e } = jwk;
+    const publicJwk = Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined)) as JWK;
+    const kid = (await calculateJwkThumbprint(publicJwk)).slice(0, 16);
+    const created = await deps.clients.create({
+      clientId: ADMIN_CLIENT_ID,
+      name: 'sigil admin',
+      scope: [ADMIN_SCOPE],
+      audiences: [audience],
+      serves: [],
+      grantTypes: ['client_credentials'],
+      dpopRequired: true,
+      canIntrospect: true,
+      isAdmin: true,
+      jwks: { keys: [{ ...publicJwk, kid, use: 'sig' }] },
+    });
+    if (!created) return sendError(ctx, 409, 'already_initialized', 'an admin client exists already; use its key');
+    await audit(deps.db, { actor: 'bootstrap', action: 'admin.init', target: ADMIN_CLIENT_ID, details: { kid } });
+    deps.log.info({ action: 'admin.init', client_id: ADMIN_CLIENT_ID, kid }, 'admin client created');
+    ctx.status = 201;
+    ctx.body = clientView(created);
+  }
+
+  async function createClient(ctx: Context, actor: string) {
+    const input = parseNewClient(jsonBody(ctx));
+    await assertProviderAccepts(input);
+    const created = await deps.clients.create(input);
+    if (!created) return sendError(ctx, 409, 'invalid_client_metadata', 'client_id collision, retry');
+    await audit(deps.db, { actor, action: 'client.create', target: created.clientId, details: { name: created.name } });
+    deps.log.info({ action: 'client.create', actor, client_id: created.clientId }, 'client created');
+    ctx.status = 201;
+    ctx.body = clientView(created);
+  }
+
+  return async function adminRoutes(ctx: Context, next: Next) {
+    if (ctx.path !== '/admin' && !ctx.path.startsWith('/admin/')) return next();
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      if (ctx.path === '/admin/bootstrap' && ctx.method === 'POST') return await bootstrap(ctx);
+      const actor = await requireAdmin(ctx);
+      const clientMatch = /^\/admin\/clients\/([^/]+)$/.exec(ctx.path);
+      if (ctx.path === '/admin/clients' && ctx.method === 'POST') return await createClient(ctx, actor);
+      if (ctx.path === '/admin/clients' && ctx.method === 'GET') {
+        ctx.body = (await deps.clients.list()).map(clientView);
+        return;
+      }
+      if (clientMatch && ctx.method === 'GET') {
+        const client = await deps.clients.read(decodeURIComponent(clientMatch[1]!));
+        if (!client) return sendError(ctx, 404, 'not_found', 'no such client');
+        ctx.body = clientView(client);
+        return;
+      }
+      return sendError(ctx, 404, 'invalid_request', `no admin endpoint ${ctx.method} ${ctx.path}`);
+    } catch (err) {
+      if (err instanceof RequestAuthError) {
+        const challenge = `DPoP error="${err.error}", algs="${CLIENT_SIGNING_ALGS.join(' ')}"`;
+        return sendError(ctx, err.status, err.error, err.message, { 'WWW-Authenticate': challenge });
+      }
+      if (err instanceof ClientInputError) return sendError(ctx, 400, 'invalid_client_metadata', err.message);
+      if (err instanceof URIError) return sendError(ctx, 400, 'invalid_request', 'malformed path');
+      throw err;
+    }
+  };
+}

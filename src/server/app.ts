@@ -1,0 +1,83 @@
+// The Koa app: the one place where middleware is composed, in the order a request meets it.
+import Koa, { type Context, type Next } from 'koa';
+import mount from 'koa-mount';
+import type Provider from 'oidc-provider';
+import type { Logger } from '../log.js';
+import { sendError } from './http-errors.js';
+import type { Metrics } from './metrics.js';
+import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
+import type { Readiness } from './readiness.js';
+
+export interface AppDeps {
+  issuer: string;
+  jwksMaxAgeSeconds: number;
+  log: Logger;
+  metrics: Metrics;
+  readiness: Readiness;
+  provider: Provider;
+  admin: (ctx: Context, next: Next) => Promise<unknown>;
+}
+
+/** Paths whose answer depends on storage: refused with 503 while a store is down. */
+const NEEDS_STORAGE = new Set(['/token', '/introspect', '/revoke', '/register']);
+
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa();
+  app.silent = true;
+
+  app.use(requestContext(deps.issuer, deps.log));
+  app.use(errorBoundary());
+
+  app.use(async function operationalEndpoints(ctx, next) {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    switch (ctx.path) {
+      case '/health':
+        ctx.body = { status: 'ok' };
+        return;
+      case '/ready':
+        ctx.status = deps.readiness.ready ? 200 : 503;
+        ctx.body = { status: deps.readiness.ready ? 'ready' : 'unavailable', stores: deps.readiness.report() };
+        return;
+      case '/metrics':
+        ctx.type = deps.metrics.registry.contentType;
+        ctx.body = await deps.metrics.registry.metrics();
+        return;
+      case '/.well-known/oauth-authorization-server':
+        // RFC 8414 metadata: the same document oidc-provider serves for OpenID discovery
+        ctx.path = '/.well-known/openid-configuration';
+        return next();
+      default:
+        return next();
+    }
+  });
+
+  app.use(bodyGuard());
+
+  app.use(async function failClosed(ctx, next) {
+    const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/');
+    if (gated && !deps.readiness.ready) {
+      return sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
+    }
+    return next();
+  });
+
+  app.use(async function tokenMetrics(ctx, next) {
+    if (ctx.path !== '/token') return next();
+    const end = deps.metrics.tokenLatency.startTimer();
+    try {
+      await next();
+    } finally {
+      end({ status: String(ctx.status) });
+    }
+  });
+
+  app.use(async function jwksCaching(ctx, next) {
+    await next();
+    // oidc-provider sends no Cache-Control on the JWKS; gateways need one to cache it correctly
+    if (ctx.path === '/jwks' && ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAgeSeconds}`);
+  });
+
+  app.use(deps.admin);
+  app.use(mount(deps.provider as unknown as Koa));
+  return app;
+}

@@ -1,0 +1,132 @@
+// Small middleware, one job each, composed in app.ts.
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Context, Next } from 'koa';
+import type { Logger } from '../log.js';
+import { sendError } from './http-errors.js';
+
+/** oidc-provider reads at most 56 KiB; Sigil refuses anything larger up front with 413 */
+export const BODY_LIMIT_BYTES = 56 * 1024;
+
+/**
+ * Request id, per-request logger, and URL pinning: every URL-bound check (DPoP htu, assertion aud)
+ * is made against the ISSUER, whichever instance address the request reached.
+ */
+export function requestContext(issuer: string, log: Logger) {
+  const { protocol, host } = new URL(issuer);
+  const scheme = protocol.slice(0, -1);
+  return async function requestContextMiddleware(ctx: Context, next: Next) {
+    const given = ctx.get('x-request-id');
+    const requestId = /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.state.log = log.child({ requestId });
+    ctx.set('X-Request-Id', requestId);
+    // absolute-form targets (GET http://other/...) would let the request choose the URL it is checked against
+    if (!ctx.originalUrl.startsWith('/')) {
+      sendError(ctx, 400, 'invalid_request', 'request target must be a path');
+      return;
+    }
+    Object.defineProperties(ctx.request, {
+      protocol: { value: scheme, configurable: true },
+      host: { value: host, configurable: true },
+    });
+    await next();
+  };
+}
+
+/** Anything thrown past the handlers becomes a JSON error; unknown routes too. Nothing crashes. */
+export function errorBoundary() {
+  return async function errorBoundaryMiddleware(ctx: Context, next: Next) {
+    try {
+      await next();
+    } catch (err) {
+      const e = err as { status?: number; statusCode?: number; expose?: boolean; message?: string; error?: string };
+      const status = e.status ?? e.statusCode ?? 500;
+      if (status < 500 && e.expose) {
+        sendError(ctx, status, e.error ?? 'invalid_request', e.message);
+      } else {
+        (ctx.state.log as Logger | undefined)?.error({ err: { name: (err as Error).name, message: e.message, stack: (err as Error).stack } }, 'unhandled error');
+        sendError(ctx, 500, 'server_error', 'internal error');
+      }
+      return;
+    }
+    if (ctx.status === 404 && ctx.body == null) sendError(ctx, 404, 'invalid_request', `no endpoint ${ctx.method} ${ctx.path}`);
+    else if (ctx.status === 405 && (ctx.body == null || typeof ctx.body === 'string')) sendError(ctx, 405, 'invalid_request', `method ${ctx.method} is not allowed on ${ctx.path}`);
+  };
+}
+
+const TEXT_BODIES = /^(application\/x-www-form-urlencoded|application\/json|application\/[\w.+-]*\+json)\b/i;
+
+/**
+ * Reads a request body once, refusing oversized (413) and, for text types, non-UTF-8 (400) bodies.
+ * The bytes are then replayed to oidc-provider, which reads the stream itself.
+ */
+export function bodyGuard() {
+  return async function bodyGuardMiddleware(ctx: Context, next: Next) {
+    const hasBody = ctx.request.length !== undefined ? ctx.request.length > 0 : ctx.get('transfer-encoding') !== '';
+    if (!hasBody || ctx.method === 'GET' || ctx.method === 'HEAD') return next();
+    if (ctx.request.length !== undefined && ctx.request.length > BODY_LIMIT_BYTES) {
+      ctx.set('Connection', 'close');
+      sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of ctx.req) {
+        size += (chunk as Buffer).length;
+        if (size > BODY_LIMIT_BYTES) {
+          ctx.set('Connection', 'close');
+          sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
+          return;
+        }
+        chunks.push(chunk as Buffer);
+      }
+    } catch {
+      sendError(ctx, 400, 'invalid_request', 'the request body could not be read');
+      return;
+    }
+    const body = Buffer.concat(chunks, size);
+    if (ctx.request.length !== undefined && size !== ctx.request.length) {
+      sendError(ctx, 400, 'invalid_request', 'the request body does not match its Content-Length');
+      return;
+    }
+    const type = ctx.get('content-type');
+    if (TEXT_BODIES.test(type)) {
+      const charset = /;\s*charset=("?)([\w-]+)\1/i.exec(type)?.[2]?.toLowerCase();
+      if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+        sendError(ctx, 400, 'invalid_request', 'only UTF-8 request bodies are accepted');
+        return;
+      }
+      try {
+        ctx.state.rawBody = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      } catch {
+        sendError(ctx, 400, 'invalid_request', 'the request body is not valid UTF-8');
+        return;
+      }
+      if (/x-www-form-urlencoded/i.test(type) && !isUtf8PercentEncoding(ctx.state.rawBody as string)) {
+        sendError(ctx, 400, 'invalid_request', 'the request body is not valid UTF-8');
+        return;
+      }
+    }
+    // oidc-provider reads ctx.req itself: hand it a fresh stream of the same bytes
+    const replay = Readable.from([body]);
+    ctx.req = Object.create(ctx.req, {
+      readable: { value: true },
+      readableEncoding: { value: null },
+      iterator: { value: (opts?: { destroyOnReturn?: boolean }) => replay.iterator(opts) },
+    });
+    return next();
+  };
+}
+
+/** Percent-escapes in a form body must decode to UTF-8 too (%FF is as bad as a raw 0xFF byte). */
+function isUtf8PercentEncoding(form: string): boolean {
+  if (!form.includes('%')) return true;
+  try {
+    for (const part of form.split(/[&=]/)) decodeURIComponent(part.replace(/\+/g, ' '));
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,130 @@
+// Wires one Sigil server: config → storage → keys → provider → app → listening socket.
+// No module-level state: two servers can run in one process (tests do).
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { loadSigningKeys, sharedSecret } from './keys/signing-keys.js';
+import { adminAudience } from './oauth/admin-clients.js';
+import { clientMetadata, createProvider } from './oauth/provider.js';
+import { createResourceServer } from './oauth/resource-server.js';
+import { adminApi } from './server/admin-api.js';
+import { createApp } from './server/app.js';
+import { createMetrics } from './server/metrics.js';
+import { Readiness } from './server/readiness.js';
+import { ClientStore } from './storage/client-store.js';
+import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
+import { createMemoryStore, createRedisStore } from './storage/fast-store.js';
+import { migrate } from './storage/migrate.js';
+import { oidcAdapterFactory } from './storage/oidc-adapter.js';
+import { redisReplayGuard, sqlReplayGuard } from './storage/replay-guard.js';
+import { TokenEventLog } from './storage/token-events.js';
+
+export interface RunningSigil {
+  url: string;
+  server: Server;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(config: Config, log: Logger): Promise<Db> {
+  if (config.databaseUrl) return createPgDb(config.databaseUrl);
+  await mkdir(config.dataDir, { recursive: true });
+  log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: using embedded Postgres (PGlite)');
+  return createPgliteDb(config.dataDir);
+}
+
+export async function startSigil(config: Config, log: Logger): Promise<RunningSigil> {
+  const db = await openDatabase(config, log);
+  const applied = await migrate(db);
+  if (applied.length) log.info({ migrations: applied }, 'migrations applied');
+
+  const fast = config.redisUrl ? createRedisStore(config.redisUrl, config.redisPrefix, log) : createMemoryStore();
+  if (!config.redisUrl) {
+    log.warn('no REDIS_URL: using an in-process stand-in; run a single instance only (replay records stay in Postgres)');
+  }
+  const replay = config.redisUrl ? redisReplayGuard(fast) : sqlReplayGuard(db);
+  const clients = new ClientStore(db, fast);
+  const signingKeys = await loadSigningKeys(db, config.signingAlg);
+  const nonceSecret = await sharedSecret(db, 'dpop_nonce');
+  const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
+  const events = new TokenEventLog(db, log);
+  const metrics = createMetrics();
+
+  const provider = createProvider({
+    config,
+    privateJwks: signingKeys.privateJwks,
+    adapter: oidcAdapterFactory({ db, clients, replay, metadataOf: (r) => clientMetadata(r, config.signingAlg) as never }),
+    clients,
+    nonceSecret,
+    cookieKeys: [cookieKey],
+    log,
+    onIssued(ctx, t) {
+      events.record({ at: new Date(), outcome: 'issued', grantType: t.grantType, clientId: t.clientId, jti: t.jti, expiresAt: new Date(t.expiresAt * 1000), requestId: ctx.state.requestId });
+      metrics.issued.inc({ client_id: t.clientId, grant_type: t.grantType });
+      (ctx.state.log as Logger).info({ event: 'token.issued', client_id: t.clientId, jti: t.jti, grant_type: t.grantType, exp: t.expiresAt }, 'token issued');
+    },
+    onRefused(ctx, r) {
+      events.record({ at: new Date(), outcome: 'refused', grantType: r.grantType, clientId: r.clientId, error: r.error, reason: r.reason, requestId: r.requestId });
+      // unknown client ids are attacker-chosen: never a metric label
+      metrics.refused.inc({ client_id: r.clientId ?? 'unknown', grant_type: r.grantType ?? 'unknown', error: r.error });
+      (ctx.state.log as Logger).info({ event: 'token.refused', client_id: r.clientId, grant_type: r.grantType, error: r.error, reason: r.reason }, 'token refused');
+    },
+  });
+
+  const publicJwks = signingKeys.keys.filter((k) => k.state !== 'next').map((k) => k.publicJwk);
+  const authenticate = createResourceServer({
+    issuer: config.issuer,
+    audience: adminAudience(config.issuer),
+    publicJwks: () => publicJwks,
+    signingAlgs: [config.signingAlg],
+    replay,
+  });
+  const probes = [{ name: 'postgres', ping: () => db.ping() }];
+  if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping() });
+  const readiness = new Readiness(probes, log);
+  await readiness.check();
+
+  const app = createApp({
+    issuer: config.issuer,
+    jwksMaxAgeSeconds: config.jwksMaxAgeSeconds,
+    log,
+    metrics,
+    readiness,
+    provider,
+    admin: adminApi({ issuer: config.issuer, signingAlg: config.signingAlg, db, clients, provider: () => provider, authenticate, log }),
+  });
+
+  const server = app.listen(config.port, config.host);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  log.info({ port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: signingKeys.keys[0]?.kid }, 'sigil listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    db,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        readiness.stop();
+        await events.close().catch(() => {});
+        replay.close();
+        await fast.close();
+        await db.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,137 @@
+// Clients as Sigil knows them (metadata + status), persisted in Postgres. Reads on the token path are
+// served from an in-process cache that every instance drops on a `client` event from the bus.
+import type { JWK } from 'jose';
+import type { Db, Queryable } from './db.js';
+import type { FastStore } from './fast-store.js';
+
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const GRANT_TYPES = ['client_credentials', TOKEN_EXCHANGE, 'refresh_token'] as const;
+export type GrantType = (typeof GRANT_TYPES)[number];
+
+export interface ClientRecord {
+  clientId: string;
+  name: string;
+  status: 'active' | 'revoked';
+  scope: string[];
+  audiences: string[];
+  serves: string[];
+  grantTypes: GrantType[];
+  dpopRequired: boolean;
+  canIntrospect: boolean;
+  isAdmin: boolean;
+  jwks?: { keys: JWK[] };
+  jwksUri?: string;
+  createdAt: Date;
+  updatedAt: Date;
+  revokedAt?: Date;
+  revokedBy?: string;
+  revokedReason?: string;
+}
+
+export type NewClient = Omit<ClientRecord, 'status' | 'createdAt' | 'updatedAt' | 'revokedAt' | 'revokedBy' | 'revokedReason'>;
+
+interface ClientRow {
+  client_id: string;
+  name: string;
+  status: 'active' | 'revoked';
+  scope: string;
+  audiences: string[];
+  serves: string[];
+  grant_types: GrantType[];
+  dpop_required: boolean;
+  can_introspect: boolean;
+  is_admin: boolean;
+  jwks: { keys: JWK[] } | null;
+  jwks_uri: string | null;
+  created_at: Date;
+  updated_at: Date;
+  revoked_at: Date | null;
+  revoked_by: string | null;
+  revoked_reason: string | null;
+}
+
+function fromRow(r: ClientRow): ClientRecord {
+  return {
+    clientId: r.client_id,
+    name: r.name,
+    status: r.status,
+    scope: r.scope ? r.scope.split(' ') : [],
+    audiences: r.audiences,
+    serves: r.serves,
+    grantTypes: r.grant_types,
+    dpopRequired: r.dpop_required,
+    canIntrospect: r.can_introspect,
+    isAdmin: r.is_admin,
+    jwks: r.jwks ?? undefined,
+    jwksUri: r.jwks_uri ?? undefined,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
+    revokedAt: r.revoked_at ? new Date(r.revoked_at) : undefined,
+    revokedBy: r.revoked_by ?? undefined,
+    revokedReason: r.revoked_reason ?? undefined,
+  };
+}
+
+const CHANNEL = 'client';
+/** a missed bus message (Redis blip) can leave a cached entry stale at most this long */
+const CACHE_MS = 5_000;
+
+export class ClientStore {
+  readonly #db: Db;
+  readonly #bus: FastStore;
+  readonly #cache = new Map<string, { record: ClientRecord | undefined; at: number }>();
+
+  constructor(db: Db, bus: FastStore) {
+    this.#db = db;
+    this.#bus = bus;
+    bus.subscribe(CHANNEL, (clientId) => this.#cache.delete(clientId));
+    bus.onReconnect(() => this.#cache.clear());
+  }
+
+  /** The client as the token path sees it: cached, refreshed on change events. */
+  async find(clientId: string): Promise<ClientRecord | undefined> {
+    const hit = this.#cache.get(clientId);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.record;
+    const record = await this.read(clientId);
+    // bounded: unknown ids are attacker-chosen, so negative entries must not grow without limit
+    if (this.#cache.size > 10_000) this.#cache.clear();
+    this.#cache.set(clientId, { record, at: Date.now() });
+    return record;
+  }
+
+  /** Straight from Postgres, bypassing the cache (admin reads). */
+  async read(clientId: string, q: Queryable = this.#db): Promise<ClientRecord | undefined> {
+    const r = await q.query<ClientRow>('SELECT * FROM clients WHERE client_id = $1', [clientId]);
+    return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+  }
+
+  async list(): Promise<ClientRecord[]> {
+    const r = await this.#db.query<ClientRow>('SELECT * FROM clients ORDER BY created_at, client_id');
+    return r.rows.map(fromRow);
+  }
+
+  async findAdmin(): Promise<ClientRecord | undefined> {
+    const r = await this.#db.query<ClientRow>('SELECT * FROM clients WHERE is_admin');
+    return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+  }
+
+  /** Inserts the client; returns undefined when the id (or the single admin slot) is taken. */
+  async create(c: NewClient, q: Queryable = this.#db): Promise<ClientRecord | undefined> {
+    const r = await q.query<ClientRow>(
+      `INSERT INTO clients (client_id, name, scope, audiences, serves, grant_types, dpop_required, can_introspect, is_admin, jwks, jwks_uri)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [c.clientId, c.name, c.scope.join(' '), c.audiences, c.serves, c.grantTypes, c.dpopRequired, c.canIntrospect, c.isAdmin,
+        c.jwks ? JSON.stringify(c.jwks) : null, c.jwksUri ?? null],
+    );
+    if (!r.rows[0]) return undefined;
+    await this.changed(c.clientId);
+    return fromRow(r.rows[0]);
+  }
+
+  /** Tell every instance (this one included) to drop its cached copy. */
+  async changed(clientId: string): Promise<void> {
+    this.#cache.delete(clientId);
+    await this.#bus.publish(CHANNEL, clientId);
+  }
+}

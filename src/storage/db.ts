@@ -1,0 +1,150 @@
+// One SQL interface over a real Postgres (pg.Pool) or embedded Postgres (PGlite), so every query,
+// migration and contract test runs unchanged on both.
+import pg from 'pg';
+import { StorageUnavailable } from './errors.js';
+
+export interface QueryResult<T> {
+  rows: T[];
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
+  /** run a script of several statements without parameters (migrations) */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** run fn while holding a session-level advisory lock (serialises e.g. migrations across instances) */
+  withAdvisoryLock<T>(key: number, fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// pg returns bigint/int8 as strings; counts and ids in Sigil fit in a double.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+function unavailable(cause: unknown): never {
+  throw new StorageUnavailable('postgres', cause);
+}
+
+/** True for errors that mean "the database cannot be reached", as opposed to a bad query. */
+function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  if (!e || typeof e !== 'object') return false;
+  if (typeof e.code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|57P0[1-3]|08\d\d\d)$/.test(e.code)) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(e.message ?? '');
+}
+
+export function createPgDb(connectionString: string, max = 10): Db {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    connectionTimeoutMillis: 2000,
+    idleTimeoutMillis: 30_000,
+    // keep a dead server from holding a request forever
+    query_timeout: 5000,
+  });
+  // an idle client losing its connection must not crash the process; the next query reports it
+  pool.on('error', () => {});
+
+  async function run<T>(q: Queryable | pg.Pool | pg.PoolClient, text: string, params?: unknown[]): Promise<QueryResult<T>> {
+    try {
+      const r = await (q as pg.Pool).query(text, params as unknown[]);
+      return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+    } catch (err) {
+      if (isConnectionError(err)) unavailable(err);
+      throw err;
+    }
+  }
+
+  async function withClient<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      unavailable(err);
+    }
+    let broken = false;
+    try {
+      return await fn(client);
+    } catch (err) {
+      broken = isConnectionError(err);
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  const onClient = (c: pg.PoolClient): Queryable => ({
+    query: (t, p) => run(c, t, p),
+    exec: async (sql) => {
+      await run(c, sql);
+    },
+  });
+
+  return {
+    kind: 'postgres',
+    query: (text, params) => run(pool, text, params),
+    exec: async (sql) => {
+      await run(pool, sql);
+    },
+    transaction: (fn) =>
+      withClient(async (c) => {
+        await run(c, 'BEGIN');
+        try {
+          const result = await fn(onClient(c));
+          await run(c, 'COMMIT');
+          return result;
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => {});
+          throw err;
+        }
+      }),
+    withAdvisoryLock: (key, fn) =>
+      withClient(async (c) => {
+        await run(c, 'SELECT pg_advisory_lock($1)', [key]);
+        try {
+          return await fn(onClient(c));
+        } finally {
+          await c.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => {});
+        }
+      }),
+    ping: async () => {
+      await run(pool, 'SELECT 1');
+    },
+    close: () => pool.end(),
+  };
+}
+
+export async function createPgliteDb(dataDir: string): Promise<Db> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const lite = await PGlite.create(dataDir);
+  type Lite = { query: PGliteQuery; exec: (sql: string) => Promise<unknown> };
+  const on = (q: Lite): Queryable => ({
+    query: (t, p) => query(q, t, p),
+    exec: async (sql) => {
+      await q.exec(sql);
+    },
+  });
+  const query = async <T>(q: Lite, text: string, params?: unknown[]): Promise<QueryResult<T>> => {
+    const r = await q.query(text, params);
+    return { rows: r.rows as T[], rowCount: r.affectedRows ?? r.rows.length };
+  };
+  return {
+    kind: 'pglite',
+    ...on(lite as unknown as Lite),
+    // PGlite is one connection in one process: its transaction() already excludes every other query
+    transaction: (fn) => lite.transaction((tx) => fn(on(tx as unknown as Lite))),
+    // one process owns the data directory, so there is nobody to lock out
+    withAdvisoryLock: (_key, fn) => fn(on(lite as unknown as Lite)),
+    ping: async () => {
+      await lite.query('SELECT 1');
+    },
+    close: () => lite.close(),
+  };
+}
+
+type PGliteQuery = (text: string, params?: unknown[]) => Promise<{ rows: unknown[]; affectedRows?: number }>;

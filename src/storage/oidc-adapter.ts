@@ -1,0 +1,113 @@
+// oidc-provider's storage adapter. Three kinds of model:
+//  - Client: read from the clients table (through the cache); revoked clients do not exist for it;
+//  - ReplayDetection: the atomic, shared claim (see replay-guard.ts);
+//  - everything else (grants, refresh tokens, registration tokens): rows in oidc_models.
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+import type { ClientRecord, ClientStore } from './client-store.js';
+import type { Db } from './db.js';
+import type { ReplayGuard } from './replay-guard.js';
+
+export type ClientMetadataOf = (record: ClientRecord) => AdapterPayload;
+
+/** ttl for the claim made by find(); upsert() then sets the exact expiry oidc-provider asks for */
+const REPLAY_CLAIM_TTL = 600;
+
+class ReadOnly {
+  async upsert(_id: string, _payload: AdapterPayload, _expiresIn: number): Promise<void> {
+    throw new Error('this model is managed by Sigil, not through oidc-provider');
+  }
+  async findByUid(): Promise<undefined> {
+    return undefined;
+  }
+  async findByUserCode(): Promise<undefined> {
+    return undefined;
+  }
+  async consume(): Promise<void> {}
+  async destroy(): Promise<void> {}
+  async revokeByGrantId(): Promise<void> {}
+}
+
+class ClientAdapter extends ReadOnly implements Adapter {
+  constructor(private readonly clients: ClientStore, private readonly metadataOf: ClientMetadataOf) {
+    super();
+  }
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const record = await this.clients.find(id);
+    return record && record.status === 'active' ? this.metadataOf(record) : undefined;
+  }
+}
+
+/**
+ * oidc-provider's ReplayDetection.unique() does find() then upsert(). Making find() the atomic claim
+ * closes the window between the two: of N concurrent copies exactly one finds nothing.
+ */
+class ReplayAdapter extends ReadOnly implements Adapter {
+  constructor(private readonly guard: ReplayGuard) {
+    super();
+  }
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    if (await this.guard.claim(id, REPLAY_CLAIM_TTL)) return undefined;
+    // already claimed: answer with a record that oidc-provider accepts as "seen"
+    const now = Math.floor(Date.now() / 1000);
+    return { jti: id, kind: 'ReplayDetection', iat: now, exp: now + 60 };
+  }
+  override async upsert(id: string, _payload: AdapterPayload, expiresIn: number): Promise<void> {
+    await this.guard.extend(id, expiresIn);
+  }
+}
+
+class SqlModelAdapter implements Adapter {
+  constructor(private readonly db: Db, private readonly model: string) {}
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    await this.db.query(
+      `INSERT INTO oidc_models (model, id, payload, grant_id, uid, user_code, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int > 0 THEN now() + make_interval(secs => $7::int) END)
+       ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id,
+         uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
+      [this.model, id, JSON.stringify(payload), payload.grantId ?? null, payload.uid ?? null, payload.userCode ?? null, expiresIn ?? 0],
+    );
+  }
+
+  async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
+    const r = await this.db.query<{ payload: AdapterPayload; consumed_at: Date | null }>(
+      `SELECT payload, consumed_at FROM oidc_models WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now())`,
+      [this.model, value],
+    );
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return row.consumed_at ? { ...row.payload, consumed: Math.floor(new Date(row.consumed_at).getTime() / 1000) } : row.payload;
+  }
+
+  find(id: string) {
+    return this.#findBy('id', id);
+  }
+  findByUid(uid: string) {
+    return this.#findBy('uid', uid);
+  }
+  findByUserCode(userCode: string) {
+    return this.#findBy('user_code', userCode);
+  }
+  async consume(id: string): Promise<void> {
+    await this.db.query('UPDATE oidc_models SET consumed_at = now() WHERE model = $1 AND id = $2', [this.model, id]);
+  }
+  async destroy(id: string): Promise<void> {
+    await this.db.query('DELETE FROM oidc_models WHERE model = $1 AND id = $2', [this.model, id]);
+  }
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.db.query('DELETE FROM oidc_models WHERE model = $1 AND grant_id = $2', [this.model, grantId]);
+  }
+}
+
+export function oidcAdapterFactory(deps: { db: Db; clients: ClientStore; replay: ReplayGuard; metadataOf: ClientMetadataOf }) {
+  return (model: string): Adapter => {
+    switch (model) {
+      case 'Client':
+        return new ClientAdapter(deps.clients, deps.metadataOf);
+      case 'ReplayDetection':
+        return new ReplayAdapter(deps.replay);
+      default:
+        return new SqlModelAdapter(deps.db, model);
+    }
+  };
+}

@@ -1,0 +1,89 @@
+// The issuance/refusal log. The token endpoint only appends to an in-memory buffer; a timer writes
+// batches to Postgres, so no token response ever waits on a database write.
+import type { Logger } from '../log.js';
+import type { Db } from './db.js';
+
+export interface TokenEvent {
+  at: Date;
+  outcome: 'issued' | 'refused';
+  grantType?: string;
+  clientId?: string;
+  jti?: string;
+  expiresAt?: Date;
+  error?: string;
+  reason?: string;
+  requestId?: string;
+}
+
+const COLUMNS = 9;
+
+export class TokenEventLog {
+  readonly #db: Db;
+  readonly #log: Logger;
+  #buffer: TokenEvent[] = [];
+  #flushing: Promise<void> | undefined;
+  readonly #timer: NodeJS.Timeout;
+  readonly #maxBuffer: number;
+
+  constructor(db: Db, log: Logger, { intervalMs = 200, maxBuffer = 100_000 } = {}) {
+    this.#db = db;
+    this.#log = log;
+    this.#maxBuffer = maxBuffer;
+    this.#timer = setInterval(() => void this.flush(), intervalMs);
+    this.#timer.unref();
+  }
+
+  record(event: TokenEvent): void {
+    // a Postgres outage must not grow memory without bound; refusals are the first to go
+    if (this.#buffer.length >= this.#maxBuffer) {
+      this.#log.error({ dropped: event.outcome, jti: event.jti }, 'token event buffer full; event dropped');
+      return;
+    }
+    this.#buffer.push(event);
+  }
+
+  get pending(): number {
+    return this.#buffer.length;
+  }
+
+  /** Write everything buffered so far (also called on shutdown and by tests). */
+  async flush(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+    if (this.#buffer.length === 0) return;
+    const batch = this.#buffer.splice(0, 1000);
+    this.#flushing = this.#write(batch)
+      .catch((err: Error) => {
+        // keep the events for the next attempt
+        this.#buffer.unshift(...batch);
+        this.#log.warn({ reason: err.message, pending: this.#buffer.length }, 'token events not written; will retry');
+      })
+      .finally(() => {
+        this.#flushing = undefined;
+      });
+    await this.#flushing;
+  }
+
+  async #write(batch: TokenEvent[]): Promise<void> {
+    const values: unknown[] = [];
+    const rows = batch.map((e, i) => {
+      values.push(e.at, e.outcome, e.grantType ?? null, e.clientId ?? null, e.jti ?? null, e.expiresAt ?? null, e.error ?? null, e.reason ?? null, e.requestId ?? null);
+      const base = i * COLUMNS;
+      return `(${Array.from({ length: COLUMNS }, (_, j) => `$${base + j + 1}`).join(', ')})`;
+    });
+    await this.#db.query(
+      `INSERT INTO token_events (at, outcome, grant_type, client_id, jti, expires_at, error, reason, request_id) VALUES ${rows.join(', ')}`,
+      values,
+    );
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.flush();
+  }
+}
+
+export async function audit(db: Db, entry: { actor: string; action: string; target?: string; reason?: string; details?: unknown }): Promise<void> {
+  await db.query('INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)', [
+    entry.actor, entry.action, entry.target ?? null, entry.reason ?? null, entry.details === undefined ? null : JSON.stringify(entry.details),
+  ]);
+}
