@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { requestToken, thumbprint } from '../../src/client/oauth-client.js';
+import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
+import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
+
+describe('client_credentials: happy paths', () => {
+  let storage: TestStorage;
+  let server: ServerProcess;
+  let admin: Admin;
+
+  before(async () => {
+    storage = await createTestStorage('happy');
+    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    admin = await bootstrapAdmin(server.url, server.issuer);
+  });
+  after(async () => {
+    await server?.stop();
+    await storage?.cleanup();
+  });
+
+  for (const alg of ['ES256', 'EdDSA'] as const) {
+    it(`issues a DPoP-bound RFC 9068 token to a ${alg} client, with every claim`, async () => {
+      const client = await createClient(admin, { alg, scope: 'orders:read orders:write', audiences: ['https://api.example.com/orders', 'https://api.example.com/billing'] });
+      const res = await requestToken(tokenRequest(server.url, server.issuer, client, { scope: 'orders:read' }));
+      assert.equal(res.token_type, 'DPoP');
+      assert.equal(res.expires_in, 300);
+      assert.equal(res.scope, 'orders:read');
+
+      const jwks = await (await fetch(`${server.url}/jwks`)).json();
+      const { payload, protectedHeader } = await jwtVerify(res.access_token, createLocalJWKSet(jwks), { typ: 'at+jwt', issuer: server.issuer });
+      assert.equal(protectedHeader.alg, 'ES256');
+      assert.equal(payload.sub, client.clientId);
+      assert.equal(payload.client_id, client.clientId);
+      assert.equal(payload.aud, 'https://api.example.com/orders', 'default audience is the first registered one');
+      assert.equal(payload.scope, 'orders:read');
+      assert.equal(payload.exp! - payload.iat!, 300);
+      assert.equal(typeof payload.jti, 'string');
+      assert.deepEqual(payload.cnf, { jkt: await thumbprint(client.dpopKey) });
+      assert.ok(decodeProtectedHeader(res.access_token).kid);
+    });
+  }
+
+  it('honours an explicit registered resource and grants every allowed scope when none is asked', async () => {
+    const client = await createClient(admin, { scope: 'a b', audiences: ['https://one.example', 'https://two.example'] });
+    const res = await requestToken(tokenRequest(server.url, server.issuer, client, { resource: 'https://two.example' }));
+    const jwks = await (await fetch(`${server.url}/jwks`)).json();
+    const { payload } = await jwtVerify(res.access_token, createLocalJWKSet(jwks));
+    assert.equal(payload.aud, 'https://two.example');
+    assert.equal(payload.scope, 'a b');
+  });
+
+  it('records the issued token in token_events without waiting on it', async () => {
+    const client = await createClient(admin);
+    const res = await requestToken(tokenRequest(server.url, server.issuer, client));
+    const { jti } = JSON.parse(Buffer.from(res.access_token.split('.')[1]!, 'base64url').toString());
+    const deadline = Date.now() + 5000;
+    let rows: Array<{ client_id: string; expires_at: Date }> = [];
+    while (Date.now() < deadline && rows.length === 0) {
+      rows = await storage.sql('SELECT client_id, expires_at FROM token_events WHERE jti = $1 AND outcome = $2', [jti, 'issued']);
+      if (!rows.length) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.client_id, client.clientId);
+  });
+});
