@@ -13,6 +13,7 @@ import { adminApi } from './server/admin-api.js';
 import { createApp } from './server/app.js';
 import { createMetrics } from './server/metrics.js';
 import { Readiness } from './server/readiness.js';
+import { tokenOutcomes } from './server/token-outcomes.js';
 import { ClientStore } from './storage/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
 import { createMemoryStore, createRedisStore } from './storage/fast-store.js';
@@ -51,6 +52,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
   const events = new TokenEventLog(db, log);
   const metrics = createMetrics();
+  const outcomes = tokenOutcomes(events, metrics);
 
   const provider = createProvider({
     config,
@@ -60,17 +62,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     nonceSecret,
     cookieKeys: [cookieKey],
     log,
-    onIssued(ctx, t) {
-      events.record({ at: new Date(), outcome: 'issued', grantType: t.grantType, clientId: t.clientId, jti: t.jti, expiresAt: new Date(t.expiresAt * 1000), requestId: ctx.state.requestId });
-      metrics.issued.inc({ client_id: t.clientId, grant_type: t.grantType });
-      (ctx.state.log as Logger).info({ event: 'token.issued', client_id: t.clientId, jti: t.jti, grant_type: t.grantType, exp: t.expiresAt }, 'token issued');
-    },
-    onRefused(ctx, r) {
-      events.record({ at: new Date(), outcome: 'refused', grantType: r.grantType, clientId: r.clientId, error: r.error, reason: r.reason, requestId: r.requestId });
-      // unknown client ids are attacker-chosen: never a metric label
-      metrics.refused.inc({ client_id: r.clientId ?? 'unknown', grant_type: r.grantType ?? 'unknown', error: r.error });
-      (ctx.state.log as Logger).info({ event: 'token.refused', client_id: r.clientId, grant_type: r.grantType, error: r.error, reason: r.reason }, 'token refused');
-    },
+    onIssued: (ctx, t) => outcomes.issued(ctx, t),
+    onRefused: (ctx, r) => outcomes.refused(ctx, r),
   });
 
   const publicJwks = signingKeys.keys.filter((k) => k.state !== 'next').map((k) => k.publicJwk);
@@ -91,6 +84,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     jwksMaxAgeSeconds: config.jwksMaxAgeSeconds,
     log,
     metrics,
+    outcomes,
     readiness,
     provider,
     admin: adminApi({ issuer: config.issuer, signingAlg: config.signingAlg, db, clients, provider: () => provider, authenticate, log }),

@@ -19,9 +19,9 @@ const PROVIDER_GRANTS = new Set([CLIENT_CREDENTIALS]);
 export interface Refusal {
   error: string;
   reason: string | undefined;
+  /** only a client that authenticated (or at least exists); never an unverified claim */
   clientId: string | undefined;
   grantType: string | undefined;
-  requestId: string | undefined;
 }
 
 export interface ProviderDeps {
@@ -162,7 +162,6 @@ export function createProvider(deps: ProviderDeps): Provider {
       reason: (err as { error_detail?: string }).error_detail ?? err.error_description,
       clientId: ctx.oidc?.client?.clientId,
       grantType: typeof ctx.oidc?.params?.grant_type === 'string' ? (ctx.oidc.params.grant_type as string) : undefined,
-      requestId: ctx.state.requestId as string | undefined,
     });
   };
   provider.on('grant.error', refused);

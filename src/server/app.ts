@@ -5,14 +5,16 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
 import type { Metrics } from './metrics.js';
-import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
+import { assertionShapeCheck, bodyGuard, errorBoundary, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
+import type { TokenOutcomes } from './token-outcomes.js';
 
 export interface AppDeps {
   issuer: string;
   jwksMaxAgeSeconds: number;
   log: Logger;
   metrics: Metrics;
+  outcomes: TokenOutcomes;
   readiness: Readiness;
   provider: Provider;
   admin: (ctx: Context, next: Next) => Promise<unknown>;
@@ -27,6 +29,21 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(requestContext(deps.issuer, deps.log));
   app.use(errorBoundary());
+
+  app.use(async function tokenEndpointAccounting(ctx, next) {
+    if (ctx.path !== '/token') return next();
+    const end = deps.metrics.tokenLatency.startTimer();
+    try {
+      await next();
+    } finally {
+      end({ status: String(ctx.status) });
+      // refusals made before oidc-provider saw the request (413, bad UTF-8, storage down...)
+      if (ctx.status >= 400 && !deps.outcomes.recorded(ctx)) {
+        const body = ctx.body as { error?: string; error_description?: string } | undefined;
+        deps.outcomes.refused(ctx, { error: body?.error ?? String(ctx.status), reason: body?.error_description, clientId: undefined, grantType: undefined });
+      }
+    }
+  });
 
   app.use(async function operationalEndpoints(ctx, next) {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
@@ -61,15 +78,7 @@ export function createApp(deps: AppDeps): Koa {
     return next();
   });
 
-  app.use(async function tokenMetrics(ctx, next) {
-    if (ctx.path !== '/token') return next();
-    const end = deps.metrics.tokenLatency.startTimer();
-    try {
-      await next();
-    } finally {
-      end({ status: String(ctx.status) });
-    }
-  });
+  app.use(assertionShapeCheck());
 
   app.use(async function jwksCaching(ctx, next) {
     await next();

@@ -130,3 +130,31 @@ function isUtf8PercentEncoding(form: string): boolean {
     return false;
   }
 }
+
+/**
+ * RFC 7523 §3.2: an invalid client assertion is `invalid_client` (401). oidc-provider answers a
+ * structurally broken one with 400 invalid_request, so the shape is checked here first.
+ */
+export function assertionShapeCheck() {
+  return async function assertionShapeMiddleware(ctx: Context, next: Next) {
+    if (ctx.method !== 'POST' || ctx.path !== '/token' || typeof ctx.state.rawBody !== 'string') return next();
+    const assertions = new URLSearchParams(ctx.state.rawBody as string).getAll('client_assertion');
+    if (assertions.length === 1 && !isCompactJwt(assertions[0]!)) {
+      sendError(ctx, 401, 'invalid_client', 'client_assertion is not a signed JWT');
+      return;
+    }
+    return next();
+  };
+}
+
+function isCompactJwt(value: string): boolean {
+  const parts = value.split('.');
+  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p)) || !parts[2]) return false;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as unknown;
+    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
+    return !!header && typeof header === 'object' && !!payload && typeof payload === 'object' && !Array.isArray(payload);
+  } catch {
+    return false;
+  }
+}
