@@ -76,6 +76,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   });
   const probes = [{ name: 'postgres', ping: () => db.ping() }];
   if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping() });
+  // listen only once Redis is connected, so a fresh instance does not start by refusing everything
+  if (!(await fast.whenReady(5000))) log.error({ store: 'redis' }, 'redis not reachable at start; refusing tokens until it is');
   const readiness = new Readiness(probes, log);
   await readiness.check();
 

@@ -18,6 +18,8 @@ export interface FastStore {
   /** called after the connection came back: whoever caches derived state must reload it */
   onReconnect(handler: () => void): void;
   isReady(): boolean;
+  /** resolves once connected (true) or when the timeout passes first (false) */
+  whenReady(timeoutMs: number): Promise<boolean>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -90,6 +92,14 @@ export function createRedisStore(url: string, prefix: string, log: Logger): Fast
       reconnectHandlers.push(handler);
     },
     isReady: () => commands.status === 'ready' && subscriber.status === 'ready',
+    async whenReady(timeoutMs) {
+      const until = Date.now() + timeoutMs;
+      while (!(commands.status === 'ready' && subscriber.status === 'ready')) {
+        if (Date.now() > until) return false;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return true;
+    },
     async ping() {
       await wrap(() => commands.ping());
     },
@@ -130,6 +140,7 @@ export function createMemoryStore(): FastStore {
     },
     onReconnect() {},
     isReady: () => true,
+    whenReady: async () => true,
     async ping() {},
     async close() {
       clearInterval(sweep);

@@ -1,0 +1,245 @@
+// Client authentication at the token endpoint (RFC 7523 private_key_jwt): every forged, stale,
+// misaddressed, unsigned or replayed assertion gets 401 invalid_client and no token.
+import assert from 'node:assert/strict';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, type JWK } from 'jose';
+import { generateClientKey, keyPairFromPrivateJwk } from '../../src/client/oauth-client.js';
+import {
+  assertIssued, assertOAuthError, decodePayload, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, unsignedJwt, untilReady,
+  type ForgeOptions, type RawResponse,
+} from '../support/forge.js';
+import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
+import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
+
+describe('client authentication attacks (private_key_jwt)', () => {
+  let storage: TestStorage;
+  let server: ServerProcess;
+  let admin: Admin;
+  let client: TestClient;
+  let other: TestClient;
+  let tokenUrl: string;
+  const ledger = new SecretLedger();
+
+  before(async () => {
+    storage = await createTestStorage('clientauth');
+    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    await untilReady(server.url);
+    admin = await bootstrapAdmin(server.url, server.issuer);
+    client = await createClient(admin, { name: 'victim' });
+    other = await createClient(admin, { name: 'other' });
+    tokenUrl = `${server.issuer}/token`;
+  });
+  after(async () => {
+    await server?.stop();
+    await storage?.cleanup();
+  });
+
+  /** a token request whose only possible defect is the assertion: the DPoP proof is fresh and valid */
+  async function send(assertion: string, who: TestClient = client, extra: { params?: Record<string, string | undefined>; headers?: Record<string, string> } = {}): Promise<RawResponse> {
+    const proof = await forgeProof(who.dpopKey, 'POST', tokenUrl);
+    ledger.add(assertion, proof);
+    return ledger.addResponse(await postToken(`${server.url}/token`, { assertion, proof, ...extra }));
+  }
+  const assertion = (opts: ForgeOptions = {}, aud: string | string[] = server.issuer, who: TestClient = client) => forgeAssertion(who.key, who.clientId, aud, opts);
+
+  it('control: a well-formed hand-made assertion gets a token', async () => {
+    const res = await send(await assertion());
+    const token = assertIssued(res);
+    assert.equal(decodePayload(token).client_id, client.clientId);
+  });
+
+  describe('audience', () => {
+    it('accepts aud = the issuer', async () => {
+      assertIssued(await send(await assertion({}, server.issuer)));
+    });
+    it('accepts aud = the token endpoint URL', async () => {
+      assertIssued(await send(await assertion({}, `${server.issuer}/token`)));
+    });
+    for (const aud of ['https://evil.example.com', 'https://evil.example.com/token', 'ISSUER/introspect', 'ISSUER/token/extra', 'ISSUER/']) {
+      it(`refuses aud = ${aud}`, async () => {
+        const value = aud.replace('ISSUER', server.issuer);
+        assertOAuthError(await send(await assertion({}, value)), 401, 'invalid_client');
+      });
+    }
+    it('refuses an assertion without aud', async () => {
+      assertOAuthError(await send(await assertion({ claims: { aud: undefined } })), 401, 'invalid_client');
+    });
+  });
+
+  describe('signature and key', () => {
+    it('refuses an assertion signed by an unregistered key that carries the client\'s kid', async () => {
+      const stranger = await keyPairFromPrivateJwk((await generateClientKey('ES256')).privateJwk);
+      const res = await send(await assertion({ header: { kid: client.key.kid }, signWith: stranger.privateKey }));
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+    it('refuses an assertion signed by an unregistered key with an unknown kid', async () => {
+      const stranger = await keyPairFromPrivateJwk((await generateClientKey('ES256')).privateJwk);
+      const res = await send(await assertion({ header: { kid: stranger.kid }, signWith: stranger.privateKey }));
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+    it('refuses an assertion signed by an unregistered key with no kid', async () => {
+      const stranger = await keyPairFromPrivateJwk((await generateClientKey('ES256')).privateJwk);
+      const res = await send(await assertion({ header: { kid: undefined }, signWith: stranger.privateKey }));
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+    it('refuses an assertion whose signature was tampered with (payload changed after signing)', async () => {
+      const good = await assertion();
+      const [h, , s] = good.split('.');
+      const t = epoch();
+      const forged = `${h}.${Buffer.from(JSON.stringify({ iss: client.clientId, sub: client.clientId, aud: server.issuer, iat: t, exp: t + 60, jti: 'tampered-' + t })).toString('base64url')}.${s}`;
+      assertOAuthError(await send(forged), 401, 'invalid_client');
+    });
+    it('refuses alg: none (unsigned)', async () => {
+      const t = epoch();
+      const jwt = unsignedJwt(
+        { alg: 'none', kid: client.key.kid },
+        { iss: client.clientId, sub: client.clientId, aud: server.issuer, iat: t, exp: t + 60, jti: `none-${t}-${Math.random()}` },
+      );
+      assertOAuthError(await send(jwt), 401, 'invalid_client');
+    });
+    it('refuses alg: none with a copied signature segment', async () => {
+      const good = await assertion();
+      const [, p, s] = good.split('.');
+      const jwt = `${Buffer.from(JSON.stringify({ alg: 'none', kid: client.key.kid })).toString('base64url')}.${p}.${s}`;
+      assertOAuthError(await send(jwt), 401, 'invalid_client');
+    });
+    it('refuses HS256 keyed with the client\'s public JWK (algorithm confusion)', async () => {
+      const secret = new TextEncoder().encode(JSON.stringify(client.key.publicJwk));
+      assertOAuthError(await send(await assertion({ header: { alg: 'HS256' }, signWith: secret })), 401, 'invalid_client');
+    });
+    it('refuses HS256 keyed with the raw public key bytes (x || y)', async () => {
+      const { x, y } = client.key.publicJwk;
+      const secret = Buffer.concat([Buffer.from(x!, 'base64url'), Buffer.from(y!, 'base64url')]);
+      assertOAuthError(await send(await assertion({ header: { alg: 'HS256' }, signWith: secret })), 401, 'invalid_client');
+    });
+    it('refuses HS256 keyed with any secret', async () => {
+      const secret = new TextEncoder().encode('correct horse battery staple, 32+ bytes long!!');
+      assertOAuthError(await send(await assertion({ header: { alg: 'HS256' }, signWith: secret })), 401, 'invalid_client');
+    });
+  });
+
+  describe('claims', () => {
+    it('refuses an expired assertion (exp in the past)', async () => {
+      const t = epoch();
+      assertOAuthError(await send(await assertion({ claims: { iat: t - 120, exp: t - 60 } })), 401, 'invalid_client');
+    });
+    it('refuses an assertion without exp', async () => {
+      assertOAuthError(await send(await assertion({ claims: { exp: undefined } })), 401, 'invalid_client');
+    });
+    it('refuses an assertion that expires more than 300 s after now', async () => {
+      const t = epoch();
+      assertOAuthError(await send(await assertion({ claims: { iat: t, exp: t + 360 } })), 401, 'invalid_client');
+    });
+    it('refuses an assertion that expires in a year', async () => {
+      const t = epoch();
+      assertOAuthError(await send(await assertion({ claims: { iat: t, exp: t + 365 * 86400 } })), 401, 'invalid_client');
+    });
+    it('control: an assertion expiring within 300 s is accepted', async () => {
+      const t = epoch();
+      assertIssued(await send(await assertion({ claims: { iat: t, exp: t + 240 } })));
+    });
+    it('refuses an assertion whose iat is in the future', async () => {
+      const t = epoch();
+      assertOAuthError(await send(await assertion({ claims: { iat: t + 120, exp: t + 180 } })), 401, 'invalid_client');
+    });
+    it('refuses an assertion not yet valid (nbf in the future)', async () => {
+      const t = epoch();
+      assertOAuthError(await send(await assertion({ claims: { nbf: t + 120, exp: t + 180 } })), 401, 'invalid_client');
+    });
+    it('refuses an assertion without jti', async () => {
+      assertOAuthError(await send(await assertion({ claims: { jti: undefined } })), 401, 'invalid_client');
+    });
+    it('refuses iss other than the client_id (sub = client_id)', async () => {
+      assertOAuthError(await send(await assertion({ claims: { iss: other.clientId } })), 401, 'invalid_client');
+    });
+    it('refuses iss missing', async () => {
+      assertOAuthError(await send(await assertion({ claims: { iss: undefined } })), 401, 'invalid_client');
+    });
+    it('refuses sub naming another client (iss = client_id, signed by the client\'s own key)', async () => {
+      assertOAuthError(await send(await assertion({ claims: { sub: other.clientId } })), 401, 'invalid_client');
+    });
+    it('refuses iss = sub = another client, signed by this client\'s key (impersonation)', async () => {
+      assertOAuthError(await send(await assertion({ claims: { iss: other.clientId, sub: other.clientId } })), 401, 'invalid_client');
+    });
+    it('refuses iss = sub = an unknown client id', async () => {
+      assertOAuthError(await send(await assertion({ claims: { iss: 'no-such-client', sub: 'no-such-client' } })), 401, 'invalid_client');
+    });
+  });
+
+  describe('replay', () => {
+    it('refuses the second, sequential use of one assertion', async () => {
+      const a = await assertion();
+      assertIssued(await send(a));
+      assertOAuthError(await send(a), 401, 'invalid_client');
+    });
+    it('refuses a second assertion reusing the jti of a used one', async () => {
+      const jti = `reused-${epoch()}-${Math.random()}`;
+      assertIssued(await send(await assertion({ claims: { jti } })));
+      assertOAuthError(await send(await assertion({ claims: { jti } })), 401, 'invalid_client');
+    });
+  });
+
+  describe('other authentication methods', () => {
+    it('refuses client_secret_post', async () => {
+      const proof = await forgeProof(client.dpopKey, 'POST', tokenUrl);
+      ledger.add(proof);
+      const res = ledger.addResponse(await postToken(`${server.url}/token`, { proof, params: { client_id: client.clientId, client_secret: 'guessed-secret' } }));
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+    it('refuses client_secret_basic', async () => {
+      const proof = await forgeProof(client.dpopKey, 'POST', tokenUrl);
+      ledger.add(proof);
+      const basic = Buffer.from(`${encodeURIComponent(client.clientId)}:guessed-secret`).toString('base64');
+      const res = ledger.addResponse(await postToken(`${server.url}/token`, { proof, headers: { authorization: `Basic ${basic}` } }));
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+    it('refuses no authentication at all (client_id only)', async () => {
+      const proof = await forgeProof(client.dpopKey, 'POST', tokenUrl);
+      ledger.add(proof);
+      const res = ledger.addResponse(await postToken(`${server.url}/token`, { proof, params: { client_id: client.clientId } }));
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+  });
+
+  describe('RSA clients', () => {
+    for (const alg of ['RS256', 'PS256'] as const) {
+      it(`issues a token to an ${alg} client with a 2048-bit key`, async () => {
+        const rsa = await createClient(admin, { alg, name: `rsa ${alg}` });
+        assert.equal(Buffer.from(rsa.key.publicJwk.n!, 'base64url').length * 8, 2048);
+        const res = await send(await assertion({}, server.issuer, rsa), rsa);
+        assert.equal(decodePayload(assertIssued(res)).client_id, rsa.clientId);
+      });
+    }
+    it('refuses HS256 keyed with an RSA client\'s public key PEM (algorithm confusion)', async () => {
+      const rsa = await createClient(admin, { alg: 'RS256', name: 'rsa confusion' });
+      const pem = createPublicKey({ key: rsa.key.publicJwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string;
+      const res = await send(await assertion({ header: { alg: 'HS256' }, signWith: new TextEncoder().encode(pem) }, server.issuer, rsa), rsa);
+      assertOAuthError(res, 401, 'invalid_client');
+    });
+    it('refuses to register a client with a 1024-bit RSA key (admin API: 400 invalid_client_metadata)', async () => {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+      const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = (await exportJWK(privateKey)) as JWK;
+      assert.equal(Buffer.from(pub.n!, 'base64url').length * 8, 1024);
+      const res = await admin.call('POST', '/admin/clients', {
+        name: 'weak rsa',
+        jwks: { keys: [{ ...pub, kid: 'weak-1', alg: 'RS256', use: 'sig' }] },
+        scope: 'orders:read',
+        audiences: ['https://api.example.com/orders'],
+      });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body?.error, 'invalid_client_metadata');
+      assert.equal(res.body?.client_id, undefined);
+      const rows = await storage.sql<{ n: string }>('SELECT count(*)::text AS n FROM clients WHERE name = $1', ['weak rsa']);
+      assert.equal(rows[0]!.n, '0');
+    });
+  });
+
+  it('no server log line contains an assertion, proof or token of this file', async () => {
+    assert.ok(ledger.size > 20, 'the ledger should have recorded the credentials sent');
+    assert.ok(server.logs.length > 0);
+    const leaks = ledger.leaks(server.logs);
+    assert.deepEqual(leaks, []);
+  });
+});
