@@ -26,7 +26,8 @@ function uriList(value: unknown, what: string): string[] {
   return [...new Set(value.map((v) => absoluteUri(v, what)))];
 }
 
-export function parseNewClient(body: unknown): NewClient {
+/** `issuer` is needed to keep the admin plane's audience and scope out of ordinary clients' reach. */
+export function parseNewClient(body: unknown, issuer: string): NewClient {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ClientInputError('the request body must be a JSON object');
   const b = body as Record<string, unknown>;
   const name = b.name;
@@ -51,6 +52,11 @@ export function parseNewClient(body: unknown): NewClient {
   const scope = [...new Set(scopeRaw.split(' ').filter(Boolean))];
   const badScope = scope.find((s) => !SCOPE_TOKEN.test(s));
   if (badScope !== undefined) throw new ClientInputError(`scope value ${JSON.stringify(badScope)} contains characters RFC 6749 does not allow`);
+  if (scope.includes(ADMIN_SCOPE)) throw new ClientInputError(`scope ${ADMIN_SCOPE} is reserved for the admin client`);
+  const audiences = uriList(b.audiences, 'audiences');
+  if (audiences.some((a) => a === adminAudience(issuer) || a.startsWith(`${issuer}/`) || a === issuer)) {
+    throw new ClientInputError('audiences must not name Sigil itself; they are the APIs the client calls');
+  }
   const grantTypes = (b.grant_types ?? ['client_credentials']) as unknown;
   if (!Array.isArray(grantTypes) || grantTypes.length === 0 || grantTypes.some((g) => !(GRANT_TYPES as readonly unknown[]).includes(g))) {
     throw new ClientInputError(`grant_types must be a non-empty list drawn from ${GRANT_TYPES.join(', ')}`);
@@ -62,7 +68,7 @@ export function parseNewClient(body: unknown): NewClient {
     clientId: `${randomBytes(16).toString('hex')}`,
     name: name.trim(),
     scope,
-    audiences: uriList(b.audiences, 'audiences'),
+    audiences,
     serves: uriList(b.serves, 'serves'),
     grantTypes: [...new Set(grantTypes as GrantType[])],
     dpopRequired: dpop === 'required',

@@ -101,7 +101,7 @@ export function adminApi(deps: AdminDeps) {
   }
 
   async function createClient(ctx: Context, actor: string) {
-    const input = parseNewClient(jsonBody(ctx));
+    const input = parseNewClient(jsonBody(ctx), deps.issuer);
     await assertProviderAccepts(input);
     const created = await deps.clients.create(input);
     if (!created) return sendError(ctx, 409, 'invalid_client_metadata', 'client_id collision, retry');

@@ -1,0 +1,55 @@
+// The readable (non --json) forms. JSON output is the server's objects untouched; these are for people.
+import type { JWK } from 'jose';
+import type { clientView } from '../oauth/admin-clients.js';
+
+/** The client object as the admin API sends it (and `--json` prints it). */
+export type ClientObject = ReturnType<typeof clientView>;
+
+function list(values: readonly string[]): string {
+  return values.length ? values.join(', ') : '-';
+}
+
+/** Name the registered keys without dumping them: kid and algorithm are what a person compares. */
+function keysSummary(c: ClientObject): string {
+  if ('jwks_uri' in c && c.jwks_uri) return `jwks_uri ${c.jwks_uri}`;
+  const keys: JWK[] = ('jwks' in c && c.jwks?.keys) || [];
+  const named = keys.map((k) => `${k.kid ?? '(no kid)'} ${k.alg ?? k.kty ?? ''}`.trim());
+  return `${keys.length} key${keys.length === 1 ? '' : 's'}${named.length ? `: ${named.join(', ')}` : ''}`;
+}
+
+/** Aligned `label  value` lines. */
+export function fields(rows: Array<[string, string]>): string {
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+}
+
+export function formatClient(c: ClientObject): string {
+  const rows: Array<[string, string]> = [
+    ['client_id', c.client_id],
+    ['name', c.name],
+    ['status', c.status],
+    ['scope', c.scope || '-'],
+    ['audiences', list(c.audiences)],
+    ['serves', list(c.serves)],
+    ['grant_types', list(c.grant_types)],
+    ['dpop', c.dpop],
+    ['can_introspect', String(c.can_introspect)],
+    ['keys', keysSummary(c)],
+    ['created_at', c.created_at],
+    ['updated_at', c.updated_at],
+  ];
+  if (c.revoked_at) rows.push(['revoked_at', c.revoked_at], ['revoked_by', c.revoked_by ?? '-'], ['revoked_reason', c.revoked_reason ?? '-']);
+  return fields(rows);
+}
+
+/** Columns padded to their widest cell; the last column is left ragged. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+export function formatClientList(clients: ClientObject[]): string {
+  if (!clients.length) return 'no clients';
+  return table(['CLIENT_ID', 'STATUS', 'NAME', 'SCOPE'], clients.map((c) => [c.client_id, c.status, c.name, c.scope || '-']));
+}

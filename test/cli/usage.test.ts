@@ -1,0 +1,115 @@
+// The CLI's own refusals: bad command lines, unusable input files and an unreachable server. None of
+// these needs a running server; SIGIL_URL points at a port nobody listens on, so a command that wrongly
+// sent a request would end with "cannot reach Sigil" (exit 1) instead of its local refusal (exit 2).
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { generateClientKey } from '../../src/client/oauth-client.js';
+import { freePort } from '../support/server.js';
+import { assertFailure, clientKeyFile, sigil, tempDir, type CliOptions } from './harness.js';
+
+describe('sigil CLI: usage errors and unreachable server', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let opts: CliOptions;
+  let deadUrl: string;
+
+  before(async () => {
+    work = await tempDir('usage');
+    deadUrl = `http://127.0.0.1:${await freePort()}`;
+    opts = { url: deadUrl, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
+    await clientKeyFile(path.join(work.dir, 'public.jwks.json'));
+    // some admin key, so that commands get as far as the network
+    await mkdir(opts.keysDir!, { mode: 0o700 });
+    await writeFile(path.join(opts.keysDir!, 'admin.private.jwk.json'), JSON.stringify((await generateClientKey('ES256')).privateJwk), { mode: 0o600 });
+  });
+  after(async () => {
+    await work?.remove();
+  });
+
+  it('prints help for sigil and for every command, exit 0', async () => {
+    const top = await sigil(['--help'], opts);
+    assert.equal(top.code, 0);
+    for (const command of ['init', 'clients create', 'clients list', 'clients show ID']) assert.ok(top.stdout.includes(command), command);
+    for (const words of [['init'], ['clients', 'create'], ['clients', 'list'], ['clients', 'show']]) {
+      const run = await sigil([...words, '--help'], opts);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`^Usage: sigil ${words.join(' ')}`));
+    }
+    const create = await sigil(['clients', 'create', '--help'], opts);
+    for (const option of ['--name', '--jwks-file', '--jwks-uri', '--scope', '--audience', '--serves', '--grant-types', '--dpop', '--can-introspect', '--json']) {
+      assert.ok(create.stdout.includes(option), option);
+    }
+  });
+
+  it('--help --json is still exactly one JSON document', async () => {
+    const run = await sigil(['clients', 'list', '--help', '--json'], opts);
+    assert.equal(run.code, 0);
+    assert.equal(JSON.parse(run.stdout).usage, 'sigil clients list [--json]');
+  });
+
+  it('refuses unknown flags, unknown commands and missing arguments with exit 2', async () => {
+    assertFailure(await sigil(['clients', 'list', '--bogus'], opts), 2, /unknown option --bogus/);
+    assertFailure(await sigil(['init', '--force'], opts), 2, /unknown option --force/);
+    assertFailure(await sigil(['clients', 'frobnicate'], opts), 2, /unknown command: sigil clients frobnicate/);
+    assertFailure(await sigil(['frobnicate'], opts), 2, /unknown command: sigil frobnicate/);
+    assertFailure(await sigil(['clients', 'show'], opts), 2, /missing ID/);
+    assertFailure(await sigil(['clients', 'show', 'a', 'b'], opts), 2, /unexpected argument "b"/);
+    assertFailure(await sigil(['clients', 'list', 'extra'], opts), 2, /unexpected argument "extra"/);
+    const bare = await sigil([], opts);
+    assert.equal(bare.code, 2);
+    assert.match(bare.stderr, /Usage: sigil <command>/);
+  });
+
+  it('checks clients create flags before sending anything', async () => {
+    const jwks = 'public.jwks.json';
+    assertFailure(await sigil(['clients', 'create', '--jwks-file', jwks], opts), 2, /--name is required/);
+    assertFailure(await sigil(['clients', 'create', '--name', '--jwks-file', jwks], opts), 2, /--name needs a value/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x'], opts), 2, /exactly one of --jwks-file or --jwks-uri/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--jwks-uri', 'https://example.com/jwks'], opts), 2, /exactly one of --jwks-file or --jwks-uri/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-uri', 'not a url'], opts), 2, /--jwks-uri must be an absolute URL/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--dpop', 'sometimes'], opts), 2, /--dpop must be "required" or "optional"/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--grant-types', 'client_credentials,password'], opts), 2, /--grant-types: unknown "password"/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--can-introspect=yes'], opts), 2, /does not take an argument/);
+  });
+
+  it('refuses a missing, malformed or non-JWKS file, and one with private members (exit 2)', async () => {
+    const create = (file: string) => sigil(['clients', 'create', '--name', 'x', '--jwks-file', file], opts);
+    assertFailure(await create('missing.json'), 2, /--jwks-file missing\.json: cannot read it \(no such file\)/);
+
+    await writeFile(path.join(work.dir, 'broken.json'), '{"keys": [');
+    assertFailure(await create('broken.json'), 2, /broken\.json is not valid JSON/);
+
+    await writeFile(path.join(work.dir, 'not-jwks.json'), '{"hello": "world"}');
+    assertFailure(await create('not-jwks.json'), 2, /not an acceptable public JWKS: the JWKS must have a non-empty "keys" array/);
+
+    const { privateJwk } = await generateClientKey('ES256');
+    await writeFile(path.join(work.dir, 'private-set.json'), JSON.stringify({ keys: [privateJwk] }));
+    const privateSet = await create('private-set.json');
+    assertFailure(privateSet, 2, /contains private or secret members \(d\)/);
+    assert.ok(!privateSet.stderr.includes(privateJwk.d!), 'the private key is never echoed');
+
+    // the admin's own key file is a single private JWK: the likeliest mix-up, named as such
+    await writeFile(path.join(work.dir, 'private-key.json'), JSON.stringify(privateJwk));
+    assertFailure(await create('private-key.json'), 2, /holds a single JWK, not a JWKS.*private or secret members \(d\)/);
+  });
+
+  it('says where the admin key was expected when there is none', async () => {
+    assertFailure(await sigil(['clients', 'list'], { ...opts, keysDir: path.join(work.dir, 'nowhere') }), 1, /no admin key at .*nowhere.*run `sigil init` first/);
+  });
+
+  it('reports an unreachable server with exit 1 and leaves no key behind', async () => {
+    const unreachable = new RegExp(`cannot reach Sigil at ${deadUrl.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`);
+    assertFailure(await sigil(['clients', 'list', '--json'], opts), 1, unreachable);
+    assertFailure(await sigil(['clients', 'show', 'abc'], opts), 1, unreachable);
+    const keysDir = path.join(work.dir, 'fresh-keys');
+    const init = await sigil(['init', '--json'], { ...opts, keysDir });
+    assertFailure(init, 1, unreachable);
+    assert.equal(existsSync(keysDir), false, 'no key written for a server that never saw it');
+  });
+
+  it('refuses a SIGIL_URL that is not an http(s) URL (exit 2)', async () => {
+    assertFailure(await sigil(['clients', 'list'], { ...opts, url: 'localhost:3000' }), 2, /SIGIL_URL must be an http\(s\) URL/);
+  });
+});
