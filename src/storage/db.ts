@@ -122,6 +122,7 @@ export function createPgDb(connectionString: string, max = 10): Db {
 export async function createPgliteDb(dataDir: string): Promise<Db> {
   const { PGlite } = await import('@electric-sql/pglite');
   const lite = await PGlite.create(dataDir);
+  const locks = new Map<number, Promise<void>>();
   type Lite = { query: PGliteQuery; exec: (sql: string) => Promise<unknown> };
   const on = (q: Lite): Queryable => ({
     query: (t, p) => query(q, t, p),
@@ -131,15 +132,24 @@ export async function createPgliteDb(dataDir: string): Promise<Db> {
   });
   const query = async <T>(q: Lite, text: string, params?: unknown[]): Promise<QueryResult<T>> => {
     const r = await q.query(text, params);
-    return { rows: r.rows as T[], rowCount: r.affectedRows ?? r.rows.length };
+    // PGlite reports affectedRows 0 for a SELECT
+    return { rows: r.rows as T[], rowCount: r.affectedRows || r.rows.length };
   };
   return {
     kind: 'pglite',
     ...on(lite as unknown as Lite),
     // PGlite is one connection in one process: its transaction() already excludes every other query
     transaction: (fn) => lite.transaction((tx) => fn(on(tx as unknown as Lite))),
-    // one process owns the data directory, so there is nobody to lock out
-    withAdvisoryLock: (_key, fn) => fn(on(lite as unknown as Lite)),
+    // one process owns the data directory: the lock only has to serialise callers in this process
+    withAdvisoryLock: (key, fn) => {
+      const run = (locks.get(key) ?? Promise.resolve()).then(() => fn(on(lite as unknown as Lite)));
+      const settled = run.then(() => undefined, () => undefined);
+      locks.set(key, settled);
+      void settled.then(() => {
+        if (locks.get(key) === settled) locks.delete(key);
+      });
+      return run;
+    },
     ping: async () => {
       await lite.query('SELECT 1');
     },

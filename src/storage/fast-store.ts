@@ -125,11 +125,11 @@ export function createMemoryStore(): FastStore {
     async claimOnce(key, ttlSeconds) {
       const exp = claims.get(key);
       if (exp !== undefined && exp > Date.now()) return false;
-      claims.set(key, Date.now() + ttlSeconds * 1000);
+      claims.set(key, Date.now() + Math.max(1, Math.ceil(ttlSeconds)) * 1000);
       return true;
     },
     async expire(key, ttlSeconds) {
-      if (claims.has(key)) claims.set(key, Date.now() + ttlSeconds * 1000);
+      if (claims.has(key)) claims.set(key, Date.now() + Math.max(1, Math.ceil(ttlSeconds)) * 1000);
     },
     async publish(channel, message) {
       // asynchronous like Redis, so callers never depend on synchronous delivery

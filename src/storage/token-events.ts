@@ -34,10 +34,13 @@ export class TokenEventLog {
   }
 
   record(event: TokenEvent): void {
-    // a Postgres outage must not grow memory without bound; refusals are the first to go
+    // a Postgres outage must not grow memory without bound; refusals are the first to go, since
+    // issued records are what client revocation uses to find live tokens
     if (this.#buffer.length >= this.#maxBuffer) {
-      this.#log.error({ dropped: event.outcome, jti: event.jti }, 'token event buffer full; event dropped');
-      return;
+      const refusal = event.outcome === 'issued' ? this.#buffer.findIndex((e) => e.outcome === 'refused') : -1;
+      const dropped = refusal >= 0 ? this.#buffer.splice(refusal, 1)[0]! : event;
+      this.#log.error({ dropped: dropped.outcome, jti: dropped.jti }, 'token event buffer full; event dropped');
+      if (dropped === event) return;
     }
     this.#buffer.push(event);
   }
@@ -46,21 +49,25 @@ export class TokenEventLog {
     return this.#buffer.length;
   }
 
-  /** Write everything buffered so far (also called on shutdown and by tests). */
+  /** Write everything buffered so far, in batches (also called on shutdown and by tests). */
   async flush(): Promise<void> {
     while (this.#flushing) await this.#flushing;
-    if (this.#buffer.length === 0) return;
-    const batch = this.#buffer.splice(0, 1000);
-    this.#flushing = this.#write(batch)
-      .catch((err: Error) => {
-        // keep the events for the next attempt
-        this.#buffer.unshift(...batch);
-        this.#log.warn({ reason: err.message, pending: this.#buffer.length }, 'token events not written; will retry');
-      })
-      .finally(() => {
-        this.#flushing = undefined;
-      });
-    await this.#flushing;
+    while (this.#buffer.length > 0) {
+      const batch = this.#buffer.splice(0, 1000);
+      let failed = false;
+      this.#flushing = this.#write(batch)
+        .catch((err: Error) => {
+          failed = true;
+          // keep the events for the next attempt
+          this.#buffer.unshift(...batch);
+          this.#log.warn({ reason: err.message, pending: this.#buffer.length }, 'token events not written; will retry');
+        })
+        .finally(() => {
+          this.#flushing = undefined;
+        });
+      await this.#flushing;
+      if (failed) return;
+    }
   }
 
   async #write(batch: TokenEvent[]): Promise<void> {

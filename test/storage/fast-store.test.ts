@@ -1,0 +1,260 @@
+// The FastStore contract (one-time claims + the pub/sub bus every instance listens on), run against
+// Redis and the in-process store; and how the Redis store fails when Redis is not there.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { errors } from 'oidc-provider';
+import { StorageUnavailable } from '../../src/storage/errors.js';
+import { createMemoryStore, createRedisStore, type FastStore } from '../../src/storage/fast-store.js';
+import { silentLog, testRedisPrefix, until, withinGuard } from './helpers.js';
+
+interface Fleet {
+  /** a store that is one "instance" on the shared bus, connected */
+  instance(): Promise<FastStore>;
+  /** a store on a different bus (another deployment / prefix), connected */
+  stranger(): Promise<FastStore>;
+  cleanup(): Promise<void>;
+}
+
+const uid = (l: string) => `${l}-${randomBytes(5).toString('hex')}`;
+/** late copies of subscription probes may still arrive; they are not part of what a test asserts */
+const real = (messages: string[]) => messages.filter((m) => !m.startsWith('probe-'));
+
+/** Subscribe on `listener`, then publish probes from `sender` until the listener hears one (subscriptions are asynchronous). */
+async function connected(sender: FastStore, listener: FastStore, channel: string): Promise<void> {
+  const probe = uid('probe');
+  let heard = false;
+  listener.subscribe(channel, (m) => {
+    if (m === probe) heard = true;
+  });
+  await until(`subscription on ${channel} is live`, async () => {
+    if (heard) return true;
+    await sender.publish(channel, probe);
+    return false;
+  });
+}
+
+function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance }: { multiInstance: boolean }): void {
+  describe(`FastStore contract: ${name}`, () => {
+    const fleet = makeFleet();
+    after(async () => {
+      await fleet.cleanup();
+    });
+
+    it('claimOnce: true once, then false; keys are independent', async () => {
+      const s = await fleet.instance();
+      const k = uid('claim');
+      assert.equal(await s.claimOnce(k, 60), true);
+      assert.equal(await s.claimOnce(k, 60), false);
+      assert.equal(await s.claimOnce(`${k}-2`, 60), true);
+    });
+
+    it('claimOnce: 50 concurrent claims, exactly one true', async () => {
+      const s = await fleet.instance();
+      const k = uid('race');
+      const results = await Promise.all(Array.from({ length: 50 }, () => s.claimOnce(k, 60)));
+      assert.equal(results.filter(Boolean).length, 1);
+    });
+
+    it('claimOnce: an expired claim can be claimed again (polled)', async () => {
+      const s = await fleet.instance();
+      const k = uid('ttl');
+      assert.equal(await s.claimOnce(k, 1), true);
+      await until('the claim expires', () => s.claimOnce(k, 60));
+      assert.equal(await s.claimOnce(k, 60), false);
+    });
+
+    it('expire: lengthens a claim; on an absent key it is a no-op', async () => {
+      const s = await fleet.instance();
+      const probe = uid('probe');
+      const kept = uid('kept');
+      assert.equal(await s.claimOnce(probe, 1), true);
+      assert.equal(await s.claimOnce(kept, 1), true);
+      await s.expire(kept, 300);
+      await until('the probe expires', () => s.claimOnce(probe, 60));
+      assert.equal(await s.claimOnce(kept, 60), false, 'the extended claim still holds');
+      const absent = uid('absent');
+      await s.expire(absent, 300);
+      assert.equal(await s.claimOnce(absent, 60), true, 'expire() did not create a claim');
+    });
+
+    it('publish reaches every subscriber of the channel, and only that channel', async () => {
+      const s = await fleet.instance();
+      const channel = uid('ch');
+      await connected(s, s, channel);
+      const got1: string[] = [];
+      const got2: string[] = [];
+      const otherChannel: string[] = [];
+      s.subscribe(channel, (m) => got1.push(m));
+      s.subscribe(channel, (m) => got2.push(m));
+      s.subscribe(`${channel}-other`, (m) => otherChannel.push(m));
+      await connected(s, s, `${channel}-other`);
+      await s.publish(channel, 'hello');
+      await s.publish(channel, 'world');
+      await until('both handlers got both messages', () => real(got1).length >= 2 && real(got2).length >= 2);
+      assert.deepEqual(real(got1), ['hello', 'world']);
+      assert.deepEqual(real(got2), ['hello', 'world']);
+      // a marker on the other channel, sent after: once it arrives, anything misrouted would have too
+      await s.publish(`${channel}-other`, 'marker');
+      await until('marker', () => otherChannel.includes('marker'));
+      assert.deepEqual(otherChannel.filter((m) => !m.startsWith('probe-')), ['marker']);
+    });
+
+    it('publish never calls handlers synchronously', async () => {
+      const s = await fleet.instance();
+      const channel = uid('async');
+      await connected(s, s, channel);
+      const got: string[] = [];
+      s.subscribe(channel, (m) => got.push(m));
+      const p = s.publish(channel, 'x');
+      assert.deepEqual(real(got), []);
+      await p;
+      await until('delivered', () => real(got).length === 1);
+      assert.deepEqual(real(got), ['x']);
+    });
+
+    if (multiInstance) {
+      it('two instances with the same prefix both receive what either publishes', async () => {
+        const a = await fleet.instance();
+        const b = await fleet.instance();
+        const channel = uid('fleet');
+        await connected(a, b, channel);
+        await connected(b, a, channel);
+        const gotA: string[] = [];
+        const gotB: string[] = [];
+        a.subscribe(channel, (m) => gotA.push(m));
+        b.subscribe(channel, (m) => gotB.push(m));
+        await a.publish(channel, 'from-a');
+        await b.publish(channel, 'from-b');
+        await until('both instances got both messages', () => real(gotA).length >= 2 && real(gotB).length >= 2);
+        assert.deepEqual(real(gotA).sort(), ['from-a', 'from-b']);
+        assert.deepEqual(real(gotB).sort(), ['from-a', 'from-b']);
+      });
+
+      it('claims are shared: what one instance claimed, another cannot', async () => {
+        const a = await fleet.instance();
+        const b = await fleet.instance();
+        const k = uid('shared');
+        assert.equal(await a.claimOnce(k, 60), true);
+        assert.equal(await b.claimOnce(k, 60), false);
+      });
+    }
+
+    it('a store on a different bus does not receive, and does not share claims', async () => {
+      const a = await fleet.instance();
+      const stranger = await fleet.stranger();
+      const strangerPeer = await fleet.stranger();
+      const channel = uid('iso');
+      await connected(a, a, channel);
+      await connected(strangerPeer, stranger, channel);
+      const heard: string[] = [];
+      stranger.subscribe(channel, (m) => heard.push(m));
+      const mine: string[] = [];
+      a.subscribe(channel, (m) => mine.push(m));
+      await a.publish(channel, 'private');
+      await until('the sender bus delivered', () => mine.includes('private'));
+      // a marker on the stranger's bus sent after; once it arrives, a leaked message would have too
+      await strangerPeer.publish(channel, 'marker');
+      await until('marker', () => heard.includes('marker'));
+      assert.deepEqual(real(heard), ['marker']);
+
+      const k = uid('iso-claim');
+      assert.equal(await a.claimOnce(k, 60), true);
+      assert.equal(await stranger.claimOnce(k, 60), true, 'a different prefix is a different namespace');
+    });
+  });
+}
+
+fastStoreContract('createRedisStore', () => {
+  const mine = testRedisPrefix('fs');
+  const theirs = testRedisPrefix('fs2');
+  const stores: FastStore[] = [];
+  const make = async (prefix: string) => {
+    const s = createRedisStore(mine.url, prefix, silentLog);
+    stores.push(s);
+    // a fresh store refuses commands until connected (no offline queue, by design): wait for it
+    await until('redis store ready', () => s.isReady());
+    return s;
+  };
+  return {
+    instance: () => make(mine.prefix),
+    stranger: () => make(theirs.prefix),
+    async cleanup() {
+      for (const s of stores) await s.close();
+      await mine.cleanup();
+      await theirs.cleanup();
+    },
+  };
+}, { multiInstance: true });
+
+fastStoreContract('createMemoryStore', () => {
+  // one process, one bus: every instance() is the same store; a stranger is another memory store
+  const shared = createMemoryStore();
+  const strangers: FastStore[] = [];
+  let current: FastStore | undefined;
+  return {
+    instance: async () => shared,
+    stranger: async () => {
+      // stranger() is called twice per test for a sender/listener pair on the same (other) bus
+      if (!current || strangers.length % 2 === 0) {
+        current = createMemoryStore();
+      }
+      strangers.push(current);
+      return current;
+    },
+    async cleanup() {
+      await shared.close();
+      for (const s of new Set(strangers)) await s.close();
+    },
+  };
+}, { multiInstance: false });
+
+describe('createRedisStore: Redis unreachable', () => {
+  const stores: FastStore[] = [];
+  after(async () => {
+    for (const s of stores) await s.close();
+  });
+  const unreachable = () => {
+    // nothing listens on port 1
+    const s = createRedisStore('redis://127.0.0.1:1/0', 'sigil_test_down:', silentLog);
+    stores.push(s);
+    return s;
+  };
+
+  const isUnavailable = (err: unknown) => {
+    assert.ok(err instanceof StorageUnavailable, `expected StorageUnavailable, got ${String(err)}`);
+    assert.ok(err instanceof errors.OIDCProviderError);
+    assert.equal(err.status, 503);
+    assert.equal(err.statusCode, 503);
+    assert.equal(err.error, 'temporarily_unavailable');
+    assert.equal(err.store, 'redis');
+    assert.equal(err.expose, true, 'exposed, so oidc-provider does not turn it into server_error');
+    return true;
+  };
+
+  it('claimOnce() rejects with StorageUnavailable (503 temporarily_unavailable) instead of hanging', async () => {
+    const s = unreachable();
+    await assert.rejects(withinGuard(s.claimOnce('k', 60), 10_000, 'claimOnce'), isUnavailable);
+    // still refusing on later calls (reconnect attempts in the background)
+    await assert.rejects(withinGuard(s.claimOnce('k', 60), 10_000, 'claimOnce'), isUnavailable);
+  });
+
+  it('expire(), publish() and ping() reject the same way', async () => {
+    const s = unreachable();
+    await assert.rejects(withinGuard(s.expire('k', 60), 10_000, 'expire'), isUnavailable);
+    await assert.rejects(withinGuard(s.publish('c', 'm'), 10_000, 'publish'), isUnavailable);
+    await assert.rejects(withinGuard(s.ping(), 10_000, 'ping'), isUnavailable);
+  });
+
+  it('isReady() is false and subscribe() does not throw', async () => {
+    const s = unreachable();
+    assert.equal(s.isReady(), false);
+    s.subscribe('c', () => {});
+  });
+
+  it('redisReplayGuard over an unreachable store refuses (never answers "not a replay")', async () => {
+    const { redisReplayGuard } = await import('../../src/storage/replay-guard.js');
+    const g = redisReplayGuard(unreachable());
+    await assert.rejects(withinGuard(g.claim('jti', 60), 10_000, 'claim'), isUnavailable);
+  });
+});

@@ -1,0 +1,153 @@
+// Shared pieces of the storage contract tests: real backends (a fresh Postgres database, a fresh
+// PGlite data directory, a fresh Redis key prefix), a silent logger and a polling helper.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { createLogger, type Logger } from '../../src/log.js';
+import type { NewClient } from '../../src/storage/client-store.js';
+import { createPgDb, createPgliteDb, type Db } from '../../src/storage/db.js';
+import { createTestStorage, PG_ADMIN_URL, REDIS_URL } from '../support/infra.js';
+
+export const silentLog: Logger = createLogger('silent');
+
+/** A fresh, empty database of one backend. */
+export interface TestDb {
+  db: Db;
+  /**
+   * Another handle on the same database: a second pool (a second "instance") for Postgres; for
+   * PGlite, which one process owns, the same object.
+   */
+  second(): Db;
+  /** raw SQL on the same database, for setting up and asserting stored state */
+  sql<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  cleanup(): Promise<void>;
+}
+
+export type MakeDb = () => Promise<TestDb>;
+
+export const makePgDb: MakeDb = async () => {
+  const storage = await createTestStorage('st');
+  const db = createPgDb(storage.databaseUrl);
+  const extra: Db[] = [];
+  return {
+    db,
+    second() {
+      const d = createPgDb(storage.databaseUrl);
+      extra.push(d);
+      return d;
+    },
+    sql: (text, params) => storage.sql(text, params),
+    async cleanup() {
+      for (const d of [db, ...extra]) await d.close().catch(() => {});
+      await storage.cleanup();
+    },
+  };
+};
+
+export const makePgliteDb: MakeDb = async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sigil-pglite-'));
+  const db = await createPgliteDb(dir);
+  return {
+    db,
+    second: () => db,
+    sql: async (text, params) => (await db.query(text, params)).rows as never[],
+    async cleanup() {
+      await db.close().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+};
+
+/** A database that does not exist yet: its URL, and create()/drop() to make it appear and go. */
+export function lateDatabase() {
+  const name = `sigil_test_late_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  return {
+    url: url.toString(),
+    create: () => admin(`CREATE DATABASE ${name}`),
+    drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
+/** A Redis key prefix of our own, and removal of every key under it. */
+export function testRedisPrefix(label = 'st') {
+  const prefix = `sigil_test_${label}_${process.pid}_${randomBytes(4).toString('hex')}:`;
+  return {
+    url: REDIS_URL,
+    prefix,
+    async cleanup() {
+      const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+      try {
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+          if (keys.length) await redis.del(...keys);
+          cursor = next;
+        } while (cursor !== '0');
+      } finally {
+        redis.disconnect();
+      }
+    },
+  };
+}
+
+/** Poll fn until it returns something other than undefined/false; fail with `what` after timeoutMs. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Settle p, or fail after ms (a guard against hanging, not a timing assertion). */
+export async function withinGuard<T>(p: Promise<T>, ms = 10_000, what = 'operation'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms (hung)`)), ms);
+  });
+  try {
+    return await Promise.race([p, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const EC_PUBLIC_JWK = {
+  kty: 'EC',
+  crv: 'P-256',
+  x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU',
+  y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0',
+};
+
+export function sampleClient(clientId: string, over: Partial<NewClient> = {}): NewClient {
+  return {
+    clientId,
+    name: `client ${clientId}`,
+    scope: ['orders:read', 'orders:write'],
+    audiences: ['https://api.example.com/orders', 'https://api.example.com/billing'],
+    serves: [],
+    grantTypes: ['client_credentials'],
+    dpopRequired: true,
+    canIntrospect: false,
+    isAdmin: false,
+    jwks: { keys: [{ ...EC_PUBLIC_JWK, kid: 'k1' }] },
+    ...over,
+  };
+}

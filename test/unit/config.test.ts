@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const refused = (env: Record<string, string>, pattern: RegExp) =>
+  assert.throws(() => loadConfig(env), (err: Error) => {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err?.constructor?.name}: ${err?.message}`);
+    assert.equal(err.name, 'ConfigError');
+    assert.match(err.message, pattern);
+    return true;
+  });
+
+describe('loadConfig', () => {
+  it('has sensible defaults for an empty environment', () => {
+    const c = loadConfig({});
+    assert.deepEqual(c, {
+      port: 3000,
+      host: undefined,
+      issuer: 'http://localhost:3000',
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      redisPrefix: 'sigil:',
+      dataDir: path.resolve('./data'),
+      accessTokenTtl: 300,
+      refreshTokenTtl: 86400,
+      logLevel: 'info',
+      signingAlg: 'ES256',
+      dpopRequireNonce: false,
+      jwksMaxAgeSeconds: 300,
+    });
+  });
+
+  it('treats empty strings as unset', () => {
+    const c = loadConfig({ PORT: '', ISSUER: '', ACCESS_TOKEN_TTL: '', LOG_LEVEL: '', DATABASE_URL: '', REDIS_URL: '' });
+    assert.equal(c.port, 3000);
+    assert.equal(c.issuer, 'http://localhost:3000');
+    assert.equal(c.accessTokenTtl, 300);
+    assert.equal(c.databaseUrl, undefined);
+  });
+
+  it('reads the environment only from its argument', () => {
+    const before = process.env.PORT;
+    process.env.PORT = '4567';
+    try {
+      assert.equal(loadConfig({}).port, 3000);
+    } finally {
+      if (before === undefined) delete process.env.PORT;
+      else process.env.PORT = before;
+    }
+  });
+
+  it('derives the default ISSUER from PORT', () => {
+    assert.equal(loadConfig({ PORT: '8080' }).issuer, 'http://localhost:8080');
+    assert.equal(loadConfig({ PORT: '8080' }).port, 8080);
+  });
+
+  it('accepts an explicit origin as ISSUER, and every other setting', () => {
+    const c = loadConfig({
+      ISSUER: 'https://auth.example.com', PORT: '9000', HOST: '127.0.0.1', DATABASE_URL: 'postgres://u@db:5432/sigil',
+      REDIS_URL: 'rediss://cache:6380/1', REDIS_PREFIX: 'prod:', DATA_DIR: '/var/lib/sigil', ACCESS_TOKEN_TTL: '3600',
+      REFRESH_TOKEN_TTL: '60', LOG_LEVEL: 'debug', SIGNING_ALG: 'EdDSA', DPOP_NONCE: 'required', JWKS_MAX_AGE: '0',
+    });
+    assert.equal(c.issuer, 'https://auth.example.com');
+    assert.equal(c.port, 9000);
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.databaseUrl, 'postgres://u@db:5432/sigil');
+    assert.equal(c.redisUrl, 'rediss://cache:6380/1');
+    assert.equal(c.redisPrefix, 'prod:');
+    assert.equal(c.dataDir, '/var/lib/sigil');
+    assert.equal(c.accessTokenTtl, 3600);
+    assert.equal(c.refreshTokenTtl, 60);
+    assert.equal(c.logLevel, 'debug');
+    assert.equal(c.signingAlg, 'EdDSA');
+    assert.equal(c.dpopRequireNonce, true);
+    assert.equal(c.jwksMaxAgeSeconds, 0);
+    assert.equal(loadConfig({ DATABASE_URL: 'postgresql://u@db/sigil' }).databaseUrl, 'postgresql://u@db/sigil');
+    assert.equal(loadConfig({ ISSUER: 'https://auth.example.com:8443' }).issuer, 'https://auth.example.com:8443');
+  });
+
+  it('refuses an ISSUER with a path, a trailing slash, a query or a fragment', () => {
+    refused({ ISSUER: 'https://auth.example.com/' }, /ISSUER must be an origin without path or trailing slash/);
+    refused({ ISSUER: 'https://auth.example.com/sigil' }, /ISSUER.*"https:\/\/auth\.example\.com\/sigil"/);
+    refused({ ISSUER: 'https://auth.example.com/sigil/' }, /ISSUER/);
+    refused({ ISSUER: 'https://auth.example.com?x=1' }, /ISSUER/);
+    refused({ ISSUER: 'https://auth.example.com#frag' }, /ISSUER/);
+  });
+
+  it('refuses an ISSUER that is not an http(s) URL', () => {
+    refused({ ISSUER: 'auth.example.com' }, /ISSUER is not a URL/);
+    refused({ ISSUER: 'ftp://auth.example.com' }, /ISSUER must use http: or https:/);
+  });
+
+  it('refuses ACCESS_TOKEN_TTL 3601 with a clear message', () => {
+    refused({ ACCESS_TOKEN_TTL: '3601' }, /^ACCESS_TOKEN_TTL must be between 1 and 3600, got 3601$/);
+    refused({ ACCESS_TOKEN_TTL: '0' }, /ACCESS_TOKEN_TTL must be between 1 and 3600/);
+  });
+
+  it('refuses non-numeric and non-integer numbers', () => {
+    for (const bad of ['abc', '300s', '-1', '1.5', '1e3', ' 300', '0x10']) {
+      refused({ ACCESS_TOKEN_TTL: bad }, /ACCESS_TOKEN_TTL must be a whole number/);
+    }
+    refused({ PORT: 'http' }, /PORT must be a whole number, got "http"/);
+    refused({ PORT: '65536' }, /PORT must be between 0 and 65535/);
+    refused({ REFRESH_TOKEN_TTL: '59' }, /REFRESH_TOKEN_TTL/);
+    refused({ JWKS_MAX_AGE: '86401' }, /JWKS_MAX_AGE/);
+  });
+
+  it('refuses a DATABASE_URL or REDIS_URL with the wrong scheme', () => {
+    refused({ DATABASE_URL: 'mysql://u@db/sigil' }, /DATABASE_URL must use postgres: or postgresql:, got "mysql:"/);
+    refused({ DATABASE_URL: 'not a url' }, /DATABASE_URL is not a URL/);
+    refused({ REDIS_URL: 'http://cache:6379' }, /REDIS_URL must use redis: or rediss:/);
+  });
+
+  it('refuses unknown enumerated values', () => {
+    refused({ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of/);
+    refused({ SIGNING_ALG: 'HS256' }, /SIGNING_ALG must be one of ES256, EdDSA, PS256, got "HS256"/);
+    refused({ DPOP_NONCE: 'yes' }, /DPOP_NONCE must be one of off, required/);
+  });
+});
