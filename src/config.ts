@@ -22,6 +22,8 @@ export interface Config {
   dpopRequireNonce: boolean;
   /** how long gateways may cache the JWKS */
   jwksMaxAgeSeconds: number;
+  /** the `ttl` of status list tokens: how long a gateway may cache a list before fetching it again */
+  statusListTtlSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -89,5 +91,6 @@ export function loadConfig(env: Env = process.env): Config {
     signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', ['ES256', 'EdDSA', 'PS256']),
     dpopRequireNonce: oneOf(env, 'DPOP_NONCE', 'off', ['off', 'required']) === 'required',
     jwksMaxAgeSeconds: integer(env, 'JWKS_MAX_AGE', 300, 0, 86400),
+    statusListTtlSeconds: integer(env, 'STATUS_LIST_TTL', 30, 1, 3600),
   };
 }

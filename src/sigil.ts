@@ -21,6 +21,16 @@ import { migrate } from './storage/migrate.js';
 import { oidcAdapterFactory } from './storage/oidc-adapter.js';
 import { redisReplayGuard, sqlReplayGuard } from './storage/replay-guard.js';
 import { TokenEventLog } from './storage/token-events.js';
+import { importJWK, type CryptoKey } from 'jose';
+import { accessTokenVerifier } from './oauth/access-tokens.js';
+import { isAccessTokenRevoked, type TokenDecisions } from './oauth/introspection.js';
+import { RevocationList } from './oauth/revocation-list.js';
+import { Revocations } from './oauth/revocations.js';
+import { StatusIndexAllocator, StatusListPublisher } from './oauth/status-list.js';
+import { StatusChanges, statusListRoutes } from './server/status-lists.js';
+
+/** status lists group tokens by 15-minute expiry windows */
+const STATUS_LIST_WINDOW_SECONDS = 900;
 
 export interface RunningSigil {
   url: string;
@@ -47,17 +57,52 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   }
   const replay = config.redisUrl ? redisReplayGuard(fast) : sqlReplayGuard(db);
   const clients = new ClientStore(db, fast);
+  const revocationList = new RevocationList(db, fast, log);
+  await revocationList.start();
   const signingKeys = await loadSigningKeys(db, config.signingAlg);
+  const activeKey = signingKeys.privateJwks.keys[0]!;
+  const statusSigner = { kid: activeKey.kid!, alg: config.signingAlg, key: (await importJWK(activeKey, config.signingAlg)) as CryptoKey };
   const nonceSecret = await sharedSecret(db, 'dpop_nonce');
   const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
   const events = new TokenEventLog(db, log);
   const metrics = createMetrics();
-  const outcomes = tokenOutcomes(events, metrics);
+  const statusListPrefix = `${config.issuer}/status-lists/`;
+  const outcomes = tokenOutcomes(events, metrics, statusListPrefix);
+
+  // status lists: indices handed out at issuance, bits set by revocations, changes announced
+  const statusIndices = new StatusIndexAllocator(db, STATUS_LIST_WINDOW_SECONDS);
+  const statusPublisher = new StatusListPublisher(db, config.issuer, config.statusListTtlSeconds, () => statusSigner);
+  const statusChanges = new StatusChanges();
+  const listsChanged = (lists: string[] | undefined) => {
+    statusPublisher.invalidate(lists);
+    statusChanges.announce(lists);
+  };
+  revocationList.onEvent((e) => {
+    if (e.kind === 'client_revoked' || e.kind === 'client_keys_changed') clients.invalidate(e.target);
+    if (e.kind !== 'client_keys_changed') listsChanged(e.lists);
+  });
+  events.onLateRevocations = (lists) => void fast.publish('status-lists', JSON.stringify(lists)).catch(() => {});
+  fast.subscribe('status-lists', (message) => {
+    try {
+      listsChanged(JSON.parse(message) as string[]);
+    } catch {
+      listsChanged(undefined);
+    }
+  });
+
+  const publicJwks = signingKeys.keys.filter((k) => k.state !== 'next').map((k) => k.publicJwk);
+  const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => publicJwks, algorithms: [config.signingAlg] });
+  const revocations = new Revocations(revocationList, clients, log, 3600);
+  const tokens: TokenDecisions = { verify, revocationList, revocations, statusListPrefix };
 
   const provider = createProvider({
     config,
     privateJwks: signingKeys.privateJwks,
-    adapter: oidcAdapterFactory({ db, clients, replay, metadataOf: (r) => clientMetadata(r, config.signingAlg) as never }),
+    adapter: oidcAdapterFactory({
+      db, clients, replay, metadataOf: (r) => clientMetadata(r, config.signingAlg) as never, isClientRevoked: (id) => revocationList.isClientRevoked(id),
+    }),
+    statusIndices,
+    tokens,
     clients,
     nonceSecret,
     cookieKeys: [cookieKey],
@@ -66,12 +111,10 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     onRefused: (ctx, r) => outcomes.refused(ctx, r),
   });
 
-  const publicJwks = signingKeys.keys.filter((k) => k.state !== 'next').map((k) => k.publicJwk);
   const authenticate = createResourceServer({
-    issuer: config.issuer,
     audience: adminAudience(config.issuer),
-    publicJwks: () => publicJwks,
-    signingAlgs: [config.signingAlg],
+    verify,
+    isRevoked: (claims) => isAccessTokenRevoked(revocationList, claims),
     replay,
   });
   const probes = [{ name: 'postgres', ping: () => db.ping() }];
@@ -89,8 +132,16 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     outcomes,
     readiness,
     provider,
-    admin: adminApi({ issuer: config.issuer, signingAlg: config.signingAlg, db, clients, provider: () => provider, authenticate, log }),
+    admin: adminApi({ issuer: config.issuer, signingAlg: config.signingAlg, db, clients, revocations, provider: () => provider, authenticate, log }),
+    statusLists: statusListRoutes({ issuer: config.issuer, ttlSeconds: config.statusListTtlSeconds, publisher: statusPublisher, changes: statusChanges }),
   });
+
+  // housekeeping: forget what can no longer matter (expired revocations, retired status lists)
+  const housekeeping = setInterval(() => {
+    void revocationList.store.prune().catch(() => {});
+    void statusPublisher.retire().catch(() => {});
+  }, 60_000);
+  housekeeping.unref();
 
   const server = app.listen(config.port, config.host);
   server.keepAliveTimeout = 65_000;
@@ -115,6 +166,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
           server.closeIdleConnections();
         });
         readiness.stop();
+        clearInterval(housekeeping);
+        revocationList.stop();
         await events.close().catch(() => {});
         replay.close();
         await fast.close();

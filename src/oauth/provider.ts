@@ -9,6 +9,9 @@ import { CLIENT_CREDENTIALS, clientCredentialsGrant, parameters as clientCredent
 import type { IssuedToken } from './grants/shared.js';
 import { resolveAudience } from './token-policy.js';
 import type { JWK } from 'jose';
+import { looksLikeJwt } from './access-tokens.js';
+import { introspectAccessToken, revokeOwnAccessToken, type TokenDecisions } from './introspection.js';
+import { statusListPath, type StatusIndexAllocator } from './status-list.js';
 
 /** an assertion may live at most this long: bounds how long its jti must be remembered */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
@@ -34,6 +37,8 @@ export interface ProviderDeps {
   log: Logger;
   onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
   onRefused: (ctx: KoaContextWithOIDC, refusal: Refusal) => void;
+  statusIndices: StatusIndexAllocator;
+  tokens: TokenDecisions;
 }
 
 /** The oidc-provider view of a Sigil client. */
@@ -92,7 +97,12 @@ export function createProvider(deps: ProviderDeps): Provider {
       pushedAuthorizationRequests: { enabled: false },
       rpInitiatedLogout: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
+      introspection: {
+        enabled: true,
+        // a client sees its own tokens; a gateway (--can-introspect) sees all
+        allowedPolicy: async (_ctx, client, token) =>
+          client.clientId === token.clientId || (await deps.clients.find(client.clientId))?.canIntrospect === true,
+      },
       revocation: { enabled: true },
       registration: { enabled: true, initialAccessToken: true },
       userinfo: { enabled: false },
@@ -123,6 +133,16 @@ export function createProvider(deps: ProviderDeps): Provider {
         },
       },
     },
+    discovery: {
+      // draft-ietf-oauth-status-list: where gateways find every status list
+      status_list_aggregation_endpoint: `${config.issuer}/status-lists`,
+    },
+    // every access token names its bit in a status list (draft-ietf-oauth-status-list)
+    async extraTokenClaims(_ctx, token) {
+      const expiresAt = Math.floor(Date.now() / 1000) + (token.expiration ?? config.accessTokenTtl);
+      const { listId, idx } = await deps.statusIndices.allocate(expiresAt);
+      return { status: { status_list: { idx, uri: `${config.issuer}${statusListPath(listId)}` } } };
+    },
     ttl: {
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
     },
@@ -149,6 +169,8 @@ export function createProvider(deps: ProviderDeps): Provider {
   // the issuer is reached through whatever proxy/balancer fronts it; Sigil pins URLs itself (see app.ts)
   provider.proxy = false;
 
+  provider.use(structuredTokenAnswers(deps));
+
   provider.registerGrantType(
     CLIENT_CREDENTIALS,
     clientCredentialsGrant(provider, { clients: deps.clients, settings: { ttlSeconds: config.accessTokenTtl, alg: config.signingAlg }, onIssued: deps.onIssued }),
@@ -170,4 +192,29 @@ export function createProvider(deps: ProviderDeps): Provider {
     if (ctx.oidc?.route === 'token') refused(ctx, Object.assign(err, { error: 'server_error' }) as unknown as errors.OIDCProviderError);
   });
   return provider;
+}
+
+/**
+ * oidc-provider refuses JWT access tokens at introspection and revocation with
+ * unsupported_token_type, after it authenticated the client. That answer is replaced by Sigil's own.
+ */
+function structuredTokenAnswers(deps: ProviderDeps) {
+  return async function structuredTokens(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
+    await next();
+    const route = ctx.oidc?.route;
+    if (route !== 'introspection' && route !== 'revocation') return;
+    const body = ctx.body as { error?: string } | undefined;
+    const token = ctx.oidc.params?.token;
+    if (body?.error !== 'unsupported_token_type' || !ctx.oidc.client || !looksLikeJwt(token)) return;
+    const requester = await deps.clients.find(ctx.oidc.client.clientId);
+    if (!requester) return;
+    ctx.status = 200;
+    ctx.set('Cache-Control', 'no-store');
+    if (route === 'introspection') {
+      ctx.body = await introspectAccessToken(deps.tokens, token, requester);
+    } else {
+      await revokeOwnAccessToken(deps.tokens, token, requester.clientId, ctx.state.requestId as string | undefined);
+      ctx.body = '';
+    }
+  };
 }

@@ -1,10 +1,9 @@
 // How a protected API of Sigil's own (the admin API) checks a request: a DPoP-bound JWT access token
 // signed by Sigil, for this audience, and a fresh, unreplayed DPoP proof made with the bound key.
 import { createHash } from 'node:crypto';
-import {
-  calculateJwkThumbprint, createLocalJWKSet, EmbeddedJWK, errors as joseErrors, jwtVerify, type JWK, type JWTPayload,
-} from 'jose';
+import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { ReplayGuard } from '../storage/replay-guard.js';
+import type { AccessTokenClaims, AccessTokenVerifier } from './access-tokens.js';
 import { CLIENT_SIGNING_ALGS } from './client-keys.js';
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from './token-policy.js';
 
@@ -14,11 +13,7 @@ export class RequestAuthError extends Error {
   }
 }
 
-export interface AccessTokenClaims extends JWTPayload {
-  client_id: string;
-  scope?: string;
-  cnf?: { jkt?: string };
-}
+export type { AccessTokenClaims };
 
 export interface DpopRequest {
   method: string;
@@ -28,36 +23,18 @@ export interface DpopRequest {
   dpop: string | undefined;
 }
 
-export function createResourceServer(opts: { issuer: string; audience: string; publicJwks: () => JWK[]; signingAlgs: string[]; replay: ReplayGuard }) {
-  let jwksSource: JWK[] | undefined;
-  let keySet: ReturnType<typeof createLocalJWKSet> | undefined;
-  const keys = () => {
-    const current = opts.publicJwks();
-    if (current !== jwksSource) {
-      jwksSource = current;
-      keySet = createLocalJWKSet({ keys: current });
-    }
-    return keySet!;
-  };
-
+export function createResourceServer(opts: { audience: string; verify: AccessTokenVerifier; isRevoked: (claims: AccessTokenClaims) => boolean; replay: ReplayGuard }) {
   return async function authenticate(req: DpopRequest): Promise<AccessTokenClaims> {
     const match = /^DPoP ([A-Za-z0-9._~+/-]+=*)$/.exec(req.authorization ?? '');
     if (!match) throw new RequestAuthError(401, 'invalid_token', 'a DPoP-bound access token is required (Authorization: DPoP <token>)');
     const token = match[1]!;
 
-    let claims: AccessTokenClaims;
-    try {
-      ({ payload: claims } = (await jwtVerify(token, keys(), {
-        issuer: opts.issuer,
-        audience: opts.audience,
-        typ: 'at+jwt',
-        algorithms: opts.signingAlgs,
-        requiredClaims: ['exp', 'iat', 'jti', 'client_id'],
-      })) as { payload: AccessTokenClaims });
-    } catch (err) {
-      const reason = err instanceof joseErrors.JWTExpired ? 'the access token has expired' : 'the access token is not valid here';
-      throw new RequestAuthError(401, 'invalid_token', reason);
+    const verified = await opts.verify(token, opts.audience);
+    if (!verified.ok) {
+      throw new RequestAuthError(401, 'invalid_token', verified.reason === 'expired' ? 'the access token has expired' : 'the access token is not valid here');
     }
+    const { claims } = verified;
+    if (opts.isRevoked(claims)) throw new RequestAuthError(401, 'invalid_token', 'the access token has been revoked');
     const jkt = claims.cnf?.jkt;
     if (!jkt) throw new RequestAuthError(401, 'invalid_token', 'the access token is not DPoP-bound');
 

@@ -12,11 +12,14 @@ import { clientMetadata } from '../oauth/provider.js';
 import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from '../oauth/resource-server.js';
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/token-policy.js';
 import type { ClientStore, NewClient } from '../storage/client-store.js';
+import type { Revocations } from '../oauth/revocations.js';
+import { jwksProblems } from '../oauth/client-keys.js';
 import type { Db } from '../storage/db.js';
 import { audit } from '../storage/token-events.js';
 import { sendError } from './http-errors.js';
 
 export interface AdminDeps {
+  revocations: Revocations;
   issuer: string;
   signingAlg: string;
   db: Db;
@@ -111,6 +114,40 @@ export function adminApi(deps: AdminDeps) {
     ctx.body = clientView(created);
   }
 
+  function reasonOf(body: unknown): string | undefined {
+    const reason = (body as { reason?: unknown } | undefined)?.reason;
+    if (reason === undefined || reason === null) return undefined;
+    if (typeof reason !== 'string' || reason.length > 500) throw new ClientInputError('reason must be a string of at most 500 characters');
+    return reason;
+  }
+
+  async function revokeClient(ctx: Context, actor: string, clientId: string) {
+    const body = ctx.state.rawBody ? jsonBody(ctx) : {};
+    if (clientId === ADMIN_CLIENT_ID) return sendError(ctx, 400, 'invalid_request', 'the admin client cannot revoke itself');
+    const client = await deps.revocations.revokeClient(clientId, actor, reasonOf(body));
+    if (!client) return sendError(ctx, 404, 'not_found', 'no such client');
+    ctx.body = clientView(client);
+  }
+
+  async function setClientKeys(ctx: Context, actor: string, clientId: string) {
+    const body = jsonBody(ctx) as { jwks?: unknown; jwks_uri?: unknown };
+    const problems = jwksProblems(body.jwks);
+    if (problems.length) throw new ClientInputError(`jwks: ${problems.join('; ')}`);
+    const existing = await deps.clients.read(clientId);
+    if (!existing) return sendError(ctx, 404, 'not_found', 'no such client');
+    const jwks = body.jwks as { keys: JWK[] };
+    await assertProviderAccepts({ ...existing, jwks, jwksUri: undefined });
+    const client = await deps.revocations.setClientKeys(clientId, { jwks }, actor);
+    if (!client) return sendError(ctx, 404, 'not_found', 'no such client');
+    ctx.body = clientView(client);
+  }
+
+  async function revokeToken(ctx: Context, actor: string) {
+    const body = jsonBody(ctx) as { jti?: unknown };
+    if (typeof body.jti !== 'string' || !body.jti || body.jti.length > 200) throw new ClientInputError('jti must be a non-empty string');
+    ctx.body = await deps.revocations.revokeToken(body.jti, actor, reasonOf(body));
+  }
+
   return async function adminRoutes(ctx: Context, next: Next) {
     if (ctx.path !== '/admin' && !ctx.path.startsWith('/admin/')) return next();
     ctx.set('Cache-Control', 'no-store');
@@ -123,6 +160,10 @@ export function adminApi(deps: AdminDeps) {
         ctx.body = (await deps.clients.list()).map(clientView);
         return;
       }
+      const actionMatch = /^\/admin\/clients\/([^/]+)\/(revoke|jwks)$/.exec(ctx.path);
+      if (actionMatch && actionMatch[2] === 'revoke' && ctx.method === 'POST') return await revokeClient(ctx, actor, decodeURIComponent(actionMatch[1]!));
+      if (actionMatch && actionMatch[2] === 'jwks' && ctx.method === 'PUT') return await setClientKeys(ctx, actor, decodeURIComponent(actionMatch[1]!));
+      if (ctx.path === '/admin/tokens/revoke' && ctx.method === 'POST') return await revokeToken(ctx, actor);
       if (clientMatch && ctx.method === 'GET') {
         const client = await deps.clients.read(decodeURIComponent(clientMatch[1]!));
         if (!client) return sendError(ctx, 404, 'not_found', 'no such client');

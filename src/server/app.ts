@@ -18,6 +18,7 @@ export interface AppDeps {
   readiness: Readiness;
   provider: Provider;
   admin: (ctx: Context, next: Next) => Promise<unknown>;
+  statusLists: (ctx: Context, next: Next) => Promise<unknown>;
 }
 
 /** Paths whose answer depends on storage: refused with 503 while a store is down. */
@@ -71,7 +72,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(bodyGuard());
 
   app.use(async function failClosed(ctx, next) {
-    const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/');
+    const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/') || ctx.path.startsWith('/status-lists');
     if (gated && !deps.readiness.ready) {
       return sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
     }
@@ -86,6 +87,7 @@ export function createApp(deps: AppDeps): Koa {
     if (ctx.path === '/jwks' && ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAgeSeconds}`);
   });
 
+  app.use(deps.statusLists);
   app.use(deps.admin);
   app.use(mount(deps.provider as unknown as Koa));
   return app;

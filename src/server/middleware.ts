@@ -44,6 +44,9 @@ export function errorBoundary() {
       const status = e.status ?? e.statusCode ?? 500;
       if (status < 500 && e.expose) {
         sendError(ctx, status, e.error ?? 'invalid_request', e.message);
+      } else if (status === 503 && e.error === 'temporarily_unavailable') {
+        // a store went away mid-request: same answer as the fail-closed gate
+        sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
       } else {
         (ctx.state.log as Logger | undefined)?.error({ err: { name: (err as Error).name, message: e.message, stack: (err as Error).stack } }, 'unhandled error');
         sendError(ctx, 500, 'server_error', 'internal error');

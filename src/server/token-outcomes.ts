@@ -5,6 +5,8 @@ import type { Logger } from '../log.js';
 import type { IssuedToken } from '../oauth/grants/shared.js';
 import type { Refusal } from '../oauth/provider.js';
 import type { TokenEventLog } from '../storage/token-events.js';
+import type { AccessTokenClaims } from '../oauth/access-tokens.js';
+import { statusRefOf } from '../oauth/introspection.js';
 import type { Metrics } from './metrics.js';
 
 export interface TokenOutcomes {
@@ -14,10 +16,14 @@ export interface TokenOutcomes {
   recorded(ctx: Context): boolean;
 }
 
-export function tokenOutcomes(events: TokenEventLog, metrics: Metrics): TokenOutcomes {
+export function tokenOutcomes(events: TokenEventLog, metrics: Metrics, statusListPrefix: string): TokenOutcomes {
   return {
     issued(ctx, t) {
-      events.record({ at: new Date(), outcome: 'issued', grantType: t.grantType, clientId: t.clientId, jti: t.jti, expiresAt: new Date(t.expiresAt * 1000), requestId: ctx.state.requestId });
+      const status = t.extra ? statusRefOf(t.extra as AccessTokenClaims, statusListPrefix) : undefined;
+      events.record({
+        at: new Date(), outcome: 'issued', grantType: t.grantType, clientId: t.clientId, jti: t.jti, expiresAt: new Date(t.expiresAt * 1000),
+        requestId: ctx.state.requestId, statusList: status?.listId, statusIdx: status?.idx,
+      });
       metrics.issued.inc({ client_id: t.clientId, grant_type: t.grantType });
       (ctx.state.log as Logger).info({ event: 'token.issued', client_id: t.clientId, jti: t.jti, grant_type: t.grantType, exp: t.expiresAt }, 'token issued');
     },

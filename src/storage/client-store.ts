@@ -129,6 +129,11 @@ export class ClientStore {
     return fromRow(r.rows[0]);
   }
 
+  /** Drop this instance's cached copy (the revocation list tells every instance when to). */
+  invalidate(clientId: string): void {
+    this.#cache.delete(clientId);
+  }
+
   /** Tell every instance (this one included) to drop its cached copy. */
   async changed(clientId: string): Promise<void> {
     this.#cache.delete(clientId);

@@ -28,10 +28,12 @@ class ReadOnly {
 }
 
 class ClientAdapter extends ReadOnly implements Adapter {
-  constructor(private readonly clients: ClientStore, private readonly metadataOf: ClientMetadataOf) {
+  constructor(private readonly clients: ClientStore, private readonly metadataOf: ClientMetadataOf, private readonly isRevoked: (clientId: string) => boolean) {
     super();
   }
   async find(id: string): Promise<AdapterPayload | undefined> {
+    // the revocation list is consulted too: it is current within a second on every instance
+    if (this.isRevoked(id)) return undefined;
     const record = await this.clients.find(id);
     return record && record.status === 'active' ? this.metadataOf(record) : undefined;
   }
@@ -99,11 +101,11 @@ class SqlModelAdapter implements Adapter {
   }
 }
 
-export function oidcAdapterFactory(deps: { db: Db; clients: ClientStore; replay: ReplayGuard; metadataOf: ClientMetadataOf }) {
+export function oidcAdapterFactory(deps: { db: Db; clients: ClientStore; replay: ReplayGuard; metadataOf: ClientMetadataOf; isClientRevoked: (clientId: string) => boolean }) {
   return (model: string): Adapter => {
     switch (model) {
       case 'Client':
-        return new ClientAdapter(deps.clients, deps.metadataOf);
+        return new ClientAdapter(deps.clients, deps.metadataOf, deps.isClientRevoked);
       case 'ReplayDetection':
         return new ReplayAdapter(deps.replay);
       default:

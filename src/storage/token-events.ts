@@ -13,9 +13,12 @@ export interface TokenEvent {
   error?: string;
   reason?: string;
   requestId?: string;
+  /** the token's status list entry */
+  statusList?: string;
+  statusIdx?: number;
 }
 
-const COLUMNS = 9;
+const COLUMNS = 11;
 
 export class TokenEventLog {
   readonly #db: Db;
@@ -24,6 +27,9 @@ export class TokenEventLog {
   #flushing: Promise<void> | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #maxBuffer: number;
+
+  /** lists whose bits a flush set (a token issued just as its client or jti was being revoked) */
+  onLateRevocations: (listIds: string[]) => void = () => {};
 
   constructor(db: Db, log: Logger, { intervalMs = 200, maxBuffer = 100_000 } = {}) {
     this.#db = db;
@@ -73,14 +79,28 @@ export class TokenEventLog {
   async #write(batch: TokenEvent[]): Promise<void> {
     const values: unknown[] = [];
     const rows = batch.map((e, i) => {
-      values.push(e.at, e.outcome, e.grantType ?? null, e.clientId ?? null, e.jti ?? null, e.expiresAt ?? null, e.error ?? null, e.reason ?? null, e.requestId ?? null);
+      values.push(e.at, e.outcome, e.grantType ?? null, e.clientId ?? null, e.jti ?? null, e.expiresAt ?? null, e.error ?? null, e.reason ?? null, e.requestId ?? null, e.statusList ?? null, e.statusIdx ?? null);
       const base = i * COLUMNS;
       return `(${Array.from({ length: COLUMNS }, (_, j) => `$${base + j + 1}`).join(', ')})`;
     });
-    await this.#db.query(
-      `INSERT INTO token_events (at, outcome, grant_type, client_id, jti, expires_at, error, reason, request_id) VALUES ${rows.join(', ')}`,
+    const inserted = await this.#db.query<{ id: number }>(
+      `INSERT INTO token_events (at, outcome, grant_type, client_id, jti, expires_at, error, reason, request_id, status_list, status_idx)
+       VALUES ${rows.join(', ')} RETURNING id`,
       values,
     );
+    // A token issued while its client (or its jti) was being revoked elsewhere was not yet here for
+    // the revocation to find: set its status bit now.
+    if (!batch.some((e) => e.outcome === 'issued')) return;
+    const late = await this.#db.query<{ list_id: string }>(
+      `INSERT INTO status_bits (list_id, idx)
+       SELECT te.status_list, te.status_idx FROM token_events te
+       JOIN security_events se ON (se.kind = 'client_revoked' AND se.target = te.client_id)
+                               OR (se.kind = 'token_revoked' AND se.target = te.jti)
+       WHERE te.id = ANY($1::bigint[]) AND te.status_list IS NOT NULL
+       ON CONFLICT DO NOTHING RETURNING list_id`,
+      [inserted.rows.map((r) => r.id)],
+    );
+    if (late.rows.length) this.onLateRevocations([...new Set(late.rows.map((r) => r.list_id))]);
   }
 
   async close(): Promise<void> {

@@ -620,7 +620,7 @@ export function dbContract(name: string, makeDb: MakeDb): void {
       bus = createMemoryStore();
       clients = new ClientStore(ctx.t.db, bus);
       replay = sqlReplayGuard(ctx.t.db);
-      adapter = oidcAdapterFactory({ db: ctx.t.db, clients, replay, metadataOf: (r) => ({ client_id: r.clientId, scope: r.scope.join(' ') }) });
+      adapter = oidcAdapterFactory({ db: ctx.t.db, clients, replay, metadataOf: (r) => ({ client_id: r.clientId, scope: r.scope.join(' ') }), isClientRevoked: () => false });
     });
     after(async () => {
       replay?.close();

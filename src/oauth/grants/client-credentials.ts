@@ -41,7 +41,7 @@ export function clientCredentialsGrant(provider: Provider, deps: ClientCredentia
 
     ctx.oidc.entity('ClientCredentials', token);
     const value = await token.save();
-    deps.onIssued(ctx, { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp ?? Math.floor(Date.now() / 1000) + token.expiration, grantType: CLIENT_CREDENTIALS });
+    deps.onIssued(ctx, { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp ?? Math.floor(Date.now() / 1000) + token.expiration, grantType: CLIENT_CREDENTIALS, extra: token.extra });
 
     ctx.body = buildTokenResponse(provider, {
       accessToken: value,

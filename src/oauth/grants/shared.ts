@@ -14,6 +14,8 @@ export interface IssuedToken {
   /** epoch seconds */
   expiresAt: number;
   grantType: string;
+  /** the token's extra claims (status list reference, act) */
+  extra?: Record<string, unknown>;
 }
 
 interface Bindable {

@@ -1,0 +1,51 @@
+// Reading Sigil's own JWT access tokens back: signature by Sigil's keys, issuer, type. Used by
+// introspection, RFC 7009 revocation and the admin API's resource-server check.
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+
+export interface AccessTokenClaims extends JWTPayload {
+  client_id: string;
+  scope?: string;
+  cnf?: { jkt?: string };
+  act?: Record<string, unknown>;
+  status?: { status_list?: { idx?: number; uri?: string } };
+}
+
+export type VerifyResult =
+  | { ok: true; claims: AccessTokenClaims }
+  | { ok: false; reason: 'expired' | 'invalid'; claims?: AccessTokenClaims };
+
+/** Cheap shape test: three base64url segments (no crypto). */
+export function looksLikeJwt(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(value);
+}
+
+export function accessTokenVerifier(opts: { issuer: string; publicJwks: () => JWK[]; algorithms: string[] }) {
+  let source: JWK[] | undefined;
+  let keySet: ReturnType<typeof createLocalJWKSet> | undefined;
+  const keys = () => {
+    const current = opts.publicJwks();
+    if (current !== source) {
+      source = current;
+      keySet = createLocalJWKSet({ keys: current });
+    }
+    return keySet!;
+  };
+
+  return async function verifyAccessToken(token: string, audience?: string): Promise<VerifyResult> {
+    try {
+      const { payload } = await jwtVerify(token, keys(), {
+        issuer: opts.issuer,
+        typ: 'at+jwt',
+        algorithms: opts.algorithms,
+        requiredClaims: ['exp', 'iat', 'jti', 'client_id', 'sub', 'aud'],
+        ...(audience ? { audience } : {}),
+      });
+      return { ok: true, claims: payload as AccessTokenClaims };
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'expired', claims: err.payload as AccessTokenClaims };
+      return { ok: false, reason: 'invalid' };
+    }
+  };
+}
+
+export type AccessTokenVerifier = ReturnType<typeof accessTokenVerifier>;

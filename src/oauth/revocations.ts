@@ -1,0 +1,125 @@
+// What revoking does. Each operation is one Postgres transaction (state change, security event,
+// status-list bits, audit row); the revocation list then announces it to every instance.
+import type { JWK } from 'jose';
+import type { Logger } from '../log.js';
+import type { ClientRecord, ClientStore } from '../storage/client-store.js';
+import type { Queryable } from '../storage/db.js';
+import type { SecurityEvent } from '../storage/security-events.js';
+import type { RevocationList } from './revocation-list.js';
+import { setStatusBits, type StatusRef } from './status-list.js';
+
+export interface TokenRevocationRecord {
+  jti: string;
+  client_id: string | null;
+  status: 'revoked';
+  revoked_at: string;
+  revoked_by: string;
+  reason: string | null;
+  expires_at: string;
+  /** false when Sigil has no record of issuing this jti (it is refused anyway, should it appear) */
+  known: boolean;
+}
+
+async function auditRow(tx: Queryable, actor: string, action: string, target: string, reason?: string, details?: unknown) {
+  await tx.query('INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)', [
+    actor, action, target, reason ?? null, details === undefined ? null : JSON.stringify(details),
+  ]);
+}
+
+export class Revocations {
+  constructor(
+    private readonly list: RevocationList,
+    private readonly clients: ClientStore,
+    private readonly log: Logger,
+    /** the longest an access token can live: bounds how long a revocation of an unknown jti is kept */
+    private readonly maxTokenTtlSeconds: number,
+  ) {}
+
+  /** Revoke a client: no new tokens, every token it holds refused, its live tokens' status bits set. Idempotent. */
+  async revokeClient(clientId: string, actor: string, reason?: string): Promise<ClientRecord | undefined> {
+    const changed = await this.list.transaction(async (tx, append) => {
+      const r = await tx.query(
+        `UPDATE clients SET status = 'revoked', revoked_at = now(), revoked_by = $2, revoked_reason = $3, updated_at = now()
+         WHERE client_id = $1 AND status = 'active' RETURNING client_id`,
+        [clientId, actor, reason ?? null],
+      );
+      if (r.rowCount === 0) return false;
+      const event = await append({ kind: 'client_revoked', target: clientId, clientId, actor, reason });
+      const live = await tx.query<{ status_list: string; status_idx: number }>(
+        `SELECT status_list, status_idx FROM token_events
+         WHERE client_id = $1 AND outcome = 'issued' AND expires_at > now() AND status_list IS NOT NULL`,
+        [clientId],
+      );
+      const lists = await setStatusBits(tx, live.rows.map((x) => ({ listId: x.status_list, idx: x.status_idx })));
+      if (event) event.lists = lists;
+      await auditRow(tx, actor, 'client.revoke', clientId, reason, { live_tokens: live.rowCount });
+      return true;
+    });
+    if (changed) this.log.info({ action: 'client.revoke', actor, client_id: clientId, reason }, 'client revoked');
+    this.clients.invalidate(clientId);
+    return this.clients.read(clientId);
+  }
+
+  /**
+   * Revoke one access token by jti. What Sigil recorded at issuance (client, expiry, status index)
+   * is used when the caller does not know it; an unknown jti is kept for the longest token lifetime.
+   */
+  async revokeToken(jti: string, actor: string, reason?: string, known?: { clientId: string; expiresAt: number; status?: StatusRef }): Promise<TokenRevocationRecord> {
+    const record = await this.list.transaction(async (tx, append) => {
+      let info = known;
+      if (!info) {
+        const r = await tx.query<{ client_id: string; expires_at: Date; status_list: string | null; status_idx: number | null }>(
+          `SELECT client_id, expires_at, status_list, status_idx FROM token_events WHERE jti = $1 AND outcome = 'issued' LIMIT 1`,
+          [jti],
+        );
+        const row = r.rows[0];
+        if (row) {
+          info = {
+            clientId: row.client_id,
+            expiresAt: Math.floor(new Date(row.expires_at).getTime() / 1000),
+            status: row.status_list ? { listId: row.status_list, idx: row.status_idx! } : undefined,
+          };
+        }
+      }
+      const expiresAt = info?.expiresAt ?? Math.floor(Date.now() / 1000) + this.maxTokenTtlSeconds;
+      const event = await append({ kind: 'token_revoked', target: jti, clientId: info?.clientId, expiresAt, actor, reason });
+      if (info?.status && event) event.lists = await setStatusBits(tx, [info.status]);
+      if (event) await auditRow(tx, actor, 'token.revoke', jti, reason, { client_id: info?.clientId });
+      const existing = event ?? (await this.list.store.find('token_revoked', jti));
+      return toRecord(existing, jti, !!info);
+    });
+    this.log.info({ action: 'token.revoke', actor, jti, reason }, 'token revoked');
+    return record;
+  }
+
+  /** Replace a client's public keys; every instance drops its cached copy (old keys refused at once). */
+  async setClientKeys(clientId: string, keys: { jwks?: { keys: JWK[] }; jwksUri?: string }, actor: string): Promise<ClientRecord | undefined> {
+    const changed = await this.list.transaction(async (tx, append) => {
+      const r = await tx.query(
+        'UPDATE clients SET jwks = $2, jwks_uri = $3, updated_at = now() WHERE client_id = $1 RETURNING client_id',
+        [clientId, keys.jwks ? JSON.stringify(keys.jwks) : null, keys.jwksUri ?? null],
+      );
+      if (r.rowCount === 0) return false;
+      await append({ kind: 'client_keys_changed', target: clientId, clientId, actor });
+      await auditRow(tx, actor, 'client.keys.set', clientId, undefined, { kids: keys.jwks?.keys.map((k) => k.kid), jwks_uri: keys.jwksUri });
+      return true;
+    });
+    if (!changed) return undefined;
+    this.log.info({ action: 'client.keys.set', actor, client_id: clientId }, 'client keys replaced');
+    this.clients.invalidate(clientId);
+    return this.clients.read(clientId);
+  }
+}
+
+function toRecord(e: SecurityEvent | undefined, jti: string, known: boolean): TokenRevocationRecord {
+  return {
+    jti,
+    client_id: e?.clientId ?? null,
+    status: 'revoked',
+    revoked_at: new Date(e?.at ?? Date.now()).toISOString(),
+    revoked_by: e?.actor ?? 'unknown',
+    reason: e?.reason ?? null,
+    expires_at: new Date((e?.expiresAt ?? 0) * 1000).toISOString(),
+    known,
+  };
+}
