@@ -25,6 +25,8 @@ import { importJWK, type CryptoKey } from 'jose';
 import { accessTokenVerifier } from './oauth/access-tokens.js';
 import { isAccessTokenRevoked, type TokenDecisions } from './oauth/introspection.js';
 import { RevocationList } from './oauth/revocation-list.js';
+import { RefreshTokens } from './oauth/refresh-tokens.js';
+import { pruneRefreshTokens } from './storage/refresh-tokens.js';
 import { Revocations } from './oauth/revocations.js';
 import { StatusIndexAllocator, StatusListPublisher } from './oauth/status-list.js';
 import { StatusChanges, statusListRoutes } from './server/status-lists.js';
@@ -94,6 +96,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => publicJwks, algorithms: [config.signingAlg] });
   const revocations = new Revocations(revocationList, clients, log, 3600);
   const tokens: TokenDecisions = { verify, revocationList, revocations, statusListPrefix };
+  const refreshTokens = new RefreshTokens(db, revocationList, revocations, config.refreshTokenTtl, statusListPrefix);
 
   const provider = createProvider({
     config,
@@ -103,6 +106,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     }),
     statusIndices,
     tokens,
+    refreshTokens,
     clients,
     nonceSecret,
     cookieKeys: [cookieKey],
@@ -140,6 +144,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const housekeeping = setInterval(() => {
     void revocationList.store.prune().catch(() => {});
     void statusPublisher.retire().catch(() => {});
+    void pruneRefreshTokens(db).catch(() => {});
   }, 60_000);
   housekeeping.unref();
 

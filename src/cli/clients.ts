@@ -1,8 +1,9 @@
-// `sigil clients create|list|show`: register and inspect the clients of the server through the admin API.
+// `sigil clients create|list|show|revoke` and `sigil clients keys set`: register, inspect, revoke and re-key
+// the clients of the server through the admin API.
 import { GRANT_TYPES } from '../storage/client-store.js';
 import { AdminSession } from './admin-session.js';
 import {
-  flag, listOption, requiredString, stringOption, type Command, type CommandInput, type CommandResult, type OptionValues,
+  flag, listOption, MAX_REASON, reasonOption, requiredString, stringOption, type Command, type CommandInput, type CommandResult, type OptionValues,
 } from './command.js';
 import { CliError, ServerError, UsageError } from './errors.js';
 import { readJwksFile } from './jwks-file.js';
@@ -59,16 +60,48 @@ async function list({ io }: CommandInput): Promise<CommandResult> {
   return { json: clients, human: formatClientList(clients) };
 }
 
-async function show({ positionals: [id], io }: CommandInput): Promise<CommandResult> {
-  if (!id?.trim()) throw new UsageError('give the client_id to show');
-  const session = await AdminSession.open(io);
+/** The client_id positional, non-blank (parseArgs accepts `""`). */
+function clientIdArg(id: string | undefined, what: string): string {
+  if (!id?.trim()) throw new UsageError(`give the client_id to ${what}`);
+  return id;
+}
+
+const clientPath = (id: string, action = '') => `/admin/clients/${encodeURIComponent(id)}${action}`;
+
+/** A call about one client; the server's "no such client" becomes a plain sentence naming the id. */
+async function aboutClient<T>(id: string, work: () => Promise<T>): Promise<T> {
   try {
-    const client = await session.call<ClientObject>('GET', `/admin/clients/${encodeURIComponent(id)}`);
-    return { json: client, human: formatClient(client) };
+    return await work();
   } catch (err) {
-    if (err instanceof ServerError && err.status === 404) throw new CliError(`no client with client_id ${JSON.stringify(id)}`);
+    // 404 not_found is "no such client"; any other 404 (e.g. a server without this endpoint) keeps its own words
+    if (err instanceof ServerError && err.status === 404 && err.error === 'not_found') throw new CliError(`no client with client_id ${JSON.stringify(id)}`);
     throw err;
   }
+}
+
+async function show({ positionals: [raw], io }: CommandInput): Promise<CommandResult> {
+  const id = clientIdArg(raw, 'show');
+  const session = await AdminSession.open(io);
+  const client = await aboutClient(id, () => session.call<ClientObject>('GET', clientPath(id)));
+  return { json: client, human: formatClient(client) };
+}
+
+async function revoke({ positionals: [raw], values, io }: CommandInput): Promise<CommandResult> {
+  const id = clientIdArg(raw, 'revoke');
+  const reason = reasonOption(values);
+  const session = await AdminSession.open(io);
+  const client = await aboutClient(id, () => session.call<ClientObject>('POST', clientPath(id, '/revoke'), reason === undefined ? {} : { reason }));
+  if (client.status !== 'revoked') throw new CliError(`Sigil answered the revocation of ${id} with a client whose status is ${JSON.stringify(client.status)}, not "revoked"`);
+  return { json: client, human: `Client revoked: it gets no new token, and every token it holds is refused.\n\n${formatClient(client)}` };
+}
+
+async function setKeys({ positionals: [raw], values, io }: CommandInput): Promise<CommandResult> {
+  const id = clientIdArg(raw, 'set the keys of');
+  // read and check the file first: a private key in it must never leave this machine
+  const jwks = await readJwksFile(requiredString(values, 'jwks-file'), io.cwd);
+  const session = await AdminSession.open(io);
+  const client = await aboutClient(id, () => session.call<ClientObject>('PUT', clientPath(id, '/jwks'), { jwks }));
+  return { json: client, human: `Keys replaced: the client's assertions must now be signed with one of these keys; the old ones are refused.\n\n${formatClient(client)}` };
 }
 
 export const clientCommands: Command[] = [
@@ -117,5 +150,37 @@ export const clientCommands: Command[] = [
     options: {},
     positionals: ['ID'],
     run: show,
+  },
+  {
+    words: ['clients', 'revoke'],
+    summary: 'revoke a client: no new tokens, and every token it holds is refused',
+    usage: 'clients revoke ID [--reason TEXT] [--json]',
+    help: `  ID             the client_id to revoke
+  --reason TEXT  why, kept with the client and in the audit log (at most ${MAX_REASON} characters)
+
+Revoking is final and idempotent: revoking a revoked client succeeds and changes nothing (the first
+reason is kept). The admin client cannot be revoked. Prints the client, with status "revoked".`,
+    options: {
+      reason: { type: 'string' },
+    },
+    positionals: ['ID'],
+    run: revoke,
+  },
+  {
+    words: ['clients', 'keys', 'set'],
+    summary: 'replace a client\'s registered public keys',
+    usage: 'clients keys set ID --jwks-file F [--json]',
+    help: `  ID             the client_id whose keys to replace
+  --jwks-file F  a file with the client's new PUBLIC keys as a JWKS ({"keys": [...]}), replacing all of
+                 its registered keys (or its jwks_uri); refused before sending if it holds private
+                 members (d, p, q, ...)
+
+To rotate without an outage, put both the old and the new key in the file, move the client to the
+new key, then set the file again with only the new key. Prints the client with its new keys.`,
+    options: {
+      'jwks-file': { type: 'string' },
+    },
+    positionals: ['ID'],
+    run: setKeys,
   },
 ];

@@ -64,3 +64,15 @@ export function listOption(values: OptionValues, name: string): string[] {
 export function flag(values: OptionValues, name: string): boolean {
   return values[name] === true;
 }
+
+/** The bound the server puts on a revocation reason (a string of at most 500 characters), checked before sending. */
+export const MAX_REASON = 500;
+
+/** --reason TEXT of the revoke commands: optional, but not blank and not longer than the server keeps. */
+export function reasonOption(values: OptionValues): string | undefined {
+  const reason = stringOption(values, 'reason');
+  if (reason === undefined) return undefined;
+  if (!reason.trim()) throw new UsageError('--reason needs some text (or leave it out)');
+  if (reason.length > MAX_REASON) throw new UsageError(`--reason is ${reason.length} characters long; at most ${MAX_REASON}`);
+  return reason;
+}

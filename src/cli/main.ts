@@ -8,9 +8,10 @@ import type { CliIo, Command, CommandResult, OptionValues } from './command.js';
 import { CliError, UsageError } from './errors.js';
 import { initCommands } from './init.js';
 import { DEFAULT_SIGIL_URL } from './settings.js';
+import { tokenCommands } from './tokens.js';
 
 /** Every command; a new command group is one file exporting its list, added here. */
-export const COMMANDS: Command[] = [...initCommands, ...clientCommands];
+export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands];
 
 /** Flags every command takes; also accepted before the command words (`sigil --json clients list`). */
 const COMMON_OPTIONS: ParseArgsOptionsConfig = {

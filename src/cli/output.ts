@@ -53,3 +53,19 @@ export function formatClientList(clients: ClientObject[]): string {
   if (!clients.length) return 'no clients';
   return table(['CLIENT_ID', 'STATUS', 'NAME', 'SCOPE'], clients.map((c) => [c.client_id, c.status, c.name, c.scope || '-']));
 }
+
+/** What `POST /admin/tokens/revoke` answers (and `sigil tokens revoke --json` prints). */
+export type TokenRevocationObject = import('../oauth/revocations.js').TokenRevocationRecord;
+
+export function formatTokenRevocation(r: TokenRevocationObject): string {
+  return fields([
+    ['jti', r.jti],
+    ['client_id', r.client_id ?? '- (unknown)'],
+    ['status', r.status],
+    ['known', r.known ? 'yes (issued by this server)' : 'no (no record of issuing it)'],
+    ['revoked_at', r.revoked_at],
+    ['revoked_by', r.revoked_by],
+    ['reason', r.reason ?? '-'],
+    ['expires_at', r.expires_at],
+  ]);
+}

@@ -6,7 +6,11 @@ import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../storage/client-store.js';
 import { CLIENT_SIGNING_ALGS } from './client-keys.js';
 import { CLIENT_CREDENTIALS, clientCredentialsGrant, parameters as clientCredentialsParameters } from './grants/client-credentials.js';
-import type { IssuedToken } from './grants/shared.js';
+import { pendingClaims, type IssuedToken } from './grants/shared.js';
+import { parameters as exchangeParameters, TOKEN_EXCHANGE, tokenExchangeGrant } from './grants/token-exchange.js';
+import { parameters as refreshParameters, REFRESH_TOKEN, refreshTokenGrant } from './grants/refresh-token.js';
+import type { RefreshTokens } from './refresh-tokens.js';
+import { looksLikeRefreshToken } from '../storage/refresh-tokens.js';
 import { resolveAudience } from './token-policy.js';
 import type { JWK } from 'jose';
 import { looksLikeJwt } from './access-tokens.js';
@@ -17,7 +21,7 @@ import { statusListPath, type StatusIndexAllocator } from './status-list.js';
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
 
 /** The grant types oidc-provider knows about in this build (others a client holds are Sigil-only for now). */
-const PROVIDER_GRANTS = new Set([CLIENT_CREDENTIALS]);
+const PROVIDER_GRANTS = new Set<string>([CLIENT_CREDENTIALS, TOKEN_EXCHANGE, REFRESH_TOKEN]);
 
 export interface Refusal {
   error: string;
@@ -39,6 +43,7 @@ export interface ProviderDeps {
   onRefused: (ctx: KoaContextWithOIDC, refusal: Refusal) => void;
   statusIndices: StatusIndexAllocator;
   tokens: TokenDecisions;
+  refreshTokens: RefreshTokens;
 }
 
 /** The oidc-provider view of a Sigil client. */
@@ -141,10 +146,12 @@ export function createProvider(deps: ProviderDeps): Provider {
     async extraTokenClaims(_ctx, token) {
       const expiresAt = Math.floor(Date.now() / 1000) + (token.expiration ?? config.accessTokenTtl);
       const { listId, idx } = await deps.statusIndices.allocate(expiresAt);
-      return { status: { status_list: { idx, uri: `${config.issuer}${statusListPath(listId)}` } } };
+      return { ...pendingClaims.get(token), status: { status_list: { idx, uri: `${config.issuer}${statusListPath(listId)}` } } };
     },
     ttl: {
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
+      // exchanged tokens carry a shorter TTL in their resource server when the subject expires sooner
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
     },
     async assertJwtClientAuthClaimsAndHeader(_ctx, claims) {
       const now = Math.floor(Date.now() / 1000);
@@ -178,6 +185,20 @@ export function createProvider(deps: ProviderDeps): Provider {
     ['resource'],
   );
 
+  const settings = { ttlSeconds: config.accessTokenTtl, alg: config.signingAlg };
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    tokenExchangeGrant(provider, {
+      clients: deps.clients, settings, verify: deps.tokens.verify, revocationList: deps.tokens.revocationList, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued,
+    }),
+    exchangeParameters,
+  );
+  provider.registerGrantType(
+    REFRESH_TOKEN,
+    refreshTokenGrant(provider, { clients: deps.clients, settings, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued }),
+    refreshParameters,
+  );
+
   const refused = (ctx: KoaContextWithOIDC, err: errors.OIDCProviderError) => {
     deps.onRefused(ctx, {
       error: err.error ?? 'server_error',
@@ -205,15 +226,19 @@ function structuredTokenAnswers(deps: ProviderDeps) {
     if (route !== 'introspection' && route !== 'revocation') return;
     const body = ctx.body as { error?: string } | undefined;
     const token = ctx.oidc.params?.token;
-    if (body?.error !== 'unsupported_token_type' || !ctx.oidc.client || !looksLikeJwt(token)) return;
+    // only once oidc-provider authenticated the client: a 200, or its JWT refusal
+    const jwt = body?.error === 'unsupported_token_type' && looksLikeJwt(token);
+    const refresh = ctx.status === 200 && looksLikeRefreshToken(token);
+    if (!ctx.oidc.client || (!jwt && !refresh)) return;
     const requester = await deps.clients.find(ctx.oidc.client.clientId);
     if (!requester) return;
     ctx.status = 200;
     ctx.set('Cache-Control', 'no-store');
     if (route === 'introspection') {
-      ctx.body = await introspectAccessToken(deps.tokens, token, requester);
+      ctx.body = jwt ? await introspectAccessToken(deps.tokens, token, requester) : await deps.refreshTokens.introspect(token as string, requester);
     } else {
-      await revokeOwnAccessToken(deps.tokens, token, requester.clientId, ctx.state.requestId as string | undefined);
+      if (jwt) await revokeOwnAccessToken(deps.tokens, token, requester.clientId, ctx.state.requestId as string | undefined);
+      else await deps.refreshTokens.revoke(token as string, requester.clientId);
       ctx.body = '';
     }
   };

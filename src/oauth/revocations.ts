@@ -7,6 +7,7 @@ import type { Queryable } from '../storage/db.js';
 import type { SecurityEvent } from '../storage/security-events.js';
 import type { RevocationList } from './revocation-list.js';
 import { setStatusBits, type StatusRef } from './status-list.js';
+import { familyAccessTokens } from '../storage/refresh-tokens.js';
 
 export interface TokenRevocationRecord {
   jti: string;
@@ -90,6 +91,32 @@ export class Revocations {
     });
     this.log.info({ action: 'token.revoke', actor, jti, reason }, 'token revoked');
     return record;
+  }
+
+  /**
+   * Kill a refresh-token family: the family is refused from now on, and so is every access token
+   * it produced (JWTs cannot be recalled, so their jtis go onto the revocation list).
+   */
+  async revokeFamily(familyId: string, familyExpiresAt: number, clientId: string, actor: string, reason: string): Promise<boolean> {
+    const changed = await this.list.transaction(async (tx, append) => {
+      // waits for a rotation of this family in flight, so its new access token is revoked too
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [familyId]);
+      const family = await append({ kind: 'family_revoked', target: familyId, clientId, expiresAt: familyExpiresAt, actor, reason });
+      if (!family) return false;
+      const tokens = await familyAccessTokens(tx, familyId);
+      const lists = new Set<string>();
+      for (const t of tokens) {
+        const e = await append({ kind: 'token_revoked', target: t.jti, clientId, expiresAt: t.expiresAt, actor, reason });
+        if (e && t.statusList !== null) {
+          for (const l of await setStatusBits(tx, [{ listId: t.statusList, idx: t.statusIdx! }])) lists.add(l);
+        }
+      }
+      family.lists = [...lists];
+      await auditRow(tx, actor, 'refresh_family.revoke', familyId, reason, { client_id: clientId, access_tokens: tokens.length });
+      return true;
+    });
+    if (changed) this.log.warn({ action: 'refresh_family.revoke', actor, family: familyId, client_id: clientId, reason }, 'refresh token family revoked');
+    return changed;
   }
 
   /** Replace a client's public keys; every instance drops its cached copy (old keys refused at once). */

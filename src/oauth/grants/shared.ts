@@ -28,3 +28,9 @@ export async function bindToProofKey(provider: Provider, ctx: KoaContextWithOIDC
   await checkDpopReplay(provider, ctx, dPoP, ctx.oidc.client!.clientId, errors.InvalidDpopProof);
   token.setThumbprint('jkt', dPoP.thumbprint);
 }
+
+/**
+ * Claims a grant wants on the token it is about to save (e.g. `act`). oidc-provider only lets
+ * extraTokenClaims add claims, and that hook sees the token, not the grant: this hands them over.
+ */
+export const pendingClaims = new WeakMap<object, Record<string, unknown>>();

@@ -1,0 +1,71 @@
+// The refresh_token grant for Sigil's rotating refresh tokens: DPoP-bound to the key they were
+// issued to (also for confidential clients), one use each, reuse revokes the family.
+import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { buildTokenResponse, validateDpop } from 'oidc-provider/lib/helpers/grants.js';
+import type { ClientStore } from '../../storage/client-store.js';
+import { looksLikeRefreshToken } from '../../storage/refresh-tokens.js';
+import type { RefreshTokens } from '../refresh-tokens.js';
+import { assertProofFresh, grantedScope } from '../token-policy.js';
+import { bindToProofKey, pendingClaims, type AccessTokenSettings, type IssuedToken } from './shared.js';
+
+export const REFRESH_TOKEN = 'refresh_token';
+export const parameters = ['refresh_token', 'scope'];
+
+export interface RefreshDeps {
+  clients: ClientStore;
+  settings: AccessTokenSettings;
+  refreshTokens: RefreshTokens;
+  onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
+}
+
+export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
+  return async function refreshToken(ctx: KoaContextWithOIDC): Promise<void> {
+    const client = ctx.oidc.client!;
+    const params = ctx.oidc.params as Record<string, unknown>;
+    const caller = await deps.clients.find(client.clientId);
+    if (!caller || caller.status !== 'active') throw new errors.InvalidClient('client is not active');
+
+    const dPoP = await validateDpop(provider, ctx);
+    if (!dPoP) throw new errors.InvalidDpopProof('a DPoP proof made with the bound key is required to use a refresh token');
+    assertProofFresh(dPoP.iat);
+
+    const presented = params.refresh_token;
+    const record = looksLikeRefreshToken(presented) ? await deps.refreshTokens.find(presented) : undefined;
+    if (!record || record.clientId !== caller.clientId) throw new errors.InvalidGrant('refresh token is invalid');
+    if (dPoP.thumbprint !== record.jkt) throw new errors.InvalidGrant('refresh token is bound to another DPoP key');
+    if (record.consumed) {
+      await deps.refreshTokens.reused(record, caller.clientId);
+      throw new errors.InvalidGrant('refresh token was already used; its family has been revoked');
+    }
+    const dead = deps.refreshTokens.deadReason(record);
+    if (dead) throw new errors.InvalidGrant(dead);
+
+    const scope = grantedScope(params.scope, record.scope ? record.scope.split(' ') : []).join(' ') || undefined;
+    await bindToProofKey(provider, ctx, dPoP, { setThumbprint() {} });
+
+    let value = '';
+    let expiresIn = 0;
+    let tokenType = 'DPoP';
+    const rotated = await deps.refreshTokens.rotate(record, async () => {
+      const token = new provider.AccessToken({ accountId: record.subject, client, scope, gty: 'refresh_token', grantId: record.familyId });
+      token.resourceServer = new provider.ResourceServer(record.audience, {
+        audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: deps.settings.ttlSeconds, jwt: { sign: { alg: deps.settings.alg } },
+      });
+      token.setThumbprint('jkt', record.jkt);
+      if (record.act) pendingClaims.set(token, { act: record.act });
+      ctx.oidc.entity('AccessToken', token);
+      value = await token.save();
+      expiresIn = token.expiration;
+      tokenType = token.tokenType;
+      const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: Math.floor(Date.now() / 1000) + token.expiration, grantType: REFRESH_TOKEN, extra: token.extra };
+      deps.onIssued(ctx, issued);
+      return issued;
+    });
+    if (rotated === 'reused') {
+      await deps.refreshTokens.reused(record, caller.clientId);
+      throw new errors.InvalidGrant('refresh token was already used; its family has been revoked');
+    }
+
+    ctx.body = buildTokenResponse(provider, { accessToken: value, expiresIn, scope, tokenType, refreshToken: rotated.refreshToken });
+  };
+}

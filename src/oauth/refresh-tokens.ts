@@ -1,0 +1,101 @@
+// Refresh tokens that rotate on every use and detect reuse. A family starts with a token exchange;
+// each use consumes the presented token and issues the next. Presenting a consumed token is treated
+// as theft: the family and every access token it produced are revoked.
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../storage/db.js';
+import {
+  consumeRefreshToken, findRefreshToken, insertRefreshToken, newRefreshToken, refreshTokenHash, type RefreshTokenRecord,
+} from '../storage/refresh-tokens.js';
+import type { ClientRecord } from '../storage/client-store.js';
+import type { IssuedToken } from './grants/shared.js';
+import { statusRefOf } from './introspection.js';
+import type { AccessTokenClaims } from './access-tokens.js';
+import type { RevocationList } from './revocation-list.js';
+import type { Revocations } from './revocations.js';
+
+export type FamilyStart = Omit<RefreshTokenRecord, 'tokenHash' | 'consumed' | 'familyId' | 'familyExpiresAt'>;
+
+export class RefreshTokens {
+  constructor(
+    private readonly db: Db,
+    private readonly list: RevocationList,
+    private readonly revocations: Revocations,
+    private readonly familyTtlSeconds: number,
+    private readonly statusListPrefix: string,
+  ) {}
+
+  #access(issued: IssuedToken) {
+    const status = issued.extra ? statusRefOf(issued.extra as AccessTokenClaims, this.statusListPrefix) : undefined;
+    return { jti: issued.jti, expiresAt: issued.expiresAt, statusList: status?.listId, statusIdx: status?.idx };
+  }
+
+  /** First token of a new family, issued with the access token of a token exchange. */
+  async startFamily(start: FamilyStart, issued: IssuedToken): Promise<string> {
+    const token = newRefreshToken();
+    const familyExpiresAt = Math.floor(Date.now() / 1000) + this.familyTtlSeconds;
+    await insertRefreshToken(this.db, token, { ...start, familyId: randomUUID(), familyExpiresAt }, this.#access(issued));
+    return token;
+  }
+
+  find(token: string): Promise<RefreshTokenRecord | undefined> {
+    return findRefreshToken(this.db, token);
+  }
+
+  /** Why a family can no longer be used, or undefined while it can. */
+  deadReason(r: RefreshTokenRecord): string | undefined {
+    if (this.list.isFamilyRevoked(r.familyId)) return 'the refresh token family has been revoked';
+    if (Math.floor(Date.now() / 1000) >= r.familyExpiresAt) return 'the refresh token family has expired';
+    if (this.list.isClientRevoked(r.clientId) || this.list.isClientRevoked(r.subjectClientId)) return 'a client of this refresh token family has been revoked';
+    return undefined;
+  }
+
+  /**
+   * Consume `record` and issue its successor in one transaction, with `issue` making the access
+   * token. 'reused' when the token was consumed already (also by a concurrent request).
+   */
+  async rotate(record: RefreshTokenRecord, issue: () => Promise<IssuedToken>): Promise<{ refreshToken: string } | 'reused'> {
+    return this.db.transaction(async (tx) => {
+      // serialises rotations and revocation of one family (see Revocations.revokeFamily)
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [record.familyId]);
+      const consumed = await consumeRefreshToken(tx, record.tokenHash);
+      if (!consumed) return 'reused' as const;
+      const issued = await issue();
+      const next = newRefreshToken();
+      const { tokenHash: _h, consumed: _c, ...rest } = consumed;
+      await insertRefreshToken(tx, next, rest, this.#access(issued));
+      return { refreshToken: next };
+    });
+  }
+
+  /** Theft response: kill the family and everything it produced. */
+  reused(record: RefreshTokenRecord, actor: string): Promise<boolean> {
+    return this.revocations.revokeFamily(record.familyId, record.familyExpiresAt, record.clientId, actor, 'refresh token reuse detected');
+  }
+
+  /** RFC 7662 for refresh tokens: the holder, or a --can-introspect client, sees it. */
+  async introspect(token: string, requester: Pick<ClientRecord, 'clientId' | 'canIntrospect'>): Promise<Record<string, unknown>> {
+    const r = await this.find(token);
+    if (!r || r.consumed || this.deadReason(r)) return { active: false };
+    if (r.clientId !== requester.clientId && !requester.canIntrospect) return { active: false };
+    return {
+      active: true,
+      token_type: 'refresh_token',
+      client_id: r.clientId,
+      sub: r.subject,
+      scope: r.scope || undefined,
+      aud: r.audience,
+      exp: r.familyExpiresAt,
+      cnf: { jkt: r.jkt },
+      ...(r.act ? { act: r.act } : {}),
+    };
+  }
+
+  /** RFC 7009 for refresh tokens: revoking one revokes its family (and its access tokens). */
+  async revoke(token: string, requesterId: string): Promise<void> {
+    const r = await this.find(token);
+    if (!r || r.clientId !== requesterId) return;
+    await this.revocations.revokeFamily(r.familyId, r.familyExpiresAt, r.clientId, requesterId, 'revoked by its client (RFC 7009)');
+  }
+
+  static hash = refreshTokenHash;
+}
