@@ -24,6 +24,23 @@ export interface Config {
   jwksMaxAgeSeconds: number;
   /** the `ttl` of status list tokens: how long a gateway may cache a list before fetching it again */
   statusListTtlSeconds: number;
+  /** how client jwks_uri documents are fetched (SSRF limits); see src/oauth/jwks-fetch.ts */
+  jwksUri: JwksUriSettings;
+  /** key-encryption key for signing keys at rest (else the file `kek` in keysDir) */
+  kek: string | undefined;
+  /** where the admin key (CLI) and the generated KEK file live */
+  keysDir: string;
+}
+
+export interface JwksUriSettings {
+  /** JWKS_URI_ALLOW_HTTP_LOOPBACK: development only, http:// and loopback addresses for loopback hosts */
+  allowHttpLoopback: boolean;
+  /** JWKS_URI_ALLOWED_HOSTS: hosts that may resolve to internal (private, loopback, link-local, CGNAT) addresses */
+  allowedHosts: string[];
+  timeoutMs: number;
+  maxBytes: number;
+  minCacheSeconds: number;
+  maxCacheSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -63,6 +80,23 @@ function url(name: string, raw: string, protocols: string[]): string {
   return raw;
 }
 
+function jwksUriSettings(env: Env): JwksUriSettings {
+  const allowedHosts = (env.JWKS_URI_ALLOWED_HOSTS ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+  const badHost = allowedHosts.find((h) => !/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+|[0-9a-f:.]+)$/.test(h));
+  if (badHost !== undefined) throw new ConfigError(`JWKS_URI_ALLOWED_HOSTS must be a comma-separated list of host names or IP addresses, got "${badHost}"`);
+  const minCacheSeconds = integer(env, 'JWKS_URI_CACHE_MIN', 60, 1, 3600);
+  const maxCacheSeconds = integer(env, 'JWKS_URI_CACHE_MAX', 86400, 1, 7 * 86400);
+  if (maxCacheSeconds < minCacheSeconds) throw new ConfigError(`JWKS_URI_CACHE_MAX (${maxCacheSeconds}) must not be below JWKS_URI_CACHE_MIN (${minCacheSeconds})`);
+  return {
+    allowHttpLoopback: oneOf(env, 'JWKS_URI_ALLOW_HTTP_LOOPBACK', 'false', ['true', 'false']) === 'true',
+    allowedHosts,
+    timeoutMs: integer(env, 'JWKS_URI_TIMEOUT_MS', 3000, 100, 30_000),
+    maxBytes: integer(env, 'JWKS_URI_MAX_BYTES', 65536, 1024, 1024 * 1024),
+    minCacheSeconds,
+    maxCacheSeconds,
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const port = integer(env, 'PORT', 3000, 0, 65535);
   const issuerRaw = env.ISSUER || `http://localhost:${port}`;
@@ -92,5 +126,8 @@ export function loadConfig(env: Env = process.env): Config {
     dpopRequireNonce: oneOf(env, 'DPOP_NONCE', 'off', ['off', 'required']) === 'required',
     jwksMaxAgeSeconds: integer(env, 'JWKS_MAX_AGE', 300, 0, 86400),
     statusListTtlSeconds: integer(env, 'STATUS_LIST_TTL', 30, 1, 3600),
+    jwksUri: jwksUriSettings(env),
+    kek: env.SIGIL_KEK || undefined,
+    keysDir: path.resolve(env.SIGIL_KEYS_DIR || './keys'),
   };
 }

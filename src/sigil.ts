@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { loadSigningKeys, sharedSecret } from './keys/signing-keys.js';
+import { sharedSecret } from './keys/signing-keys.js';
+import { loadKek } from './keys/key-encryption.js';
+import { KeyRing, type KeySnapshot } from './keys/key-ring.js';
 import { adminAudience } from './oauth/admin-clients.js';
 import { clientMetadata, createProvider } from './oauth/provider.js';
 import { createResourceServer } from './oauth/resource-server.js';
@@ -28,11 +30,22 @@ import { RevocationList } from './oauth/revocation-list.js';
 import { RefreshTokens } from './oauth/refresh-tokens.js';
 import { pruneRefreshTokens } from './storage/refresh-tokens.js';
 import { Revocations } from './oauth/revocations.js';
-import { StatusIndexAllocator, StatusListPublisher } from './oauth/status-list.js';
+import { StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './oauth/status-list.js';
 import { StatusChanges, statusListRoutes } from './server/status-lists.js';
+import { jwksProblems } from './oauth/client-keys.js';
+import { JwksUriFetcher, jwksUriProblem } from './oauth/jwks-fetch.js';
+import { registrationApi, registrationTokenAdmin } from './server/registration-api.js';
+import { ClientRegistrations, InitialAccessTokens } from './storage/initial-access-tokens.js';
 
 /** status lists group tokens by 15-minute expiry windows */
 const STATUS_LIST_WINDOW_SECONDS = 900;
+/** algorithms Sigil's own keys may use; the JWKS decides which key verifies what */
+const SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256'];
+
+async function signerOf(keys: KeySnapshot) {
+  const { kid, alg, privateJwk } = keys.active;
+  return { kid, alg, key: (await importJWK(privateJwk, alg)) as CryptoKey };
+}
 
 export interface RunningSigil {
   url: string;
@@ -61,9 +74,19 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const clients = new ClientStore(db, fast);
   const revocationList = new RevocationList(db, fast, log);
   await revocationList.start();
-  const signingKeys = await loadSigningKeys(db, config.signingAlg);
-  const activeKey = signingKeys.privateJwks.keys[0]!;
-  const statusSigner = { kid: activeKey.kid!, alg: config.signingAlg, key: (await importJWK(activeKey, config.signingAlg)) as CryptoKey };
+  // how long every instance has to notice a staged key before it may sign (a bus message is
+  // usually instant; the periodic reload is the fallback)
+  const keyPropagation = Math.min(30, Math.max(1, config.jwksMaxAgeSeconds));
+  const kek = await loadKek({ kek: config.kek, keysDir: config.keysDir }, log);
+  const keyRing = new KeyRing(db, kek, config.signingAlg, {
+    jwksMaxAgeSeconds: config.jwksMaxAgeSeconds,
+    propagationSeconds: keyPropagation,
+    // what a key signed (access tokens, status list tokens) must stay verifiable until it expires
+    retireAfterSeconds: Math.max(config.accessTokenTtl, statusTokenLifetime(config.statusListTtlSeconds)) + keyPropagation,
+  }, fast, log);
+  await keyRing.start();
+  let statusSigner = await signerOf(keyRing.current);
+  keyRing.onChange((s) => void signerOf(s).then((signer) => (statusSigner = signer)));
   const nonceSecret = await sharedSecret(db, 'dpop_nonce');
   const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
   const events = new TokenEventLog(db, log);
@@ -92,17 +115,24 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     }
   });
 
-  const publicJwks = signingKeys.keys.filter((k) => k.state !== 'next').map((k) => k.publicJwk);
-  const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => publicJwks, algorithms: [config.signingAlg] });
+  const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => keyRing.current.publicJwks, algorithms: SIGNING_ALGS });
   const revocations = new Revocations(revocationList, clients, log, 3600);
   const tokens: TokenDecisions = { verify, revocationList, revocations, statusListPrefix };
   const refreshTokens = new RefreshTokens(db, revocationList, revocations, config.refreshTokenTtl, statusListPrefix);
+  // one per process, outliving provider rebuilds: its cache is what keeps partners' jwks_uri from being hammered
+  const jwksUri = new JwksUriFetcher(config.jwksUri, log, { validate: jwksProblems });
+  const initialAccessTokens = new InitialAccessTokens(db);
+  const registrations = new ClientRegistrations(db);
 
-  const provider = createProvider({
+  // oidc-provider reads keys only at construction: a key change builds a new one, swapped in behind
+  // the Koa app (requests in flight finish on the old one)
+  const buildProvider = (keys: KeySnapshot) => createProvider({
     config,
-    privateJwks: signingKeys.privateJwks,
+    jwksUri,
+    signing: { alg: keys.active.alg, kid: keys.active.kid },
+    privateJwks: keys.privateJwks,
     adapter: oidcAdapterFactory({
-      db, clients, replay, metadataOf: (r) => clientMetadata(r, config.signingAlg) as never, isClientRevoked: (id) => revocationList.isClientRevoked(id),
+      db, clients, replay, metadataOf: (r) => clientMetadata(r, keyRing.current.active.alg) as never, isClientRevoked: (id) => revocationList.isClientRevoked(id),
     }),
     statusIndices,
     tokens,
@@ -113,6 +143,10 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     log,
     onIssued: (ctx, t) => outcomes.issued(ctx, t),
     onRefused: (ctx, r) => outcomes.refused(ctx, r),
+  });
+  let provider = buildProvider(keyRing.current);
+  keyRing.onChange((keys) => {
+    provider = buildProvider(keys);
   });
 
   const authenticate = createResourceServer({
@@ -130,13 +164,20 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
 
   const app = createApp({
     issuer: config.issuer,
-    jwksMaxAgeSeconds: config.jwksMaxAgeSeconds,
     log,
     metrics,
     outcomes,
     readiness,
-    provider,
-    admin: adminApi({ issuer: config.issuer, signingAlg: config.signingAlg, db, clients, revocations, provider: () => provider, authenticate, log }),
+    provider: () => provider,
+    jwksMaxAge: () => keyRing.jwksMaxAge(),
+    admin: adminApi({
+      issuer: config.issuer, signingAlg: () => keyRing.current.active.alg, db, clients, revocations, keyRing, provider: () => provider, authenticate, log,
+      jwksUriProblem: (uri) => jwksUriProblem(uri, config.jwksUri),
+      registrationTokens: registrationTokenAdmin({ issuer: config.issuer, db, initialAccessTokens, log }),
+    }),
+    registration: registrationApi({
+      issuer: config.issuer, signingAlg: () => keyRing.current.active.alg, db, clients, revocations, initialAccessTokens, registrations, jwksUri, provider: () => provider, log,
+    }),
     statusLists: statusListRoutes({ issuer: config.issuer, ttlSeconds: config.statusListTtlSeconds, publisher: statusPublisher, changes: statusChanges }),
   });
 
@@ -157,7 +198,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     server.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
-  log.info({ port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: signingKeys.keys[0]?.kid }, 'sigil listening');
+  log.info({ port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: keyRing.current.active.kid }, 'sigil listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -173,6 +214,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
         readiness.stop();
         clearInterval(housekeeping);
         revocationList.stop();
+        keyRing.stop();
         await events.close().catch(() => {});
         replay.close();
         await fast.close();

@@ -7,11 +7,13 @@ import { clientCommands } from './clients.js';
 import type { CliIo, Command, CommandResult, OptionValues } from './command.js';
 import { CliError, UsageError } from './errors.js';
 import { initCommands } from './init.js';
+import { registrationTokenCommands } from './registration-tokens.js';
 import { DEFAULT_SIGIL_URL } from './settings.js';
 import { tokenCommands } from './tokens.js';
+import { keyCommands } from './keys.js';
 
 /** Every command; a new command group is one file exporting its list, added here. */
-export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands];
+export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands, ...keyCommands, ...registrationTokenCommands];
 
 /** Flags every command takes; also accepted before the command words (`sigil --json clients list`). */
 const COMMON_OPTIONS: ParseArgsOptionsConfig = {

@@ -1,87 +1,98 @@
-// Sigil's signing keys: generated on first start, kept in Postgres, shared by every instance.
-// The private half leaves this module only as the JWKS handed to oidc-provider at construction.
+// Sigil's signing keys in Postgres: generated on first start, stored encrypted with the KEK, shared
+// by every instance. The private half leaves this module only decrypted in memory, for signing.
 import { randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { SigningAlg } from '../config.js';
-import type { Db } from '../storage/db.js';
+import type { Db, Queryable } from '../storage/db.js';
+import { decryptJwk, encryptJwk } from './key-encryption.js';
 
 const KEY_CREATION_LOCK = 0x5161_1002;
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
-export interface SigningKey {
+export interface StoredKey {
   kid: string;
   alg: SigningAlg;
-  state: 'next' | 'active' | 'retiring' | 'retired';
+  privateJwk: JWK;
   publicJwk: JWK;
   createdAt: Date;
-  activatedAt?: Date;
+  /** when it starts signing; its predecessor starts retiring then */
+  activateAt: Date;
 }
 
 interface KeyRow {
   kid: string;
   alg: SigningAlg;
-  state: SigningKey['state'];
-  private_jwk: JWK;
+  private_jwk: unknown;
   public_jwk: JWK;
   created_at: Date;
-  activated_at: Date | null;
+  activate_at: Date;
 }
-
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 export function publicPart(jwk: JWK): JWK {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(jwk)) if (!PRIVATE_MEMBERS.includes(k)) out[k] = v;
-  return out as JWK;
+  return Object.fromEntries(Object.entries(jwk).filter(([k]) => !PRIVATE_MEMBERS.includes(k))) as JWK;
 }
 
-async function newKey(alg: SigningAlg): Promise<{ kid: string; privateJwk: JWK; publicJwk: JWK }> {
-  const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}), ...(alg === 'PS256' ? { modulusLength: 3072 } : {}) });
+async function newKeyPair(alg: SigningAlg): Promise<{ kid: string; privateJwk: JWK; publicJwk: JWK }> {
+  const { privateKey } = await generateKeyPair(alg, {
+    extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}), ...(alg === 'PS256' ? { modulusLength: 3072 } : {}),
+  });
   const jwk = await exportJWK(privateKey);
   const pub = publicPart(jwk);
   // thumbprint-derived kid: stable, unique, and reveals nothing
-  const kid = `${(await calculateJwkThumbprint(pub)).slice(0, 16)}`;
+  const kid = (await calculateJwkThumbprint(pub)).slice(0, 16);
   const meta = { kid, alg, use: 'sig' };
   return { kid, privateJwk: { ...jwk, ...meta }, publicJwk: { ...pub, ...meta } };
 }
 
-export interface SigningKeys {
-  /** private JWKS for oidc-provider (signing keys first) */
-  privateJwks: { keys: JWK[] };
-  /** what every verifier may use: active and retiring keys */
-  keys: SigningKey[];
+async function insertKey(q: Queryable, kek: Buffer, alg: SigningAlg, activateAt: Date | 'now'): Promise<string> {
+  const k = await newKeyPair(alg);
+  await q.query(
+    `INSERT INTO signing_keys (kid, alg, state, private_jwk, public_jwk, activate_at, activated_at)
+     VALUES ($1, $2, 'next', $3, $4, coalesce($5, now()), NULL)`,
+    [k.kid, alg, JSON.stringify(encryptJwk(kek, k.privateJwk, k.kid)), JSON.stringify(k.publicJwk), activateAt === 'now' ? null : activateAt],
+  );
+  return k.kid;
 }
 
-/** Load the signing keys, creating the first one if there is none (once, across racing instances). */
-export async function loadSigningKeys(db: Db, alg: SigningAlg): Promise<SigningKeys> {
-  const read = async () =>
-    (await db.query<KeyRow>(
-      `SELECT * FROM signing_keys WHERE state IN ('active', 'retiring', 'next')
-       ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'retiring' THEN 1 ELSE 2 END, activated_at DESC NULLS LAST`,
-    )).rows;
-  let rows = await read();
-  if (!rows.some((r) => r.state === 'active')) {
-    await db.withAdvisoryLock(KEY_CREATION_LOCK, async (q) => {
-      const existing = await q.query("SELECT 1 FROM signing_keys WHERE state = 'active'");
-      if (existing.rowCount > 0) return;
-      const k = await newKey(alg);
-      await q.query(
-        `INSERT INTO signing_keys (kid, alg, state, private_jwk, public_jwk, activated_at) VALUES ($1, $2, 'active', $3, $4, now())`,
-        [k.kid, alg, JSON.stringify(k.privateJwk), JSON.stringify(k.publicJwk)],
-      );
-    });
-    rows = await read();
-  }
-  return {
-    privateJwks: { keys: rows.filter((r) => r.state !== 'next').map((r) => r.private_jwk) },
-    keys: rows.map((r) => ({
-      kid: r.kid,
-      alg: r.alg,
-      state: r.state,
-      publicJwk: r.public_jwk,
-      createdAt: new Date(r.created_at),
-      activatedAt: r.activated_at ? new Date(r.activated_at) : undefined,
-    })),
-  };
+/** Every key that may still matter (retired keys are removed by `pruneRetiredKeys`), oldest first. */
+export async function readKeys(db: Queryable, kek: Buffer): Promise<StoredKey[]> {
+  const r = await db.query<KeyRow>('SELECT kid, alg, private_jwk, public_jwk, created_at, activate_at FROM signing_keys ORDER BY activate_at, kid');
+  return r.rows.map((row) => ({
+    kid: row.kid,
+    alg: row.alg,
+    privateJwk: decryptJwk(kek, row.private_jwk, row.kid),
+    publicJwk: row.public_jwk,
+    createdAt: new Date(row.created_at),
+    activateAt: new Date(row.activate_at),
+  }));
+}
+
+/** The first key, active at once; created once even when instances start together. */
+export async function ensureInitialKey(db: Db, alg: SigningAlg, kek: Buffer): Promise<void> {
+  const any = await db.query('SELECT 1 FROM signing_keys LIMIT 1');
+  if (any.rowCount > 0) return;
+  await db.withAdvisoryLock(KEY_CREATION_LOCK, async (q) => {
+    if ((await q.query('SELECT 1 FROM signing_keys LIMIT 1')).rowCount > 0) return;
+    await insertKey(q, kek, alg, 'now');
+  });
+}
+
+/** Stage a successor that starts signing at `activateAt`; refused (undefined) while one is staged. */
+export async function stageNextKey(db: Db, alg: SigningAlg, kek: Buffer, activateAt: Date): Promise<string | undefined> {
+  return db.withAdvisoryLock(KEY_CREATION_LOCK, async (q) => {
+    if ((await q.query('SELECT 1 FROM signing_keys WHERE activate_at > now()')).rowCount > 0) return undefined;
+    return insertKey(q, kek, alg, activateAt);
+  });
+}
+
+export async function deleteKeys(db: Db, kids: string[]): Promise<void> {
+  if (kids.length) await db.query('DELETE FROM signing_keys WHERE kid = ANY($1::text[])', [kids]);
+}
+
+/** Convenience for tests and tools: the keys after making sure the first exists. */
+export async function loadSigningKeys(db: Db, alg: SigningAlg, kek: Buffer): Promise<StoredKey[]> {
+  await ensureInitialKey(db, alg, kek);
+  return readKeys(db, kek);
 }
 
 /** A random secret shared by every instance (created by whichever instance asks first). */

@@ -14,14 +14,19 @@ export interface TokenDecisions {
   statusListPrefix: string;
 }
 
-/** Refused for any reason: revoked token, revoked client, or a family that died (refresh reuse). */
+/**
+ * Refused for any reason: the token itself revoked, or any client in its chain revoked — the holder
+ * (client_id), the subject (for tokens that began with client_credentials, sub is a client), and
+ * every actor that exchanged it on the way (act.sub, nested).
+ */
 export function isAccessTokenRevoked(list: RevocationList, claims: AccessTokenClaims): boolean {
-  const family = (claims as { sigil_family?: unknown }).sigil_family;
-  return (
-    (typeof claims.jti === 'string' && list.isTokenRevoked(claims.jti)) ||
-    list.isClientRevoked(claims.client_id) ||
-    (typeof family === 'string' && list.isFamilyRevoked(family))
-  );
+  if (typeof claims.jti === 'string' && list.isTokenRevoked(claims.jti)) return true;
+  if (list.isClientRevoked(claims.client_id)) return true;
+  if (typeof claims.sub === 'string' && list.isClientRevoked(claims.sub)) return true;
+  for (let act = claims.act as { sub?: unknown; act?: unknown } | undefined, depth = 0; act && depth < 32; act = act.act as typeof act, depth++) {
+    if (typeof act.sub === 'string' && list.isClientRevoked(act.sub)) return true;
+  }
+  return false;
 }
 
 export function statusRefOf(claims: AccessTokenClaims, prefix: string): StatusRef | undefined {

@@ -1,7 +1,7 @@
 // Builds the oidc-provider instance with Sigil's policy: private_key_jwt only, an explicit algorithm
 // allow-list, DPoP, JWT access tokens, and Sigil's own client_credentials grant.
 import Provider, { errors, type Adapter, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import type { Config } from '../config.js';
+import type { Config, SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../storage/client-store.js';
 import { CLIENT_SIGNING_ALGS } from './client-keys.js';
@@ -16,6 +16,7 @@ import type { JWK } from 'jose';
 import { looksLikeJwt } from './access-tokens.js';
 import { introspectAccessToken, revokeOwnAccessToken, type TokenDecisions } from './introspection.js';
 import { statusListPath, type StatusIndexAllocator } from './status-list.js';
+import type { JwksUriFetcher } from './jwks-fetch.js';
 
 /** an assertion may live at most this long: bounds how long its jti must be remembered */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
@@ -33,6 +34,8 @@ export interface Refusal {
 
 export interface ProviderDeps {
   config: Config;
+  /** the key that signs; the others in privateJwks are only published */
+  signing: { alg: SigningAlg; kid: string };
   privateJwks: { keys: JWK[] };
   adapter: (model: string) => Adapter;
   clients: ClientStore;
@@ -44,6 +47,8 @@ export interface ProviderDeps {
   statusIndices: StatusIndexAllocator;
   tokens: TokenDecisions;
   refreshTokens: RefreshTokens;
+  /** the only way oidc-provider reaches out: SSRF-safe jwks_uri fetching */
+  jwksUri: JwksUriFetcher;
 }
 
 /** The oidc-provider view of a Sigil client. */
@@ -63,6 +68,7 @@ export function clientMetadata(record: ClientRecord, signingAlg: string): Client
 
 export function createProvider(deps: ProviderDeps): Provider {
   const { config } = deps;
+  const { alg } = deps.signing;
   const configuration: Configuration = {
     adapter: deps.adapter as unknown as Configuration['adapter'],
     clients: [],
@@ -74,18 +80,20 @@ export function createProvider(deps: ProviderDeps): Provider {
       response_types: [],
       token_endpoint_auth_method: 'private_key_jwt',
       // oidc-provider's default (RS256) would make every stored client invalid without an RSA key
-      id_token_signed_response_alg: config.signingAlg,
+      id_token_signed_response_alg: alg,
     },
     enabledJWA: {
       clientAuthSigningAlgValues: [...CLIENT_SIGNING_ALGS],
       dPoPSigningAlgValues: [...CLIENT_SIGNING_ALGS],
-      idTokenSigningAlgValues: [config.signingAlg],
+      idTokenSigningAlgValues: [alg],
       requestObjectSigningAlgValues: [],
-      introspectionSigningAlgValues: [config.signingAlg],
-      userinfoSigningAlgValues: [config.signingAlg],
-      authorizationSigningAlgValues: [config.signingAlg],
+      introspectionSigningAlgValues: [alg],
+      userinfoSigningAlgValues: [alg],
+      authorizationSigningAlgValues: [alg],
     },
     clockTolerance: 5,
+    fetch: deps.jwksUri.fetch,
+    fetchResponseBodyLimits: { jwks_uri: config.jwksUri.maxBytes, sector_identifier_uri: 0, 'client_id metadata document': 0 },
     responseTypes: ['none'],
     scopes: [],
     claims: {},
@@ -109,7 +117,8 @@ export function createProvider(deps: ProviderDeps): Provider {
           client.clientId === token.clientId || (await deps.clients.find(client.clientId))?.canIntrospect === true,
       },
       revocation: { enabled: true },
-      registration: { enabled: true, initialAccessToken: true },
+      // RFC 7591/7592 are served by Sigil itself (src/server/registration-api.ts)
+      registration: { enabled: false },
       userinfo: { enabled: false },
       dPoP: {
         enabled: true,
@@ -133,7 +142,7 @@ export function createProvider(deps: ProviderDeps): Provider {
             scope: record.scope.join(' '),
             accessTokenFormat: 'jwt',
             accessTokenTTL: config.accessTokenTtl,
-            jwt: { sign: { alg: config.signingAlg } },
+            jwt: { sign: deps.signing },
           };
         },
       },
@@ -141,6 +150,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     discovery: {
       // draft-ietf-oauth-status-list: where gateways find every status list
       status_list_aggregation_endpoint: `${config.issuer}/status-lists`,
+      registration_endpoint: `${config.issuer}/register`,
     },
     // every access token names its bit in a status list (draft-ietf-oauth-status-list)
     async extraTokenClaims(_ctx, token) {
@@ -153,7 +163,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       // exchanged tokens carry a shorter TTL in their resource server when the subject expires sooner
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
     },
-    async assertJwtClientAuthClaimsAndHeader(_ctx, claims) {
+    async assertJwtClientAuthClaimsAndHeader(ctx, claims, _header, client) {
       const now = Math.floor(Date.now() / 1000);
       if (typeof claims.exp === 'number' && claims.exp - now > MAX_ASSERTION_LIFETIME_SECONDS) {
         throw new errors.InvalidClientAuth(`client assertion must expire within ${MAX_ASSERTION_LIFETIME_SECONDS} seconds`);
@@ -164,6 +174,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || claims.nbf > now + 5)) {
         throw new errors.InvalidClientAuth('client assertion is not yet valid');
       }
+      // keys from a jwks_uri are trusted only for their (bounded) cache lifetime
+      const keysProblem = client.jwksUri && await deps.jwksUri.currentKeyProblem(client.jwksUri, String(ctx.oidc.params?.client_assertion));
+      if (keysProblem) throw new errors.InvalidClientAuth(keysProblem);
     },
     // every error, also for Accept: text/html, is RFC 6749 §5.2 JSON
     async renderError(ctx, out) {
@@ -177,15 +190,15 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.proxy = false;
 
   provider.use(structuredTokenAnswers(deps));
+  const settings = { ttlSeconds: config.accessTokenTtl, ...deps.signing };
 
   provider.registerGrantType(
     CLIENT_CREDENTIALS,
-    clientCredentialsGrant(provider, { clients: deps.clients, settings: { ttlSeconds: config.accessTokenTtl, alg: config.signingAlg }, onIssued: deps.onIssued }),
+    clientCredentialsGrant(provider, { clients: deps.clients, settings, onIssued: deps.onIssued }),
     clientCredentialsParameters,
     ['resource'],
   );
 
-  const settings = { ttlSeconds: config.accessTokenTtl, alg: config.signingAlg };
   provider.registerGrantType(
     TOKEN_EXCHANGE,
     tokenExchangeGrant(provider, {
@@ -223,6 +236,7 @@ function structuredTokenAnswers(deps: ProviderDeps) {
   return async function structuredTokens(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
     await next();
     const route = ctx.oidc?.route;
+    if (route === 'token') return grantNotAllowed(ctx);
     if (route !== 'introspection' && route !== 'revocation') return;
     const body = ctx.body as { error?: string } | undefined;
     const token = ctx.oidc.params?.token;
@@ -242,4 +256,15 @@ function structuredTokenAnswers(deps: ProviderDeps) {
       ctx.body = '';
     }
   };
+}
+
+/**
+ * RFC 6749 §5.2: a client using a grant type it does not hold gets unauthorized_client. oidc-provider
+ * (9.13.3, pinned) answers invalid_request with this description; Sigil corrects the code.
+ */
+function grantNotAllowed(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string; error_description?: string } | undefined;
+  if (ctx.status === 400 && body?.error === 'invalid_request' && body.error_description === 'requested grant type is not allowed for this client') {
+    ctx.body = { ...body, error: 'unauthorized_client' };
+  }
 }

@@ -18,6 +18,9 @@ export interface StatusRef {
 
 export const statusListPath = (listId: string) => `/status-lists/${listId}`;
 
+/** a status list token expires after two of its ttl: a gateway refetches after one */
+export const statusTokenLifetime = (ttlSeconds: number) => 2 * ttlSeconds;
+
 /** The bitstring as the draft encodes it: bit i is bit (i % 8), least significant first, of byte i / 8. */
 export function encodeStatusList(setBits: Iterable<number>, capacity = LIST_CAPACITY): string {
   const bytes = new Uint8Array(Math.ceil(capacity / 8));
@@ -163,7 +166,7 @@ export class StatusListPublisher {
       .setSubject(uri)
       .setIssuer(this.issuer)
       .setIssuedAt(now)
-      .setExpirationTime(now + Math.max(600, this.ttlSeconds * 10))
+      .setExpirationTime(now + statusTokenLifetime(this.ttlSeconds))
       .sign(key);
     this.#cache.set(listId, { token, builtAt: Date.now() });
     return token;

@@ -13,6 +13,7 @@ import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from '../o
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/token-policy.js';
 import type { ClientStore, NewClient } from '../storage/client-store.js';
 import type { Revocations } from '../oauth/revocations.js';
+import type { KeyRing } from '../keys/key-ring.js';
 import { jwksProblems } from '../oauth/client-keys.js';
 import type { Db } from '../storage/db.js';
 import { audit } from '../storage/token-events.js';
@@ -20,13 +21,19 @@ import { sendError } from './http-errors.js';
 
 export interface AdminDeps {
   revocations: Revocations;
+  keyRing: KeyRing;
   issuer: string;
-  signingAlg: string;
+  /** the active signing key's algorithm (what stored clients must be valid with) */
+  signingAlg: () => string;
   db: Db;
   clients: ClientStore;
   provider: () => Provider;
   authenticate: (req: DpopRequest) => Promise<AccessTokenClaims>;
   log: Logger;
+  /** why a jwks_uri may not be registered (https, no credentials, no internal address), or undefined */
+  jwksUriProblem: (uri: string) => string | undefined;
+  /** the initial-access-token routes (src/server/registration-api.ts); false when the path is not theirs */
+  registrationTokens: (ctx: Context, actor: string) => Promise<boolean>;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
@@ -59,7 +66,7 @@ export function adminApi(deps: AdminDeps) {
   /** Refuse metadata oidc-provider itself would not load, before it is stored. */
   async function assertProviderAccepts(c: NewClient): Promise<void> {
     try {
-      await deps.provider().Client.validate(clientMetadata({ ...c, status: 'active', createdAt: new Date(), updatedAt: new Date() }, deps.signingAlg));
+      await deps.provider().Client.validate(clientMetadata({ ...c, status: 'active', createdAt: new Date(), updatedAt: new Date() }, deps.signingAlg()));
     } catch (err) {
       throw new ClientInputError((err as { error_description?: string }).error_description ?? 'client metadata is invalid');
     }
@@ -105,6 +112,8 @@ export function adminApi(deps: AdminDeps) {
 
   async function createClient(ctx: Context, actor: string) {
     const input = parseNewClient(jsonBody(ctx), deps.issuer);
+    const uriProblem = input.jwksUri && deps.jwksUriProblem(input.jwksUri);
+    if (uriProblem) throw new ClientInputError(uriProblem);
     await assertProviderAccepts(input);
     const created = await deps.clients.create(input);
     if (!created) return sendError(ctx, 409, 'invalid_client_metadata', 'client_id collision, retry');
@@ -148,12 +157,25 @@ export function adminApi(deps: AdminDeps) {
     ctx.body = await deps.revocations.revokeToken(body.jti, actor, reasonOf(body));
   }
 
+  async function rotateKeys(ctx: Context, actor: string) {
+    const staged = await deps.keyRing.rotate();
+    if (!staged) {
+      const next = deps.keyRing.current.views.find((v) => v.state === 'next');
+      return sendError(ctx, 409, 'invalid_request', `a rotation is already staged${next ? `: key ${next.kid} activates at ${next.activates_at}` : ''}`);
+    }
+    await audit(deps.db, { actor, action: 'keys.rotate', target: staged.kid, details: { activates_at: staged.activates_at } });
+    deps.log.info({ action: 'keys.rotate', actor, kid: staged.kid, activates_at: staged.activates_at }, 'signing key staged');
+    ctx.status = 201;
+    ctx.body = { staged, keys: deps.keyRing.current.views };
+  }
+
   return async function adminRoutes(ctx: Context, next: Next) {
     if (ctx.path !== '/admin' && !ctx.path.startsWith('/admin/')) return next();
     ctx.set('Cache-Control', 'no-store');
     try {
       if (ctx.path === '/admin/bootstrap' && ctx.method === 'POST') return await bootstrap(ctx);
       const actor = await requireAdmin(ctx);
+      if (await deps.registrationTokens(ctx, actor)) return;
       const clientMatch = /^\/admin\/clients\/([^/]+)$/.exec(ctx.path);
       if (ctx.path === '/admin/clients' && ctx.method === 'POST') return await createClient(ctx, actor);
       if (ctx.path === '/admin/clients' && ctx.method === 'GET') {
@@ -164,6 +186,11 @@ export function adminApi(deps: AdminDeps) {
       if (actionMatch && actionMatch[2] === 'revoke' && ctx.method === 'POST') return await revokeClient(ctx, actor, decodeURIComponent(actionMatch[1]!));
       if (actionMatch && actionMatch[2] === 'jwks' && ctx.method === 'PUT') return await setClientKeys(ctx, actor, decodeURIComponent(actionMatch[1]!));
       if (ctx.path === '/admin/tokens/revoke' && ctx.method === 'POST') return await revokeToken(ctx, actor);
+      if (ctx.path === '/admin/keys' && ctx.method === 'GET') {
+        ctx.body = deps.keyRing.current.views;
+        return;
+      }
+      if (ctx.path === '/admin/keys/rotate' && ctx.method === 'POST') return await rotateKeys(ctx, actor);
       if (clientMatch && ctx.method === 'GET') {
         const client = await deps.clients.read(decodeURIComponent(clientMatch[1]!));
         if (!client) return sendError(ctx, 404, 'not_found', 'no such client');

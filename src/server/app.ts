@@ -11,14 +11,18 @@ import type { TokenOutcomes } from './token-outcomes.js';
 
 export interface AppDeps {
   issuer: string;
-  jwksMaxAgeSeconds: number;
+  /** seconds a gateway may cache the JWKS: never past the next signing-key change */
+  jwksMaxAge: () => number;
   log: Logger;
   metrics: Metrics;
   outcomes: TokenOutcomes;
   readiness: Readiness;
-  provider: Provider;
+  /** the current provider: replaced when the signing keys change */
+  provider: () => Provider;
   admin: (ctx: Context, next: Next) => Promise<unknown>;
   statusLists: (ctx: Context, next: Next) => Promise<unknown>;
+  /** RFC 7591 `/register` and RFC 7592 `/register/{client_id}` (oidc-provider's own is disabled) */
+  registration: (ctx: Context, next: Next) => Promise<unknown>;
 }
 
 /** Paths whose answer depends on storage: refused with 503 while a store is down. */
@@ -72,7 +76,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(bodyGuard());
 
   app.use(async function failClosed(ctx, next) {
-    const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/') || ctx.path.startsWith('/status-lists');
+    const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/') || ctx.path.startsWith('/status-lists') || ctx.path.startsWith('/register/');
     if (gated && !deps.readiness.ready) {
       return sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
     }
@@ -84,11 +88,22 @@ export function createApp(deps: AppDeps): Koa {
   app.use(async function jwksCaching(ctx, next) {
     await next();
     // oidc-provider sends no Cache-Control on the JWKS; gateways need one to cache it correctly
-    if (ctx.path === '/jwks' && ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAgeSeconds}`);
+    if (ctx.path === '/jwks' && ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAge()}`);
   });
 
   app.use(deps.statusLists);
   app.use(deps.admin);
-  app.use(mount(deps.provider as unknown as Koa));
+  app.use(deps.registration);
+  app.use(currentProvider(deps.provider));
   return app;
+}
+
+/** Runs each request on the provider current when it arrived; a swap never touches requests in flight. */
+function currentProvider(get: () => Provider) {
+  let mounted: { provider: Provider; run: Koa.Middleware } | undefined;
+  return function providerMiddleware(ctx: Context, next: Next) {
+    const provider = get();
+    if (mounted?.provider !== provider) mounted = { provider, run: mount(provider as unknown as Koa) };
+    return mounted.run(ctx, next);
+  };
 }

@@ -7,6 +7,8 @@ import { sendError } from './http-errors.js';
 
 /** oidc-provider reads at most 56 KiB; Sigil refuses anything larger up front with 413 */
 export const BODY_LIMIT_BYTES = 56 * 1024;
+/** an oversized streamed body is drained up to this size before answering, then the connection is closed */
+const BODY_DRAIN_CAP_BYTES = 4 * 1024 * 1024;
 
 /**
  * Request id, per-request logger, and URL pinning: every URL-bound check (DPoP htu, assertion aud)
@@ -79,14 +81,19 @@ export function bodyGuard() {
       for await (const chunk of ctx.req) {
         size += (chunk as Buffer).length;
         if (size > BODY_LIMIT_BYTES) {
-          ctx.set('Connection', 'close');
-          sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
-          return;
+          // read (and drop) the rest, up to a cap, so the client is not reset before it reads the 413
+          if (size > BODY_DRAIN_CAP_BYTES) ctx.set('Connection', 'close');
+          else continue;
+          break;
         }
         chunks.push(chunk as Buffer);
       }
     } catch {
       sendError(ctx, 400, 'invalid_request', 'the request body could not be read');
+      return;
+    }
+    if (size > BODY_LIMIT_BYTES) {
+      sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
       return;
     }
     const body = Buffer.concat(chunks, size);

@@ -83,22 +83,22 @@ export class TokenEventLog {
       const base = i * COLUMNS;
       return `(${Array.from({ length: COLUMNS }, (_, j) => `$${base + j + 1}`).join(', ')})`;
     });
-    const inserted = await this.#db.query<{ id: number }>(
-      `INSERT INTO token_events (at, outcome, grant_type, client_id, jti, expires_at, error, reason, request_id, status_list, status_idx)
-       VALUES ${rows.join(', ')} RETURNING id`,
-      values,
-    );
-    // A token issued while its client (or its jti) was being revoked elsewhere was not yet here for
-    // the revocation to find: set its status bit now.
-    if (!batch.some((e) => e.outcome === 'issued')) return;
+    // One statement: store the batch and, for a token issued while its client (or its jti) was being
+    // revoked elsewhere, which that revocation could not find yet, set its status bit now.
     const late = await this.#db.query<{ list_id: string }>(
-      `INSERT INTO status_bits (list_id, idx)
-       SELECT te.status_list, te.status_idx FROM token_events te
-       JOIN security_events se ON (se.kind = 'client_revoked' AND se.target = te.client_id)
-                               OR (se.kind = 'token_revoked' AND se.target = te.jti)
-       WHERE te.id = ANY($1::bigint[]) AND te.status_list IS NOT NULL
-       ON CONFLICT DO NOTHING RETURNING list_id`,
-      [inserted.rows.map((r) => r.id)],
+      `WITH inserted AS (
+         INSERT INTO token_events (at, outcome, grant_type, client_id, jti, expires_at, error, reason, request_id, status_list, status_idx)
+         VALUES ${rows.join(', ')} RETURNING client_id, jti, status_list, status_idx
+       ), late AS (
+         INSERT INTO status_bits (list_id, idx)
+         SELECT i.status_list, i.status_idx FROM inserted i
+         WHERE i.status_list IS NOT NULL AND EXISTS (
+           SELECT 1 FROM security_events se
+           WHERE (se.kind = 'client_revoked' AND se.target = i.client_id) OR (se.kind = 'token_revoked' AND se.target = i.jti))
+         ON CONFLICT DO NOTHING RETURNING list_id
+       )
+       SELECT DISTINCT list_id FROM late`,
+      values,
     );
     if (late.rows.length) this.onLateRevocations([...new Set(late.rows.map((r) => r.list_id))]);
   }

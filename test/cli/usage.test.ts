@@ -31,8 +31,10 @@ describe('sigil CLI: usage errors and unreachable server', () => {
   it('prints help for sigil and for every command, exit 0', async () => {
     const top = await sigil(['--help'], opts);
     assert.equal(top.code, 0);
-    for (const command of ['init', 'clients create', 'clients list', 'clients show ID']) assert.ok(top.stdout.includes(command), command);
-    for (const words of [['init'], ['clients', 'create'], ['clients', 'list'], ['clients', 'show']]) {
+    for (const command of ['init', 'clients create', 'clients list', 'clients show ID', 'clients revoke ID', 'clients keys set ID', 'tokens revoke JTI']) {
+      assert.ok(top.stdout.includes(command), command);
+    }
+    for (const words of [['init'], ['clients', 'create'], ['clients', 'list'], ['clients', 'show'], ['clients', 'revoke'], ['clients', 'keys', 'set'], ['tokens', 'revoke']]) {
       const run = await sigil([...words, '--help'], opts);
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stdout, new RegExp(`^Usage: sigil ${words.join(' ')}`));
@@ -95,6 +97,38 @@ describe('sigil CLI: usage errors and unreachable server', () => {
     assertFailure(await create('private-key.json'), 2, /holds a single JWK, not a JWKS.*private or secret members \(d\)/);
   });
 
+  it('checks clients revoke, clients keys set and tokens revoke before sending anything', async () => {
+    assertFailure(await sigil(['clients', 'revoke'], opts), 2, /missing ID/);
+    assertFailure(await sigil(['clients', 'revoke', ''], opts), 2, /give the client_id to revoke/);
+    assertFailure(await sigil(['clients', 'revoke', 'a', 'b'], opts), 2, /unexpected argument "b"/);
+    assertFailure(await sigil(['clients', 'revoke', 'abc', '--reason'], opts), 2, /--reason needs a value/);
+    assertFailure(await sigil(['clients', 'revoke', 'abc', '--reason', '  '], opts), 2, /--reason needs some text/);
+    assertFailure(await sigil(['clients', 'revoke', 'abc', '--reason', 'x'.repeat(501)], opts), 2, /--reason is 501 characters long; at most 500/);
+    assertFailure(await sigil(['clients', 'revoke', 'abc', '--force'], opts), 2, /unknown option --force/);
+
+    assertFailure(await sigil(['clients', 'keys', 'set'], opts), 2, /missing ID/);
+    assertFailure(await sigil(['clients', 'keys', 'set', 'abc'], opts), 2, /--jwks-file is required/);
+    assertFailure(await sigil(['clients', 'keys', 'set', 'abc', '--jwks-file', 'missing.json'], opts), 2, /--jwks-file missing\.json: cannot read it \(no such file\)/);
+    assertFailure(await sigil(['clients', 'keys', 'set', 'abc', '--jwks-uri', 'https://example.com/jwks'], opts), 2, /unknown option --jwks-uri/);
+    assertFailure(await sigil(['clients', 'keys', 'frobnicate'], opts), 2, /unknown command: sigil clients keys frobnicate/);
+    const { privateJwk } = await generateClientKey('ES256');
+    await writeFile(path.join(work.dir, 'keys-private.json'), JSON.stringify({ keys: [privateJwk] }));
+    const leaky = await sigil(['clients', 'keys', 'set', 'abc', '--jwks-file', 'keys-private.json'], opts);
+    assertFailure(leaky, 2, /contains private or secret members \(d\)/);
+    assert.ok(!leaky.stderr.includes(privateJwk.d!), 'the private key is never echoed');
+    await writeFile(path.join(work.dir, 'keys-single.json'), JSON.stringify(privateJwk));
+    assertFailure(await sigil(['clients', 'keys', 'set', 'abc', '--jwks-file', 'keys-single.json'], opts), 2, /holds a single JWK, not a JWKS/);
+
+    assertFailure(await sigil(['tokens', 'revoke'], opts), 2, /missing JTI/);
+    assertFailure(await sigil(['tokens', 'revoke', ''], opts), 2, /give the jti of the token to revoke/);
+    assertFailure(await sigil(['tokens', 'revoke', 'x'.repeat(201)], opts), 2, /JTI is 201 characters long/);
+    assertFailure(await sigil(['tokens', 'revoke', 'abc', '--reason', ''], opts), 2, /--reason needs some text/);
+    // a whole access token pasted instead of its jti: named, with the jti to use
+    const jwt = `${Buffer.from('{"alg":"ES256","typ":"at+jwt"}').toString('base64url')}.${Buffer.from('{"jti":"the-jti-1","client_id":"c"}').toString('base64url')}.c2ln`;
+    assertFailure(await sigil(['tokens', 'revoke', jwt], opts), 2, /JTI is a whole token \(a JWT\), not its jti; its jti claim is "the-jti-1"/);
+    assertFailure(await sigil(['tokens', 'frobnicate'], opts), 2, /unknown command: sigil tokens frobnicate/);
+  });
+
   it('says where the admin key was expected when there is none', async () => {
     assertFailure(await sigil(['clients', 'list'], { ...opts, keysDir: path.join(work.dir, 'nowhere') }), 1, /no admin key at .*nowhere.*run `sigil init` first/);
   });
@@ -103,6 +137,9 @@ describe('sigil CLI: usage errors and unreachable server', () => {
     const unreachable = new RegExp(`cannot reach Sigil at ${deadUrl.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`);
     assertFailure(await sigil(['clients', 'list', '--json'], opts), 1, unreachable);
     assertFailure(await sigil(['clients', 'show', 'abc'], opts), 1, unreachable);
+    assertFailure(await sigil(['clients', 'revoke', 'abc', '--reason', 'r'], opts), 1, unreachable);
+    assertFailure(await sigil(['clients', 'keys', 'set', 'abc', '--jwks-file', 'public.jwks.json'], opts), 1, unreachable);
+    assertFailure(await sigil(['tokens', 'revoke', 'some-jti', '--json'], opts), 1, unreachable);
     const keysDir = path.join(work.dir, 'fresh-keys');
     const init = await sigil(['init', '--json'], { ...opts, keysDir });
     assertFailure(init, 1, unreachable);

@@ -6,7 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AdapterPayload } from 'oidc-provider';
-import { loadSigningKeys, sharedSecret } from '../../src/keys/signing-keys.js';
+import { loadSigningKeys, readKeys, sharedSecret } from '../../src/keys/signing-keys.js';
+import { KeyDecryptionError } from '../../src/keys/key-encryption.js';
+
+const KEK = Buffer.alloc(32, 3);
 import { ClientStore } from '../../src/storage/client-store.js';
 import type { Db } from '../../src/storage/db.js';
 import { createMemoryStore, createRedisStore, type FastStore } from '../../src/storage/fast-store.js';
@@ -559,31 +562,31 @@ export function dbContract(name: string, makeDb: MakeDb): void {
   describe(`${name}: signing keys and shared secrets`, () => {
     const ctx = freshDb(makeDb);
 
-    it('loadSigningKeys() creates exactly one active key on first call, and returns it on later calls', async () => {
-      const first = await loadSigningKeys(ctx.t.db, 'ES256');
-      assert.equal(first.keys.length, 1);
-      const key = first.keys[0]!;
-      assert.equal(key.state, 'active');
+    it('loadSigningKeys() creates exactly one key on first call, stored encrypted, and returns it on later calls', async () => {
+      const first = await loadSigningKeys(ctx.t.db, 'ES256', KEK);
+      assert.equal(first.length, 1);
+      const key = first[0]!;
       assert.equal(key.alg, 'ES256');
       assert.ok(key.kid);
-      assert.ok(key.activatedAt instanceof Date);
-      assert.equal(first.privateJwks.keys.length, 1);
-      const priv = first.privateJwks.keys[0]!;
-      assert.equal(priv.kid, key.kid);
-      assert.equal(priv.alg, 'ES256');
-      assert.equal(typeof priv.d, 'string', 'the private JWKS holds the private key');
+      assert.ok(key.activateAt instanceof Date && key.activateAt.getTime() <= Date.now());
+      assert.equal(key.privateJwk.kid, key.kid);
+      assert.equal(typeof key.privateJwk.d, 'string', 'the decrypted private JWK holds the private key');
       for (const m of PRIVATE_MEMBERS) assert.ok(!(m in key.publicJwk), `publicJwk must not contain "${m}"`);
       assert.equal(key.publicJwk.kid, key.kid);
-      assert.equal(key.publicJwk.x, priv.x);
+      assert.equal(key.publicJwk.x, key.privateJwk.x);
 
-      const again = await loadSigningKeys(ctx.t.db, 'ES256');
-      assert.deepEqual(again.keys.map((k) => k.kid), [key.kid]);
-      const other = await loadSigningKeys(ctx.t.second(), 'ES256');
-      assert.deepEqual(other.keys.map((k) => k.kid), [key.kid]);
+      const again = await loadSigningKeys(ctx.t.db, 'ES256', KEK);
+      assert.deepEqual(again.map((k) => k.kid), [key.kid]);
+      const other = await loadSigningKeys(ctx.t.second(), 'ES256', KEK);
+      assert.deepEqual(other.map((k) => k.kid), [key.kid]);
       const rows = await ctx.t.sql<{ n: number }>('SELECT count(*)::int AS n FROM signing_keys');
       assert.equal(rows[0]!.n, 1);
-      const stored = await ctx.t.sql<{ public_jwk: Record<string, unknown> }>('SELECT public_jwk FROM signing_keys');
+      const stored = await ctx.t.sql<{ public_jwk: Record<string, unknown>; private_jwk: Record<string, unknown> }>('SELECT public_jwk, private_jwk FROM signing_keys');
       for (const m of PRIVATE_MEMBERS) assert.ok(!(m in stored[0]!.public_jwk), `stored public_jwk must not contain "${m}"`);
+      // at rest the private key is ciphertext: a dump without the KEK yields nothing usable
+      assert.ok(!JSON.stringify(stored[0]!.private_jwk).includes(key.privateJwk.d as string));
+      assert.equal(stored[0]!.private_jwk.alg, 'A256GCM');
+      await assert.rejects(readKeys(ctx.t.db, Buffer.alloc(32, 7)), KeyDecryptionError);
     });
 
     it('sharedSecret() returns the same 32 random bytes across calls and handles; names are independent', async () => {
@@ -602,11 +605,11 @@ export function dbContract(name: string, makeDb: MakeDb): void {
   describe(`${name}: signing keys created by concurrent callers`, () => {
     const ctx = freshDb(makeDb);
 
-    it('concurrent loadSigningKeys() calls on one Db produce exactly one active key', async () => {
-      const all = await Promise.all(Array.from({ length: 4 }, () => loadSigningKeys(ctx.t.db, 'ES256')));
-      const rows = await ctx.t.sql<{ kid: string }>("SELECT kid FROM signing_keys WHERE state = 'active'");
-      assert.equal(rows.length, 1, `active keys created: ${rows.length}`);
-      assert.deepEqual(new Set(all.map((k) => k.keys.map((x) => x.kid).join(','))), new Set([rows[0]!.kid]));
+    it('concurrent loadSigningKeys() calls on one Db produce exactly one key', async () => {
+      const all = await Promise.all(Array.from({ length: 4 }, () => loadSigningKeys(ctx.t.db, 'ES256', KEK)));
+      const rows = await ctx.t.sql<{ kid: string }>('SELECT kid FROM signing_keys');
+      assert.equal(rows.length, 1, `keys created: ${rows.length}`);
+      assert.deepEqual(new Set(all.map((k) => k.map((x) => x.kid).join(','))), new Set([rows[0]!.kid]));
     });
   });
 

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { loadSigningKeys } from '../../src/keys/signing-keys.js';
+
+const KEK = Buffer.alloc(32, 3);
 import { createPgDb, type Db } from '../../src/storage/db.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
@@ -52,11 +54,11 @@ describe('postgres: instances racing on a fresh database', () => {
   it('two concurrent loadSigningKeys() from two Db objects produce one active key', async () => {
     const { s, open } = await fresh();
     await migrate(open());
-    const [a, b, c] = await Promise.all([loadSigningKeys(open(), 'ES256'), loadSigningKeys(open(), 'ES256'), loadSigningKeys(open(), 'ES256')]);
-    assert.equal(a.keys.length, 1);
-    assert.equal(b.keys[0]!.kid, a.keys[0]!.kid);
-    assert.equal(c.keys[0]!.kid, a.keys[0]!.kid);
-    const rows = await s.sql<{ n: number }>("SELECT count(*)::int AS n FROM signing_keys WHERE state = 'active'");
+    const [a, b, c] = await Promise.all([loadSigningKeys(open(), 'ES256', KEK), loadSigningKeys(open(), 'ES256', KEK), loadSigningKeys(open(), 'ES256', KEK)]);
+    assert.equal(a.length, 1);
+    assert.equal(b[0]!.kid, a[0]!.kid);
+    assert.equal(c[0]!.kid, a[0]!.kid);
+    const rows = await s.sql<{ n: number }>('SELECT count(*)::int AS n FROM signing_keys');
     assert.equal(rows[0]!.n, 1);
   });
 
@@ -64,9 +66,9 @@ describe('postgres: instances racing on a fresh database', () => {
     const { s, open } = await fresh();
     const db = open();
     await migrate(db);
-    const all = await Promise.all(Array.from({ length: 5 }, () => loadSigningKeys(db, 'EdDSA')));
-    assert.equal(new Set(all.map((k) => k.keys[0]!.kid)).size, 1);
-    assert.equal(all[0]!.keys[0]!.alg, 'EdDSA');
+    const all = await Promise.all(Array.from({ length: 5 }, () => loadSigningKeys(db, 'EdDSA', KEK)));
+    assert.equal(new Set(all.map((k) => k[0]!.kid)).size, 1);
+    assert.equal(all[0]![0]!.alg, 'EdDSA');
     const rows = await s.sql<{ n: number }>('SELECT count(*)::int AS n FROM signing_keys');
     assert.equal(rows[0]!.n, 1);
   });

@@ -35,7 +35,7 @@ export function clientCredentialsGrant(provider: Provider, deps: ClientCredentia
       scope: scope ?? '',
       accessTokenFormat: 'jwt',
       accessTokenTTL: deps.settings.ttlSeconds,
-      jwt: { sign: { alg: deps.settings.alg } },
+      jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
     });
     await bindToProofKey(provider, ctx, dPoP, token);
 

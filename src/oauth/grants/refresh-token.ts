@@ -49,7 +49,7 @@ export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
     const rotated = await deps.refreshTokens.rotate(record, async () => {
       const token = new provider.AccessToken({ accountId: record.subject, client, scope, gty: 'refresh_token', grantId: record.familyId });
       token.resourceServer = new provider.ResourceServer(record.audience, {
-        audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: deps.settings.ttlSeconds, jwt: { sign: { alg: deps.settings.alg } },
+        audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: deps.settings.ttlSeconds, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
       });
       token.setThumbprint('jkt', record.jkt);
       if (record.act) pendingClaims.set(token, { act: record.act });

@@ -5,7 +5,9 @@ import type { SigningAlg } from '../../config.js';
 
 export interface AccessTokenSettings {
   ttlSeconds: number;
+  /** the active signing key */
   alg: SigningAlg;
+  kid: string;
 }
 
 export interface IssuedToken {

@@ -84,7 +84,7 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
 
     const token = new provider.AccessToken({ accountId: subject.sub!, client, scope, gty: 'token_exchange', grantId: subject.jti! });
     token.resourceServer = new provider.ResourceServer(audience, {
-      audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg } },
+      audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
     });
     pendingClaims.set(token, { act });
     await bindToProofKey(provider, ctx, dPoP, token);

@@ -1,0 +1,55 @@
+// `sigil keys list` / `sigil keys rotate`: Sigil's own signing keys and their staged rotation.
+import { AdminSession } from './admin-session.js';
+import type { Command, CommandResult } from './command.js';
+
+interface KeyView {
+  kid: string;
+  alg: string;
+  state: 'next' | 'active' | 'retiring' | 'retired';
+  created_at: string;
+  activates_at: string;
+  retires_at?: string;
+}
+
+function table(keys: KeyView[]): string {
+  const rows = [['KID', 'ALG', 'STATE', 'ACTIVATES_AT', 'RETIRES_AT'], ...keys.map((k) => [k.kid, k.alg, k.state, k.activates_at, k.retires_at ?? '-'])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+async function list({ io }: { io: Parameters<Command['run']>[0]['io'] }): Promise<CommandResult> {
+  const session = await AdminSession.open(io);
+  const keys = await session.call<KeyView[]>('GET', '/admin/keys');
+  return { json: keys, human: table(keys) };
+}
+
+async function rotate({ io }: { io: Parameters<Command['run']>[0]['io'] }): Promise<CommandResult> {
+  const session = await AdminSession.open(io);
+  const result = await session.call<{ staged: KeyView; keys: KeyView[] }>('POST', '/admin/keys/rotate');
+  return {
+    json: result,
+    human: `Key ${result.staged.kid} staged: published in the JWKS now, signing from ${result.staged.activates_at}.\n\n${table(result.keys)}`,
+  };
+}
+
+export const keyCommands: Command[] = [
+  {
+    words: ['keys', 'list'],
+    summary: "the server's signing keys and their states",
+    usage: 'keys list [--json]',
+    help: `States: next (published, not signing yet), active (signs), retiring (replaced, published until
+everything it signed has expired), retired (no longer published).`,
+    options: {},
+    run: list,
+  },
+  {
+    words: ['keys', 'rotate'],
+    summary: 'stage a new signing key',
+    usage: 'keys rotate [--json]',
+    help: `The new key is published in the JWKS at once and starts signing only after the JWKS max-age has
+passed, so every cache has it; the old key stays published until every token it signed has expired.
+Every instance follows the same schedule without a restart. Refused while a rotation is staged.`,
+    options: {},
+    run: rotate,
+  },
+];

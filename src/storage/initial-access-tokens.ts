@@ -1,0 +1,169 @@
+// The credentials of dynamic registration, as stored: initial access tokens (RFC 7591 §3, kept only as
+// argon2id hashes, used up atomically) and registration access tokens (RFC 7592, kept only as SHA-256).
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import argon2 from 'argon2';
+import type { Db, Queryable } from './db.js';
+
+/** `sit_<id>.<secret>`: the id finds the row, the 256-bit secret is checked against its argon2id hash */
+const INITIAL_ACCESS_TOKEN = /^sit_([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$/;
+/** `srat_<secret>`: 256 bits, stored as SHA-256 (a random value that long needs no slow hash) */
+const REGISTRATION_ACCESS_TOKEN = /^srat_[A-Za-z0-9_-]{43}$/;
+
+/**
+ * OWASP's argon2id baseline (19 MiB, 2 passes). The secret is 256 random bits, so no cost setting
+ * makes guessing it feasible; a modest one keeps each presented token cheap to check.
+ */
+const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
+
+export interface InitialAccessToken {
+  id: string;
+  scope: string[];
+  audiences: string[];
+  uses: number;
+  usesLeft: number;
+  createdBy: string;
+  createdAt: Date;
+  expiresAt: Date;
+  revokedAt?: Date;
+  revokedBy?: string;
+}
+
+export interface NewInitialAccessToken {
+  scope: string[];
+  audiences: string[];
+  uses: number;
+  expiresInSeconds: number;
+}
+
+/** Why a presented initial access token is refused; never shown to the caller beyond "invalid". */
+export type InitialAccessRefusal = 'malformed' | 'unknown' | 'wrong_secret' | 'expired' | 'revoked' | 'used_up';
+
+interface Row {
+  id: string;
+  secret_hash: string;
+  scope: string;
+  audiences: string[];
+  uses: number;
+  uses_left: number;
+  created_by: string;
+  created_at: Date;
+  expires_at: Date;
+  revoked_at: Date | null;
+  revoked_by: string | null;
+  expired: boolean;
+}
+
+function fromRow(r: Row): InitialAccessToken {
+  return {
+    id: r.id,
+    scope: r.scope ? r.scope.split(' ') : [],
+    audiences: r.audiences,
+    uses: r.uses,
+    usesLeft: r.uses_left,
+    createdBy: r.created_by,
+    createdAt: new Date(r.created_at),
+    expiresAt: new Date(r.expires_at),
+    revokedAt: r.revoked_at ? new Date(r.revoked_at) : undefined,
+    revokedBy: r.revoked_by ?? undefined,
+  };
+}
+
+const COLUMNS = 'id, secret_hash, scope, audiences, uses, uses_left, created_by, created_at, expires_at, revoked_at, revoked_by, expires_at <= now() AS expired';
+
+export const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
+
+export class InitialAccessTokens {
+  constructor(private readonly db: Db) {}
+
+  /** A new token; the returned `token` is the only copy of its secret. */
+  async issue(input: NewInitialAccessToken, actor: string, q: Queryable = this.db): Promise<{ token: string; record: InitialAccessToken }> {
+    const id = randomBytes(12).toString('base64url');
+    const secret = randomBytes(32).toString('base64url');
+    const secretHash = await argon2.hash(secret, ARGON2_OPTIONS);
+    const r = await q.query<Row>(
+      `INSERT INTO initial_access_tokens (id, secret_hash, scope, audiences, uses, uses_left, created_by, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $5, $6, now() + make_interval(secs => $7)) RETURNING ${COLUMNS}`,
+      [id, secretHash, input.scope.join(' '), input.audiences, input.uses, actor, input.expiresInSeconds],
+    );
+    return { token: `sit_${id}.${secret}`, record: fromRow(r.rows[0]!) };
+  }
+
+  /**
+   * Check a presented token without using it: the secret first (argon2id), then whether it is still
+   * usable. A use is taken only by consume(), once the registration it allows is certain.
+   */
+  async check(token: string): Promise<{ ok: true; record: InitialAccessToken } | { ok: false; reason: InitialAccessRefusal; id?: string }> {
+    const m = INITIAL_ACCESS_TOKEN.exec(token);
+    if (!m) return { ok: false, reason: 'malformed' };
+    const [, id, secret] = m as unknown as [string, string, string];
+    const r = await this.db.query<Row>(`SELECT ${COLUMNS} FROM initial_access_tokens WHERE id = $1`, [id]);
+    const row = r.rows[0];
+    if (!row) return { ok: false, reason: 'unknown' };
+    const matches = await argon2.verify(row.secret_hash, secret).catch(() => false);
+    if (!matches) return { ok: false, reason: 'wrong_secret', id };
+    if (row.revoked_at) return { ok: false, reason: 'revoked', id };
+    if (row.expired) return { ok: false, reason: 'expired', id };
+    if (row.uses_left <= 0) return { ok: false, reason: 'used_up', id };
+    return { ok: true, record: fromRow(row) };
+  }
+
+  /**
+   * Take one use, atomically: concurrent registrations on any number of instances serialise on the
+   * row, so a token created with N uses registers exactly N clients. Undefined when none is left.
+   */
+  async consume(id: string, q: Queryable = this.db): Promise<InitialAccessToken | undefined> {
+    const r = await q.query<Row>(
+      `UPDATE initial_access_tokens SET uses_left = uses_left - 1
+       WHERE id = $1 AND uses_left > 0 AND expires_at > now() AND revoked_at IS NULL
+       RETURNING ${COLUMNS}`,
+      [id],
+    );
+    return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+  }
+
+  /** Revoke a token (idempotent); undefined when there is no such token. */
+  async revoke(id: string, actor: string, q: Queryable = this.db): Promise<InitialAccessToken | undefined> {
+    await q.query('UPDATE initial_access_tokens SET revoked_at = now(), revoked_by = $2 WHERE id = $1 AND revoked_at IS NULL', [id, actor]);
+    return this.read(id, q);
+  }
+
+  async read(id: string, q: Queryable = this.db): Promise<InitialAccessToken | undefined> {
+    const r = await q.query<Row>(`SELECT ${COLUMNS} FROM initial_access_tokens WHERE id = $1`, [id]);
+    return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+  }
+
+  async list(): Promise<InitialAccessToken[]> {
+    const r = await this.db.query<Row>(`SELECT ${COLUMNS} FROM initial_access_tokens ORDER BY created_at, id`);
+    return r.rows.map(fromRow);
+  }
+}
+
+/** RFC 7592: which clients registered themselves, and the hash of each one's registration access token. */
+export class ClientRegistrations {
+  constructor(private readonly db: Db) {}
+
+  /** Record a registration; returns the registration access token (its only copy). */
+  async create(clientId: string, initialAccessTokenId: string, q: Queryable = this.db): Promise<string> {
+    const token = `srat_${randomBytes(32).toString('base64url')}`;
+    await q.query('INSERT INTO client_registrations (client_id, access_token_hash, initial_access_token_id) VALUES ($1, $2, $3)', [
+      clientId, sha256(token), initialAccessTokenId,
+    ]);
+    return token;
+  }
+
+  /** True when `token` is the registration access token of `clientId`. */
+  async verify(clientId: string, token: string): Promise<boolean> {
+    if (!REGISTRATION_ACCESS_TOKEN.test(token)) return false;
+    const r = await this.db.query<{ access_token_hash: string }>('SELECT access_token_hash FROM client_registrations WHERE client_id = $1', [clientId]);
+    const stored = r.rows[0]?.access_token_hash;
+    if (!stored) return false;
+    const given = Buffer.from(sha256(token), 'hex');
+    const expected = Buffer.from(stored, 'hex');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  async initialAccessTokenOf(clientId: string): Promise<string | undefined> {
+    const r = await this.db.query<{ initial_access_token_id: string }>('SELECT initial_access_token_id FROM client_registrations WHERE client_id = $1', [clientId]);
+    return r.rows[0]?.initial_access_token_id;
+  }
+}
