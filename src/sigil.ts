@@ -30,7 +30,7 @@ import { RevocationList } from './oauth/revocation-list.js';
 import { RefreshTokens } from './oauth/refresh-tokens.js';
 import { pruneRefreshTokens } from './storage/refresh-tokens.js';
 import { Revocations } from './oauth/revocations.js';
-import { StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './oauth/status-list.js';
+import { reconcileRecentRevocations, StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './oauth/status-list.js';
 import { StatusChanges, statusListRoutes } from './server/status-lists.js';
 import { jwksProblems } from './oauth/client-keys.js';
 import { JwksUriFetcher, jwksUriProblem } from './oauth/jwks-fetch.js';
@@ -106,7 +106,20 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     if (e.kind === 'client_revoked' || e.kind === 'client_keys_changed') clients.invalidate(e.target);
     if (e.kind !== 'client_keys_changed') listsChanged(e.lists);
   });
-  events.onLateRevocations = (lists) => void fast.publish('status-lists', JSON.stringify(lists)).catch(() => {});
+  events.onLateRevocations = (lists) => {
+    listsChanged(lists);
+    void fast.publish('status-lists', JSON.stringify(lists)).catch(() => {});
+  };
+  // messages may have been lost while Redis was away
+  fast.onReconnect(() => listsChanged(undefined));
+  const reconcile = setInterval(() => {
+    reconcileRecentRevocations(db).then((lists) => {
+      if (!lists.length) return;
+      listsChanged(lists);
+      void fast.publish('status-lists', JSON.stringify(lists)).catch(() => {});
+    }, () => {});
+  }, 1000);
+  reconcile.unref();
   fast.subscribe('status-lists', (message) => {
     try {
       listsChanged(JSON.parse(message) as string[]);
@@ -213,6 +226,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
         });
         readiness.stop();
         clearInterval(housekeeping);
+        clearInterval(reconcile);
         revocationList.stop();
         keyRing.stop();
         await events.close().catch(() => {});

@@ -162,7 +162,7 @@ export function addressProblem(host: string, address: string, policy: Pick<JwksU
   const cls = classifyAddress(address);
   if (cls === 'public') return undefined;
   if (cls === 'loopback' && policy.allowHttpLoopback && isLoopbackHost(host)) return undefined;
-  if (INTERNAL.has(cls) && policy.allowedHosts.includes(host)) return undefined;
+  if (INTERNAL.has(cls) && policy.allowedHosts.some((h) => canonicalHost(h) === host)) return undefined;
   const what = host === canonicalHost(address) ? `host ${host} is ${ARTICLE[cls]} address` : `host ${host} resolves to ${address}, ${ARTICLE[cls]} address`;
   return `jwks_uri ${what}; Sigil fetches keys only from public addresses`;
 }
@@ -381,14 +381,15 @@ export class JwksUriFetcher {
     const u = new URL(url);
     const host = canonicalHost(u.hostname);
     const controller = new AbortController();
-    const timeout = () => new JwksUriRefused(`jwks_uri did not answer within ${policy.timeoutMs} ms`);
-    const timer = setTimeout(() => controller.abort(timeout()), policy.timeoutMs);
-    const onOuterAbort = () => controller.abort(timeout());
-    outer?.addEventListener('abort', onOuterAbort, { once: true });
     const aborted = new Promise<never>((_, reject) => {
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
     });
     aborted.catch(() => {});
+    const timer = setTimeout(() => controller.abort(new JwksUriRefused(`jwks_uri did not answer within ${policy.timeoutMs} ms`)), policy.timeoutMs);
+    // oidc-provider gives its fetches a deadline of its own (2.5 s)
+    const onOuterAbort = () => controller.abort(new JwksUriRefused('jwks_uri did not answer in time'));
+    if (outer?.aborted) onOuterAbort();
+    else outer?.addEventListener('abort', onOuterAbort, { once: true });
     try {
       // resolve once, check every address, then connect only to the checked one
       const addresses = isIP(host)

@@ -236,23 +236,28 @@ function structuredTokenAnswers(deps: ProviderDeps) {
   return async function structuredTokens(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
     await next();
     const route = ctx.oidc?.route;
-    if (route === 'token') return grantNotAllowed(ctx);
+    if (route === 'token') {
+      if (noClientAuthentication(ctx, ctx.body as { error?: string; error_description?: string })) return;
+      return grantNotAllowed(ctx);
+    }
     if (route !== 'introspection' && route !== 'revocation') return;
-    const body = ctx.body as { error?: string } | undefined;
+    const body = ctx.body as { error?: string; error_description?: string } | undefined;
+    if (noClientAuthentication(ctx, body)) return;
     const token = ctx.oidc.params?.token;
-    // only once oidc-provider authenticated the client: a 200, or its JWT refusal
-    const jwt = body?.error === 'unsupported_token_type' && looksLikeJwt(token);
+    if (typeof token !== 'string') return;
+    // only once oidc-provider authenticated the client: its refusal of anything JWT-shaped, or a 200
+    const structured = body?.error === 'unsupported_token_type';
     const refresh = ctx.status === 200 && looksLikeRefreshToken(token);
-    if (!ctx.oidc.client || (!jwt && !refresh)) return;
+    if (!ctx.oidc.client || (!structured && !refresh)) return;
     const requester = await deps.clients.find(ctx.oidc.client.clientId);
     if (!requester) return;
     ctx.status = 200;
     ctx.set('Cache-Control', 'no-store');
     if (route === 'introspection') {
-      ctx.body = jwt ? await introspectAccessToken(deps.tokens, token, requester) : await deps.refreshTokens.introspect(token as string, requester);
+      ctx.body = structured ? await introspectAccessToken(deps.tokens, token, requester) : await deps.refreshTokens.introspect(token, requester);
     } else {
-      if (jwt) await revokeOwnAccessToken(deps.tokens, token, requester.clientId, ctx.state.requestId as string | undefined);
-      else await deps.refreshTokens.revoke(token as string, requester.clientId);
+      if (structured) await revokeOwnAccessToken(deps.tokens, token, requester.clientId, ctx.state.requestId as string | undefined);
+      else await deps.refreshTokens.revoke(token, requester.clientId);
       ctx.body = '';
     }
   };
@@ -267,4 +272,15 @@ function grantNotAllowed(ctx: KoaContextWithOIDC): void {
   if (ctx.status === 400 && body?.error === 'invalid_request' && body.error_description === 'requested grant type is not allowed for this client') {
     ctx.body = { ...body, error: 'unauthorized_client' };
   }
+}
+
+/**
+ * RFC 6749 §5.2 counts "no client authentication included" as invalid_client (401); oidc-provider
+ * answers 400 invalid_request. Returns true when it corrected the answer.
+ */
+function noClientAuthentication(ctx: KoaContextWithOIDC, body: { error?: string; error_description?: string } | undefined): boolean {
+  if (ctx.status !== 400 || body?.error !== 'invalid_request' || body.error_description !== 'no client authentication mechanism provided') return false;
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: 'client authentication is required (private_key_jwt)' };
+  return true;
 }

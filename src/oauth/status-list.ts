@@ -117,11 +117,31 @@ export async function setStatusBits(q: Queryable, refs: StatusRef[]): Promise<st
   return [...new Set(r.rows.map((x) => x.list_id))];
 }
 
+/**
+ * Set the bits of tokens whose revocation raced their issuance record: a revocation that committed
+ * while the token's record was still on its way to Postgres cannot have found it, and the record's
+ * own check may not have seen the revocation yet. Run every second; returns the lists it changed.
+ */
+export async function reconcileRecentRevocations(q: Queryable): Promise<string[]> {
+  const r = await q.query<{ list_id: string }>(
+    `INSERT INTO status_bits (list_id, idx)
+     SELECT te.status_list, te.status_idx FROM security_events se
+     JOIN token_events te ON te.outcome = 'issued' AND te.status_list IS NOT NULL AND te.expires_at > now()
+       AND ((se.kind = 'client_revoked' AND te.client_id = se.target) OR (se.kind = 'token_revoked' AND te.jti = se.target))
+     WHERE se.kind IN ('client_revoked', 'token_revoked') AND se.at > now() - interval '2 minutes'
+     ON CONFLICT DO NOTHING RETURNING list_id`,
+  );
+  return [...new Set(r.rows.map((x) => x.list_id))];
+}
+
 export interface StatusListSigner {
   kid: string;
   alg: string;
   key: CryptoKey;
 }
+
+/** a fresh fetch reflects a revocation within a second even if its change message was lost */
+const CACHE_MS = 500;
 
 /** Builds, signs and caches each list's token; a change anywhere drops the cached copy. */
 export class StatusListPublisher {
@@ -147,8 +167,8 @@ export class StatusListPublisher {
   /** The signed status list token, or undefined for an unknown or retired list. */
   async token(listId: string): Promise<string | undefined> {
     const cached = this.#cache.get(listId);
-    // rebuilt at least every ttl, so iat stays honest even without changes
-    if (cached && Date.now() - cached.builtAt < this.ttlSeconds * 500) return cached.token;
+    // kept briefly even without a change message, so a lost message delays a bit by at most this
+    if (cached && Date.now() - cached.builtAt < CACHE_MS) return cached.token;
     const list = await this.db.query<{ capacity: number }>(
       'SELECT capacity FROM status_lists WHERE id = $1 AND window_end > now() - make_interval(secs => $2)',
       [listId, RETIRE_AFTER_SECONDS],

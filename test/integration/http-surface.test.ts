@@ -254,9 +254,9 @@ describe('HTTP surface', () => {
   });
 
   describe('errors are RFC 6749 §5.2 JSON, also for Accept: text/html', () => {
-    it('no client authentication → 400 invalid_request', async () => {
+    it('no client authentication → 401 invalid_client (RFC 6749 §5.2)', async () => {
       const res = await postToken(new URLSearchParams({ grant_type: 'client_credentials' }));
-      assertJsonError(viewOf(res), 400, 'invalid_request');
+      assertJsonError(viewOf(res), 401, 'invalid_client');
     });
 
     it('an unknown client → 401 invalid_client', async () => {

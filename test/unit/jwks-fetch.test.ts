@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
 import { clientAssertion, generateClientKey, keyPairFromPrivateJwk, type SigningKeyPair } from '../../src/client/oauth-client.js';
+import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { jwksProblems } from '../../src/oauth/client-keys.js';
 import {
@@ -150,6 +151,8 @@ describe('jwksUriProblem: checks before anything is fetched', () => {
     assert.match(jwksUriProblem('https://0.0.0.0/jwks', allow)!, /unspecified/);
     assert.match(jwksUriProblem('https://10.1.2.4/jwks', allow)!, /private/);
     assert.equal(addressProblem('jwks.internal', '10.9.9.9', allow), undefined);
+    assert.equal(jwksUriProblem('https://[fd00::1]/jwks', { allowHttpLoopback: false, allowedHosts: ['[FD00::1]'] }), undefined);
+    assert.equal(addressProblem('jwks.internal', '10.0.0.1', { allowHttpLoopback: false, allowedHosts: ['JWKS.Internal.'] }), undefined);
     assert.match(addressProblem('jwks.other', '10.9.9.9', allow)!, /host jwks\.other resolves to 10\.9\.9\.9, a private address/);
   });
 });
@@ -496,5 +499,31 @@ describe('JwksUriFetcher over https: the connection goes to the checked address'
     const r2 = await untrusted.load(`https://jwks.partner.test:${port}/jwks`);
     assert.ok(!r2.ok);
     assert.match(r2.problem, /TLS certificate/);
+  });
+});
+
+describe('JWKS_URI_* settings (src/config.ts)', () => {
+  it('defaults: https and public addresses only, 3 s, 64 KiB, cached 60 s to 1 day', () => {
+    assert.deepEqual(loadConfig({}).jwksUri, {
+      allowHttpLoopback: false, allowedHosts: [], timeoutMs: 3000, maxBytes: 65536, minCacheSeconds: 60, maxCacheSeconds: 86400,
+    });
+  });
+
+  it('reads every variable', () => {
+    assert.deepEqual(loadConfig({
+      JWKS_URI_ALLOW_HTTP_LOOPBACK: 'true', JWKS_URI_ALLOWED_HOSTS: ' Keys.Internal , 10.1.2.3,[fd00::1]', JWKS_URI_TIMEOUT_MS: '1500',
+      JWKS_URI_MAX_BYTES: '2048', JWKS_URI_CACHE_MIN: '30', JWKS_URI_CACHE_MAX: '600',
+    }).jwksUri, {
+      allowHttpLoopback: true, allowedHosts: ['keys.internal', '10.1.2.3', '[fd00::1]'], timeoutMs: 1500, maxBytes: 2048, minCacheSeconds: 30, maxCacheSeconds: 600,
+    });
+  });
+
+  it('refuses nonsense with a clear error', () => {
+    assert.throws(() => loadConfig({ JWKS_URI_ALLOW_HTTP_LOOPBACK: 'yes' }), /JWKS_URI_ALLOW_HTTP_LOOPBACK must be one of true, false/);
+    assert.throws(() => loadConfig({ JWKS_URI_ALLOWED_HOSTS: 'https://keys.internal/' }), /JWKS_URI_ALLOWED_HOSTS must be a comma-separated list of host names/);
+    assert.throws(() => loadConfig({ JWKS_URI_ALLOWED_HOSTS: '*.internal' }), /JWKS_URI_ALLOWED_HOSTS/);
+    assert.throws(() => loadConfig({ JWKS_URI_TIMEOUT_MS: '0' }), /JWKS_URI_TIMEOUT_MS must be between 100 and 30000/);
+    assert.throws(() => loadConfig({ JWKS_URI_MAX_BYTES: '10' }), /JWKS_URI_MAX_BYTES must be between 1024/);
+    assert.throws(() => loadConfig({ JWKS_URI_CACHE_MIN: '120', JWKS_URI_CACHE_MAX: '60' }), /JWKS_URI_CACHE_MAX \(60\) must not be below JWKS_URI_CACHE_MIN \(120\)/);
   });
 });
