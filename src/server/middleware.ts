@@ -82,8 +82,8 @@ export function bodyGuard() {
         size += (chunk as Buffer).length;
         if (size > BODY_LIMIT_BYTES) {
           // read (and drop) the rest, up to a cap, so the client is not reset before it reads the 413
-          if (size > BODY_DRAIN_CAP_BYTES) ctx.set('Connection', 'close');
-          else continue;
+          if (size <= BODY_DRAIN_CAP_BYTES) continue;
+          ctx.set('Connection', 'close');
           break;
         }
         chunks.push(chunk as Buffer);

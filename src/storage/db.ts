@@ -69,12 +69,19 @@ export function createPgDb(connectionString: string, max = 10): Db {
       unavailable(err);
     }
     let broken = false;
+    // a checked-out client that loses its connection emits 'error' on itself: without a listener
+    // that would crash the process (the query in flight fails on its own)
+    const onError = () => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       return await fn(client);
     } catch (err) {
       broken = isConnectionError(err);
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

@@ -2,8 +2,7 @@
 // `sigil registration-tokens create`, and RFC 7592 management with the registration access token.
 // Two real Sigil processes share one Postgres and one Redis (and one ISSUER) and behave as one server.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

@@ -453,7 +453,7 @@ export function dbContract(name: string, makeDb: MakeDb): void {
         assert.equal(log.pending, 6);
         assert.deepEqual(calls, [], 'record() made no database call');
         await log.flush();
-        assert.deepEqual(calls, ['query:INSERT'], 'one INSERT for the whole batch');
+        assert.equal(calls.length, 1, `one statement for the whole batch, got ${calls.join(', ')}`);
         assert.equal(log.pending, 0);
         const rows = await stored('one-batch-');
         assert.equal(rows.length, 6);

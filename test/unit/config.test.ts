@@ -28,6 +28,10 @@ describe('loadConfig', () => {
       signingAlg: 'ES256',
       dpopRequireNonce: false,
       jwksMaxAgeSeconds: 300,
+      statusListTtlSeconds: 30,
+      jwksUri: { allowHttpLoopback: false, allowedHosts: [], timeoutMs: 3000, maxBytes: 65536, minCacheSeconds: 60, maxCacheSeconds: 86400 },
+      kek: undefined,
+      keysDir: path.resolve('./keys'),
     });
   });
 
