@@ -19,6 +19,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       redact: { paths, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination as pino.DestinationStream | undefined,
+    // asynchronous writes: a log line per token must not block the event loop on a slow stdout
+    (destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false }),
   );
 }

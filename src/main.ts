@@ -20,7 +20,8 @@ async function main(): Promise<void> {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'shutting down');
-      sigil.close().then(() => process.exit(0), () => process.exit(1));
+      const exit = (code: number) => log.flush(() => process.exit(code));
+      sigil.close().then(() => exit(0), () => exit(1));
     });
   }
 }

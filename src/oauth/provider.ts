@@ -122,8 +122,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       userinfo: { enabled: false },
       dPoP: {
         enabled: true,
-        nonceSecret: deps.nonceSecret,
-        requireNonce: () => config.dpopRequireNonce,
+        // nonces cost an HMAC and a header on every request: only when they are switched on
+        ...(config.dpopRequireNonce ? { nonceSecret: deps.nonceSecret, requireNonce: () => true } : {}),
       },
       resourceIndicators: {
         enabled: true,

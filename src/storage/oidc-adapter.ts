@@ -54,7 +54,9 @@ class ReplayAdapter extends ReadOnly implements Adapter {
     return { jti: id, kind: 'ReplayDetection', iat: now, exp: now + 60 };
   }
   override async upsert(id: string, _payload: AdapterPayload, expiresIn: number): Promise<void> {
-    await this.guard.extend(id, expiresIn);
+    // the claim made by find() already lasts long enough for every assertion and proof Sigil accepts
+    // (both live at most 300 s); only a longer life needs another round trip
+    if (expiresIn > REPLAY_CLAIM_TTL) await this.guard.extend(id, expiresIn);
   }
 }
 
