@@ -237,7 +237,8 @@ function structuredTokenAnswers(deps: ProviderDeps) {
     await next();
     const route = ctx.oidc?.route;
     if (route === 'token') {
-      if (noClientAuthentication(ctx, ctx.body as { error?: string; error_description?: string })) return;
+      const body = ctx.body as { error?: string; error_description?: string } | undefined;
+      if (noClientAuthentication(ctx, body) || malformedAssertion(ctx, body)) return;
       return grantNotAllowed(ctx);
     }
     if (route !== 'introspection' && route !== 'revocation') return;
@@ -282,5 +283,16 @@ function noClientAuthentication(ctx: KoaContextWithOIDC, body: { error?: string;
   if (ctx.status !== 400 || body?.error !== 'invalid_request' || body.error_description !== 'no client authentication mechanism provided') return false;
   ctx.status = 401;
   ctx.body = { error: 'invalid_client', error_description: 'client authentication is required (private_key_jwt)' };
+  return true;
+}
+
+/**
+ * RFC 7523 §3.2: an invalid client assertion is invalid_client (401); oidc-provider answers one it
+ * cannot even parse with 400 invalid_request. Corrected here, at no cost to valid requests.
+ */
+function malformedAssertion(ctx: KoaContextWithOIDC, body: { error?: string; error_description?: string } | undefined): boolean {
+  if (ctx.status !== 400 || body?.error !== 'invalid_request' || body.error_description !== 'invalid client_assertion format') return false;
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: 'client_assertion is not a signed JWT' };
   return true;
 }

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
 import type { Metrics } from './metrics.js';
-import { assertionShapeCheck, bodyGuard, errorBoundary, requestContext } from './middleware.js';
+import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
 import type { TokenOutcomes } from './token-outcomes.js';
 
@@ -32,7 +32,7 @@ export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
   app.silent = true;
 
-  app.use(requestContext(deps.issuer, deps.log));
+  app.use(requestContext(app, deps.issuer, deps.log));
   app.use(errorBoundary());
 
   app.use(async function tokenEndpointAccounting(ctx, next) {
@@ -82,8 +82,6 @@ export function createApp(deps: AppDeps): Koa {
     }
     return next();
   });
-
-  app.use(assertionShapeCheck());
 
   app.use(async function jwksCaching(ctx, next) {
     await next();

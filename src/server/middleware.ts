@@ -1,6 +1,7 @@
 // Small middleware, one job each, composed in app.ts.
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type Koa from 'koa';
 import type { Context, Next } from 'koa';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
@@ -14,24 +15,27 @@ const BODY_DRAIN_CAP_BYTES = 4 * 1024 * 1024;
  * Request id, per-request logger, and URL pinning: every URL-bound check (DPoP htu, assertion aud)
  * is made against the ISSUER, whichever instance address the request reached.
  */
-export function requestContext(issuer: string, log: Logger) {
+export function requestContext(app: Koa, issuer: string, log: Logger) {
   const { protocol, host } = new URL(issuer);
   const scheme = protocol.slice(0, -1);
+  // on the app's request prototype, once: ctx.href, ctx.origin and oidc-provider's URLs follow
+  Object.defineProperties(app.request, {
+    protocol: { get: () => scheme, configurable: true },
+    host: { get: () => host, configurable: true },
+  });
   return async function requestContextMiddleware(ctx: Context, next: Next) {
     const given = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     ctx.state.requestId = requestId;
-    ctx.state.log = log.child({ requestId });
+    let child: Logger | undefined;
+    // created only when something logs for this request
+    Object.defineProperty(ctx.state, 'log', { get: () => (child ??= log.child({ requestId })) });
     ctx.set('X-Request-Id', requestId);
     // absolute-form targets (GET http://other/...) would let the request choose the URL it is checked against
     if (!ctx.originalUrl.startsWith('/')) {
       sendError(ctx, 400, 'invalid_request', 'request target must be a path');
       return;
     }
-    Object.defineProperties(ctx.request, {
-      protocol: { value: scheme, configurable: true },
-      host: { value: host, configurable: true },
-    });
     await next();
   };
 }
@@ -136,34 +140,6 @@ function isUtf8PercentEncoding(form: string): boolean {
   try {
     for (const part of form.split(/[&=]/)) decodeURIComponent(part.replace(/\+/g, ' '));
     return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * RFC 7523 §3.2: an invalid client assertion is `invalid_client` (401). oidc-provider answers a
- * structurally broken one with 400 invalid_request, so the shape is checked here first.
- */
-export function assertionShapeCheck() {
-  return async function assertionShapeMiddleware(ctx: Context, next: Next) {
-    if (ctx.method !== 'POST' || ctx.path !== '/token' || typeof ctx.state.rawBody !== 'string') return next();
-    const assertions = new URLSearchParams(ctx.state.rawBody as string).getAll('client_assertion');
-    if (assertions.length === 1 && !isCompactJwt(assertions[0]!)) {
-      sendError(ctx, 401, 'invalid_client', 'client_assertion is not a signed JWT');
-      return;
-    }
-    return next();
-  };
-}
-
-function isCompactJwt(value: string): boolean {
-  const parts = value.split('.');
-  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p)) || !parts[2]) return false;
-  try {
-    const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as unknown;
-    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
-    return !!header && typeof header === 'object' && !!payload && typeof payload === 'object' && !Array.isArray(payload);
   } catch {
     return false;
   }
