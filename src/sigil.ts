@@ -9,6 +9,7 @@ import { sharedSecret } from './keys/signing-keys.js';
 import { loadKek } from './keys/key-encryption.js';
 import { KeyRing, type KeySnapshot } from './keys/key-ring.js';
 import { adminAudience } from './oauth/admin-clients.js';
+import Provider from 'oidc-provider';
 import { clientMetadata, createProvider } from './oauth/provider.js';
 import { createResourceServer } from './oauth/resource-server.js';
 import { adminApi } from './server/admin-api.js';
@@ -92,7 +93,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const events = new TokenEventLog(db, log);
   const metrics = createMetrics();
   const statusListPrefix = `${config.issuer}/status-lists/`;
-  const outcomes = tokenOutcomes(events, metrics, statusListPrefix);
+  const outcomes = tokenOutcomes(events, metrics, statusListPrefix, log);
 
   // status lists: indices handed out at issuance, bits set by revocations, changes announced
   const statusIndices = new StatusIndexAllocator(db, STATUS_LIST_WINDOW_SECONDS);
@@ -146,6 +147,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     privateJwks: keys.privateJwks,
     adapter: oidcAdapterFactory({
       db, clients, replay, metadataOf: (r) => clientMetadata(r, keyRing.current.active.alg) as never, isClientRevoked: (id) => revocationList.isClientRevoked(id),
+      currentRequest: () => Provider.ctx,
     }),
     statusIndices,
     tokens,

@@ -16,7 +16,7 @@ export interface TokenOutcomes {
   recorded(ctx: Context): boolean;
 }
 
-export function tokenOutcomes(events: TokenEventLog, metrics: Metrics, statusListPrefix: string): TokenOutcomes {
+export function tokenOutcomes(events: TokenEventLog, metrics: Metrics, statusListPrefix: string, log: Logger): TokenOutcomes {
   return {
     issued(ctx, t) {
       const status = t.extra ? statusRefOf(t.extra as AccessTokenClaims, statusListPrefix) : undefined;
@@ -25,14 +25,14 @@ export function tokenOutcomes(events: TokenEventLog, metrics: Metrics, statusLis
         requestId: ctx.state.requestId, statusList: status?.listId, statusIdx: status?.idx,
       });
       metrics.issued.inc({ client_id: t.clientId, grant_type: t.grantType });
-      (ctx.state.log as Logger).info({ event: 'token.issued', client_id: t.clientId, jti: t.jti, grant_type: t.grantType, exp: t.expiresAt }, 'token issued');
+      log.info({ requestId: ctx.state.requestId, event: 'token.issued', client_id: t.clientId, jti: t.jti, grant_type: t.grantType, exp: t.expiresAt }, 'token issued');
     },
     refused(ctx, r) {
       ctx.state.refusalRecorded = true;
       events.record({ at: new Date(), outcome: 'refused', grantType: r.grantType, clientId: r.clientId, error: r.error, reason: r.reason, requestId: ctx.state.requestId });
       // unknown client ids are attacker-chosen: only a known client becomes a metric label
       metrics.refused.inc({ client_id: r.clientId ?? 'unknown', grant_type: r.grantType ?? 'unknown', error: r.error });
-      (ctx.state.log as Logger).info({ event: 'token.refused', client_id: r.clientId, grant_type: r.grantType, error: r.error, reason: r.reason }, 'token refused');
+      log.info({ requestId: ctx.state.requestId, event: 'token.refused', client_id: r.clientId, grant_type: r.grantType, error: r.error, reason: r.reason }, 'token refused');
     },
     recorded: (ctx) => ctx.state.refusalRecorded === true,
   };

@@ -11,6 +11,8 @@ export interface FastStore {
   readonly kind: 'redis' | 'memory';
   /** Atomically claim `key` for `ttlSeconds`; false when it was already claimed (a replay). */
   claimOnce(key: string, ttlSeconds: number): Promise<boolean>;
+  /** Claim `first`, and `second` only if `first` was free, atomically, in one round trip. */
+  claimPair(first: string, second: string, ttlSeconds: number): Promise<[boolean, boolean]>;
   /** Change the expiry of a claimed key (no-op when absent). */
   expire(key: string, ttlSeconds: number): Promise<void>;
   publish(channel: string, message: string): Promise<void>;
@@ -37,6 +39,12 @@ export function createRedisStore(url: string, prefix: string, log: Logger): Fast
     enableAutoPipelining: true,
   };
   const commands = new Redis(url, options);
+  commands.defineCommand('sigilClaimPair', {
+    numberOfKeys: 2,
+    lua: `if not redis.call('SET', KEYS[1], '1', 'EX', ARGV[1], 'NX') then return {0, 0} end
+          if redis.call('SET', KEYS[2], '1', 'EX', ARGV[1], 'NX') then return {1, 1} end
+          return {1, 0}`,
+  });
   const subscriber = new Redis(url, { ...options, enableOfflineQueue: true, commandTimeout: undefined });
   const handlers = new Map<string, BusHandler[]>();
   const reconnectHandlers: Array<() => void> = [];
@@ -75,6 +83,12 @@ export function createRedisStore(url: string, prefix: string, log: Logger): Fast
     async claimOnce(key, ttlSeconds) {
       const r = await wrap(() => commands.set(prefix + key, '1', 'EX', Math.max(1, Math.ceil(ttlSeconds)), 'NX'));
       return r === 'OK';
+    },
+    async claimPair(first, second, ttlSeconds) {
+      const ttl = Math.max(1, Math.ceil(ttlSeconds));
+      const run = commands as unknown as { sigilClaimPair(a: string, b: string, ttl: number): Promise<[number, number]> };
+      const [a, b] = await wrap(() => run.sigilClaimPair(prefix + first, prefix + second, ttl));
+      return [a === 1, b === 1];
     },
     async expire(key, ttlSeconds) {
       await wrap(() => commands.expire(prefix + key, Math.max(1, Math.ceil(ttlSeconds))));
@@ -129,6 +143,10 @@ export function createMemoryStore(): FastStore {
       if (exp !== undefined && exp > Date.now()) return false;
       claims.set(key, Date.now() + Math.max(1, Math.ceil(ttlSeconds)) * 1000);
       return true;
+    },
+    async claimPair(first, second, ttlSeconds) {
+      if (!(await this.claimOnce(first, ttlSeconds))) return [false, false];
+      return [true, await this.claimOnce(second, ttlSeconds)];
     },
     async expire(key, ttlSeconds) {
       if (claims.has(key)) claims.set(key, Date.now() + Math.max(1, Math.ceil(ttlSeconds)) * 1000);

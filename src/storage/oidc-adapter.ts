@@ -2,6 +2,7 @@
 //  - Client: read from the clients table (through the cache); revoked clients do not exist for it;
 //  - ReplayDetection: the atomic, shared claim (see replay-guard.ts);
 //  - everything else (grants, refresh tokens, registration tokens): rows in oidc_models.
+import { createHash } from 'node:crypto';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { ClientRecord, ClientStore } from './client-store.js';
 import type { Db } from './db.js';
@@ -39,16 +40,63 @@ class ClientAdapter extends ReadOnly implements Adapter {
   }
 }
 
+/** The request being handled (oidc-provider keeps it in AsyncLocalStorage), if any. */
+export type CurrentRequest = () => { get(header: string): string; oidc?: { client?: { clientId: string } } } | undefined;
+
+/**
+ * The replay id oidc-provider will ask about for this request's DPoP proof: sha256(client_id + jti),
+ * as in its ReplayDetection.unique(). Read from the proof without verifying it: it is claimed only
+ * together with the (verified) client assertion, so it only ever burns that client's own jti.
+ */
+function proofReplayId(req: NonNullable<ReturnType<CurrentRequest>>): string | undefined {
+  const clientId = req.oidc?.client?.clientId;
+  const payload = req.get('dpop').split('.')[1];
+  if (!clientId || !payload) return undefined;
+  try {
+    const { jti } = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { jti?: unknown };
+    return typeof jti === 'string' && jti ? createHash('sha256').update(`${clientId}${jti}`).digest('base64url') : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * oidc-provider's ReplayDetection.unique() does find() then upsert(). Making find() the atomic claim
  * closes the window between the two: of N concurrent copies exactly one finds nothing.
+ * A token request claims twice, the client assertion's jti and then the DPoP proof's. The first
+ * claim takes both in one round trip (the proof only if the assertion was free, exactly as if asked
+ * one after the other) and keeps the proof's answer for when oidc-provider asks.
  */
 class ReplayAdapter extends ReadOnly implements Adapter {
-  constructor(private readonly guard: ReplayGuard) {
+  readonly #early = new WeakMap<object, Map<string, Promise<boolean>>>();
+
+  constructor(private readonly guard: ReplayGuard, private readonly currentRequest: CurrentRequest) {
     super();
   }
+
+  #claim(id: string): Promise<boolean> {
+    const req = this.currentRequest();
+    if (!req) return this.guard.claim(id, REPLAY_CLAIM_TTL);
+    const early = this.#early.get(req);
+    if (early) {
+      const answer = early.get(id);
+      early.delete(id);
+      return answer ?? this.guard.claim(id, REPLAY_CLAIM_TTL);
+    }
+    const claims = new Map<string, Promise<boolean>>();
+    this.#early.set(req, claims);
+    const proofId = req.get('dpop') ? proofReplayId(req) : undefined;
+    if (!proofId || proofId === id) return this.guard.claim(id, REPLAY_CLAIM_TTL);
+    const pair = this.guard.claimPair(id, proofId, REPLAY_CLAIM_TTL);
+    const proof = pair.then(([, claimed]) => claimed);
+    // an early answer nobody asks for (the request failed before) must not surface as unhandled
+    proof.catch(() => {});
+    claims.set(proofId, proof);
+    return pair.then(([claimed]) => claimed);
+  }
+
   async find(id: string): Promise<AdapterPayload | undefined> {
-    if (await this.guard.claim(id, REPLAY_CLAIM_TTL)) return undefined;
+    if (await this.#claim(id)) return undefined;
     // already claimed: answer with a record that oidc-provider accepts as "seen"
     const now = Math.floor(Date.now() / 1000);
     return { jti: id, kind: 'ReplayDetection', iat: now, exp: now + 60 };
@@ -103,13 +151,15 @@ class SqlModelAdapter implements Adapter {
   }
 }
 
-export function oidcAdapterFactory(deps: { db: Db; clients: ClientStore; replay: ReplayGuard; metadataOf: ClientMetadataOf; isClientRevoked: (clientId: string) => boolean }) {
+export function oidcAdapterFactory(deps: {
+  db: Db; clients: ClientStore; replay: ReplayGuard; metadataOf: ClientMetadataOf; isClientRevoked: (clientId: string) => boolean; currentRequest?: CurrentRequest;
+}) {
   return (model: string): Adapter => {
     switch (model) {
       case 'Client':
         return new ClientAdapter(deps.clients, deps.metadataOf, deps.isClientRevoked);
       case 'ReplayDetection':
-        return new ReplayAdapter(deps.replay);
+        return new ReplayAdapter(deps.replay, deps.currentRequest ?? (() => undefined));
       default:
         return new SqlModelAdapter(deps.db, model);
     }

@@ -35,6 +35,23 @@ function replayContract(name: string, make: () => Promise<GuardFixture>): void {
       assert.equal(await f.guard.claim(id('other'), 60), true, 'ids are independent');
     });
 
+    it('claimPair() takes the second id only when the first was free', async () => {
+      const [a, b, c] = [id('pair-a'), id('pair-b'), id('pair-c')];
+      assert.deepEqual(await f.guard.claimPair(a, b, 60), [true, true]);
+      // first taken: nothing is claimed, so the second stays free
+      assert.deepEqual(await f.guard.claimPair(a, c, 60), [false, false]);
+      assert.equal(await f.guard.claim(c, 60), true, 'the second id was left untouched');
+      // first free, second taken
+      assert.deepEqual(await f.guard.claimPair(id('pair-d'), b, 60), [true, false]);
+    });
+
+    it('20 concurrent claimPair() of one pair: exactly one takes both, nobody takes the second alone', async () => {
+      const [a, b] = [id('pair-race-a'), id('pair-race-b')];
+      const results = await Promise.all(Array.from({ length: 20 }, () => f.guard.claimPair(a, b, 60)));
+      assert.equal(results.filter(([x, y]) => x && y).length, 1);
+      assert.equal(results.filter(([x, y]) => !x && y).length, 0);
+    });
+
     it('50 concurrent claims of one id: exactly one wins', async () => {
       const jti = id('race');
       const results = await Promise.all(Array.from({ length: 50 }, () => f.guard.claim(jti, 60)));
