@@ -83,16 +83,23 @@ export function createApp(deps: AppDeps): Koa {
     return next();
   });
 
-  app.use(async function jwksCaching(ctx, next) {
-    await next();
-    // oidc-provider sends no Cache-Control on the JWKS; gateways need one to cache it correctly
-    if (ctx.path === '/jwks' && ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAge()}`);
+  // one dispatch for the rest, so the token endpoint passes through as few frames as possible
+  const toProvider = currentProvider(deps.provider);
+  app.use(function route(ctx, next) {
+    const path = ctx.path;
+    if (path === '/token') return toProvider(ctx, next);
+    if (path === '/jwks') return jwksWithCaching(ctx, next);
+    if (path.startsWith('/status-lists')) return deps.statusLists(ctx, next);
+    if (path === '/admin' || path.startsWith('/admin/')) return deps.admin(ctx, next);
+    if (path === '/register' || path.startsWith('/register/')) return deps.registration(ctx, next);
+    return toProvider(ctx, next);
   });
 
-  app.use(deps.statusLists);
-  app.use(deps.admin);
-  app.use(deps.registration);
-  app.use(currentProvider(deps.provider));
+  async function jwksWithCaching(ctx: Context, next: Next) {
+    await toProvider(ctx, next);
+    // oidc-provider sends no Cache-Control on the JWKS; gateways need one to cache it correctly
+    if (ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAge()}`);
+  }
   return app;
 }
 

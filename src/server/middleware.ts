@@ -79,24 +79,17 @@ export function bodyGuard() {
       sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
+    let read: BodyRead;
     try {
-      for await (const chunk of ctx.req) {
-        size += (chunk as Buffer).length;
-        if (size > BODY_LIMIT_BYTES) {
-          // read (and drop) the rest, up to a cap, so the client is not reset before it reads the 413
-          if (size <= BODY_DRAIN_CAP_BYTES) continue;
-          ctx.set('Connection', 'close');
-          break;
-        }
-        chunks.push(chunk as Buffer);
-      }
+      read = await readBody(ctx.req, BODY_LIMIT_BYTES, BODY_DRAIN_CAP_BYTES);
     } catch {
       sendError(ctx, 400, 'invalid_request', 'the request body could not be read');
       return;
     }
+    const { chunks, size } = read;
     if (size > BODY_LIMIT_BYTES) {
+      // past the drain cap the client is still sending: stop reading and close after answering
+      if (size > BODY_DRAIN_CAP_BYTES) ctx.set('Connection', 'close');
       sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
       return;
     }
@@ -134,13 +127,57 @@ export function bodyGuard() {
   };
 }
 
-/** Percent-escapes in a form body must decode to UTF-8 too (%FF is as bad as a raw 0xFF byte). */
+/**
+ * Percent-escapes in a form body must decode to UTF-8 too (%FF is as bad as a raw 0xFF byte), and be
+ * well-formed. Only the parts with a suspicious escape are decoded: tokens are base64url.
+ */
 function isUtf8PercentEncoding(form: string): boolean {
   if (!form.includes('%')) return true;
   try {
-    for (const part of form.split(/[&=]/)) decodeURIComponent(part.replace(/\+/g, ' '));
+    for (const part of form.split(/[&=]/)) {
+      if (/%(?![0-7][0-9A-Fa-f])/.test(part)) decodeURIComponent(part);
+    }
     return true;
   } catch {
     return false;
   }
+}
+
+interface BodyRead {
+  chunks: Buffer[];
+  size: number;
+}
+
+/**
+ * Reads a body with stream events (cheaper than an async iterator on the token path), keeping at
+ * most `limit` bytes, discarding up to `cap` more so the client can read a 413, then giving up.
+ */
+function readBody(req: NodeJS.ReadableStream, limit: number, cap: number): Promise<BodyRead> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('error', onError);
+      req.removeListener('close', onClose);
+      if (err) reject(err);
+      else resolve({ chunks, size });
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else if (size > cap) {
+        req.pause();
+        done();
+      }
+    };
+    const onEnd = () => done();
+    const onError = (err: Error) => done(err);
+    const onClose = () => done(new Error('request closed before its body was read'));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
 }
