@@ -17,7 +17,7 @@ import { createApp } from './server/app.js';
 import { createMetrics } from './server/metrics.js';
 import { Readiness } from './server/readiness.js';
 import { tokenOutcomes } from './server/token-outcomes.js';
-import { ClientStore } from './storage/client-store.js';
+import { ClientStore, type ClientRecord } from './storage/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
 import { createMemoryStore, createRedisStore } from './storage/fast-store.js';
 import { migrate } from './storage/migrate.js';
@@ -42,6 +42,16 @@ import { ClientRegistrations, InitialAccessTokens } from './storage/initial-acce
 const STATUS_LIST_WINDOW_SECONDS = 900;
 /** algorithms Sigil's own keys may use; the JWKS decides which key verifies what */
 const SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256'];
+
+/** oidc-provider's view of a client, built once per cached record (it is asked on every request) */
+const metadataCache = new WeakMap<object, { alg: string; metadata: never }>();
+function metadataOf(record: ClientRecord, alg: string): never {
+  const hit = metadataCache.get(record);
+  if (hit && hit.alg === alg) return hit.metadata;
+  const metadata = clientMetadata(record, alg) as never;
+  metadataCache.set(record, { alg, metadata });
+  return metadata;
+}
 
 async function signerOf(keys: KeySnapshot) {
   const { kid, alg, privateJwk } = keys.active;
@@ -146,7 +156,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     signing: { alg: keys.active.alg, kid: keys.active.kid },
     privateJwks: keys.privateJwks,
     adapter: oidcAdapterFactory({
-      db, clients, replay, metadataOf: (r) => clientMetadata(r, keyRing.current.active.alg) as never, isClientRevoked: (id) => revocationList.isClientRevoked(id),
+      db, clients, replay, metadataOf: (r) => metadataOf(r, keyRing.current.active.alg), isClientRevoked: (id) => revocationList.isClientRevoked(id),
       currentRequest: () => Provider.ctx,
     }),
     statusIndices,

@@ -1,6 +1,5 @@
 // Small middleware, one job each, composed in app.ts.
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
 import type Koa from 'koa';
 import type { Context, Next } from 'koa';
 import type { Logger } from '../log.js';
@@ -116,15 +115,18 @@ export function bodyGuard() {
         return;
       }
     }
-    // oidc-provider reads ctx.req itself: hand it a fresh stream of the same bytes
-    const replay = Readable.from([body]);
+    // oidc-provider reads ctx.req itself (readable, then iterator()): hand it the same bytes again
     ctx.req = Object.create(ctx.req, {
       readable: { value: true },
       readableEncoding: { value: null },
-      iterator: { value: (opts?: { destroyOnReturn?: boolean }) => replay.iterator(opts) },
+      iterator: { value: () => once(body) },
     });
     return next();
   };
+}
+
+async function* once(chunk: Buffer): AsyncGenerator<Buffer> {
+  yield chunk;
 }
 
 /**

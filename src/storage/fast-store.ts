@@ -35,8 +35,6 @@ export function createRedisStore(url: string, prefix: string, log: Logger): Fast
     commandTimeout: 2000,
     retryStrategy: (times: number) => Math.min(50 * 2 ** times, 1000),
     lazyConnect: false,
-    // commands issued in the same tick share one write (the token path issues two per request)
-    enableAutoPipelining: true,
   };
   const commands = new Redis(url, options);
   commands.defineCommand('sigilClaimPair', {
