@@ -12,7 +12,7 @@ import { ASSERTION_TYPE, decodePayload, signJws, untilReady } from '../support/f
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { startServer, waitFor, type ServerProcess } from '../support/server.js';
-import { adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
 
 /** CONTRACT.md: "on every instance within one second" */
@@ -109,29 +109,6 @@ async function untilRecorded(storage: TestStorage, jti: string): Promise<void> {
 
 function sharedEnv(storage: TestStorage, redisUrl = storage.redisUrl): Record<string, string> {
   return { DATABASE_URL: storage.databaseUrl, REDIS_URL: redisUrl, REDIS_PREFIX: storage.redisPrefix };
-}
-
-/**
- * An admin API caller that holds its access token already, so each call is one HTTP request (a
- * fresh DPoP proof per call), for the tests where the time between two actions matters.
- */
-async function adminSession(baseUrl: string, issuer: string, key: SigningKeyPair) {
-  const token = await requestToken({
-    tokenEndpoint: `${baseUrl}/token`, htu: `${issuer}/token`, issuer, clientId: 'sigil-admin', clientKey: key, dpopKey: key,
-    resource: `${issuer}/admin`, scope: 'sigil:admin',
-  });
-  return async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await fetch(`${baseUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `DPoP ${token.access_token}`,
-        dpop: await dpopProof(key, method, `${issuer}${path}`, { accessToken: token.access_token }),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: await res.json().catch(() => undefined) };
-  };
 }
 
 describe('revocation across two instances', () => {

@@ -28,22 +28,28 @@ export async function bootstrapAdmin(url: string, issuer: string): Promise<Admin
 export function adminWithKey(url: string, issuer: string, key: SigningKeyPair): Admin {
   return {
     key,
-    async call(method, path, body) {
-      const token = await requestToken({
-        tokenEndpoint: `${url}/token`, htu: `${issuer}/token`, issuer, clientId: 'sigil-admin', clientKey: key, dpopKey: key,
-        resource: `${issuer}/admin`, scope: 'sigil:admin',
-      });
-      const res = await fetch(`${url}${path}`, {
-        method,
-        headers: {
-          authorization: `DPoP ${token.access_token}`,
-          dpop: await dpopProof(key, method, `${issuer}${path}`, { accessToken: token.access_token }),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: res.status, body: await res.json().catch(() => undefined) };
-    },
+    // a fresh admin token for every call, as separate CLI runs would get
+    call: async (method, path, body) => (await adminSession(url, issuer, key))(method, path, body),
+  };
+}
+
+/** One admin token, a fresh DPoP proof per call: several admin calls without a token request each. */
+export async function adminSession(url: string, issuer: string, key: SigningKeyPair): Promise<Admin['call']> {
+  const token = await requestToken({
+    tokenEndpoint: `${url}/token`, htu: `${issuer}/token`, issuer, clientId: 'sigil-admin', clientKey: key, dpopKey: key,
+    resource: `${issuer}/admin`, scope: 'sigil:admin',
+  });
+  return async (method, path, body) => {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: {
+        authorization: `DPoP ${token.access_token}`,
+        dpop: await dpopProof(key, method, `${issuer}${path}`, { accessToken: token.access_token }),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json().catch(() => undefined) };
   };
 }
 
