@@ -140,7 +140,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   });
 
   const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => keyRing.current.publicJwks, algorithms: SIGNING_ALGS });
-  const revocations = new Revocations(revocationList, clients, log, 3600);
+  const revocations = new Revocations(revocationList, clients, log, 3600, () => events.flush());
   const tokens: TokenDecisions = { verify, revocationList, revocations, statusListPrefix };
   const refreshTokens = new RefreshTokens(db, revocationList, revocations, config.refreshTokenTtl, statusListPrefix);
   // one per process, outliving provider rebuilds: its cache is what keeps partners' jwks_uri from being hammered

@@ -34,6 +34,8 @@ export class Revocations {
     private readonly log: Logger,
     /** the longest an access token can live: bounds how long a revocation of an unknown jti is kept */
     private readonly maxTokenTtlSeconds: number,
+    /** writes this instance's buffered issuance records, so a token issued here a moment ago is found */
+    private readonly flushIssued: () => Promise<void> = async () => {},
   ) {}
 
   /** Revoke a client: no new tokens, every token it holds refused, its live tokens' status bits set. Idempotent. */
@@ -66,6 +68,8 @@ export class Revocations {
    * is used when the caller does not know it; an unknown jti is kept for the longest token lifetime.
    */
   async revokeToken(jti: string, actor: string, reason?: string, known?: { clientId: string; expiresAt: number; status?: StatusRef }): Promise<TokenRevocationRecord> {
+    // (one issued on another instance moments ago still gets its status bit from the reconciliation)
+    if (!known) await this.flushIssued();
     const record = await this.list.transaction(async (tx, append) => {
       let info = known;
       if (!info) {
