@@ -2,7 +2,7 @@
 // and a fresh DPoP proof on every request (built before the timed phase), keep-alive connections,
 // fixed concurrency and duration, loopback targets only.
 //
-//   npm run bench -- --side-by-side [--duration 10] [--concurrency 1,8,32] [--repeat 5] [--profile] [--json out.json]
+//   npm run bench -- --side-by-side [--duration 10] [--concurrency 1,8,32] [--repeat 5] [--profile [--profile-concurrency 8]] [--json out.json]
 //       oidc-provider baseline vs Sigil (real Postgres + Redis), each pinned to core 0, generator on core 1
 //   npm run bench -- --url http://127.0.0.1:3000 --client-id ID --key-file F [--concurrency 8] [--duration 10]
 //       [--dpop-key-file F] [--scope S] [--resource URI] [--aud ISSUER]: any running server on this machine
@@ -56,6 +56,7 @@ function parseOptions() {
         duration: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' },
         profile: { type: 'boolean', default: false },
+        'profile-concurrency': { type: 'string', default: '8' },
         'server-cpu': { type: 'string', default: '0' },
         'generator-cpu': { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
@@ -83,6 +84,8 @@ const warmup = Number(opt.warmup);
 if (!(duration > 0 && duration + warmup <= MAX_PHASE_SECONDS)) fail(`--duration + --warmup must be at most ${MAX_PHASE_SECONDS} s (proofs go stale after 60 s)`);
 const concurrencies = (opt.concurrency ?? (opt['side-by-side'] ? '1,8,32' : '8')).split(',').map(Number);
 if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) fail('--concurrency: whole numbers 1..1024, comma-separated');
+const profileConcurrency = Number(opt['profile-concurrency']);
+if (!Number.isInteger(profileConcurrency) || profileConcurrency < 1 || profileConcurrency > 1024) fail('--profile-concurrency: a whole number 1..1024');
 
 // ---- CPU pinning -------------------------------------------------------------------------------
 
@@ -335,13 +338,13 @@ async function sideBySide(): Promise<number> {
       return { concurrency: c, baseline: median(baseline), sigil: median(sigil), ratios, ratio, all: { baseline, sigil } };
     });
 
-    // profiles: one extra c=8 phase of each server under --cpu-prof (not in the table: the profiler slows it)
+    // profiles: one extra phase (at --profile-concurrency) of each server under --cpu-prof (not in the table: the profiler slows it)
     type Profiled = ProfileSummary & { phase: Phase; file: string };
     let profile: { sigil: Profiled; baseline: Profiled } | undefined;
     if (opt.profile) {
       const profiled = async (name: string, start: (dir: string) => Promise<Child>, run: (s: Child) => Promise<Phase>): Promise<Profiled> => {
         const dir = await mkdtemp(path.join(tmpdir(), `sigil-bench-prof-${name}-`));
-        log(`profiling ${name} at concurrency 8 (an extra phase)...`);
+        log(`profiling ${name} at concurrency ${profileConcurrency} (an extra phase)...`);
         const p = await withServer(() => start(dir), run);
         const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'));
         if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
@@ -349,8 +352,8 @@ async function sideBySide(): Promise<number> {
         return { ...(await summarize(path.join(dir, file), 15, p.windowUs)), phase: p, file: path.join(dir, file) };
       };
       profile = {
-        baseline: await profiled('baseline', (dir) => startBaseline(baselineFiles, serverCpu, { cpuProfDir: dir }), (s) => phase('baseline', `${s.url}/token`, specFor('bench-client', s.issuer), 8, ceiling, s.child.pid)),
-        sigil: await profiled('sigil', (dir) => startSigil(storage!, serverCpu, { cpuProfDir: dir }), (s) => sigilPhase(s, 8)),
+        baseline: await profiled('baseline', (dir) => startBaseline(baselineFiles, serverCpu, { cpuProfDir: dir }), (s) => phase('baseline', `${s.url}/token`, specFor('bench-client', s.issuer), profileConcurrency, ceiling, s.child.pid)),
+        sigil: await profiled('sigil', (dir) => startSigil(storage!, serverCpu, { cpuProfDir: dir }), (s) => sigilPhase(s, profileConcurrency)),
       };
     }
     const loadAfter = loadAverage();
@@ -383,7 +386,7 @@ async function sideBySide(): Promise<number> {
     if (profile) {
       const { sigil: sp, baseline: bp } = profile;
       const head = (p: Profiled) => `${fmt(p.phase.tokensPerSecond, 0)} tokens/s under the profiler; ${p.windowed ? 'the measured phase only' : 'the whole process life'}: ${fmt(p.totalMs, 0)} ms sampled, ${fmt(p.idleMs, 0)} ms idle`;
-      out.push(`\nSigil CPU profile at c=8 (${head(sp)})`);
+      out.push(`\nSigil CPU profile at c=${profileConcurrency} (${head(sp)})`);
       out.push('top self time (main thread):');
       for (const e of sp.top) out.push(`  ${fmt(e.percent, 1).padStart(5)}%  ${fmt(e.selfMs, 0).padStart(6)} ms  ${e.name}  ${e.where}${e.note ? `  — ${e.note}` : ''}`);
       out.push('by module (Sigil | baseline):');

@@ -21,7 +21,10 @@ import { ClientStore, type ClientRecord } from './storage/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
 import { createMemoryStore, createRedisStore } from './storage/fast-store.js';
 import { migrate } from './storage/migrate.js';
-import { oidcAdapterFactory } from './storage/oidc-adapter.js';
+import { HeldClaims, oidcAdapterFactory } from './storage/oidc-adapter.js';
+import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
+import { DpopProofVerifier } from './oauth/dpop-proof.js';
+import { holdsClaims } from './oauth/grants/shared.js';
 import { redisReplayGuard, sqlReplayGuard } from './storage/replay-guard.js';
 import { TokenEventLog } from './storage/token-events.js';
 import { importJWK, type CryptoKey } from 'jose';
@@ -33,7 +36,7 @@ import { pruneRefreshTokens } from './storage/refresh-tokens.js';
 import { Revocations } from './oauth/revocations.js';
 import { reconcileRecentRevocations, StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './oauth/status-list.js';
 import { StatusChanges, statusListRoutes } from './server/status-lists.js';
-import { jwksProblems } from './oauth/client-keys.js';
+import { CLIENT_SIGNING_ALGS, jwksProblems } from './oauth/client-keys.js';
 import { JwksUriFetcher, jwksUriProblem } from './oauth/jwks-fetch.js';
 import { registrationApi, registrationTokenAdmin } from './server/registration-api.js';
 import { ClientRegistrations, InitialAccessTokens } from './storage/initial-access-tokens.js';
@@ -99,6 +102,15 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   let statusSigner = await signerOf(keyRing.current);
   keyRing.onChange((s) => void signerOf(s).then((signer) => (statusSigner = signer)));
   const nonceSecret = await sharedSecret(db, 'dpop_nonce');
+  // one per process, outliving provider rebuilds: it keeps the proof keys services present
+  const tokenProofs = new DpopProofVerifier({
+    algorithms: CLIENT_SIGNING_ALGS,
+    ...(config.dpopRequireNonce ? { nonces: new ServerChallenge(nonceSecret, 'DPoP') } : {}),
+  });
+  // the admin API hands out no nonces
+  const adminProofs = new DpopProofVerifier({ algorithms: CLIENT_SIGNING_ALGS, maxKeys: 100 });
+  // client_credentials requests answer their replay claims while the token is made
+  const held = new HeldClaims(holdsClaims);
   const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
   const events = new TokenEventLog(db, log);
   const metrics = createMetrics();
@@ -157,8 +169,10 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     privateJwks: keys.privateJwks,
     adapter: oidcAdapterFactory({
       db, clients, replay, metadataOf: (r) => metadataOf(r, keyRing.current.active.alg), isClientRevoked: (id) => revocationList.isClientRevoked(id),
-      currentRequest: () => Provider.ctx,
+      currentRequest: () => Provider.ctx, held,
     }),
+    proofs: tokenProofs,
+    held,
     statusIndices,
     tokens,
     refreshTokens,
@@ -179,6 +193,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     verify,
     isRevoked: (claims) => isAccessTokenRevoked(revocationList, claims),
     replay,
+    proofs: adminProofs,
   });
   const probes = [{ name: 'postgres', ping: () => db.ping() }];
   if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping() });

@@ -17,6 +17,10 @@ import { looksLikeJwt } from './access-tokens.js';
 import { introspectAccessToken, revokeOwnAccessToken, type TokenDecisions } from './introspection.js';
 import { statusListPath, type StatusIndexAllocator } from './status-list.js';
 import type { JwksUriFetcher } from './jwks-fetch.js';
+import type { DpopProofVerifier } from './dpop-proof.js';
+import type { HeldClaims } from '../storage/oidc-adapter.js';
+import { NodeSigningKey } from '../keys/node-signing-key.js';
+import { confirmClaims } from './grants/shared.js';
 
 /** an assertion may live at most this long: bounds how long its jti must be remembered */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
@@ -49,6 +53,10 @@ export interface ProviderDeps {
   refreshTokens: RefreshTokens;
   /** the only way oidc-provider reaches out: SSRF-safe jwks_uri fetching */
   jwksUri: JwksUriFetcher;
+  /** Sigil's DPoP proof check (oidc-provider's validateDpop is not used) */
+  proofs: DpopProofVerifier;
+  /** client_credentials requests whose replay answers the grant collects (see HeldClaims) */
+  held: HeldClaims | undefined;
 }
 
 /** The oidc-provider view of a Sigil client. */
@@ -72,7 +80,8 @@ export function createProvider(deps: ProviderDeps): Provider {
   const configuration: Configuration = {
     adapter: deps.adapter as unknown as Configuration['adapter'],
     clients: [],
-    jwks: deps.privateJwks as Configuration['jwks'],
+    // signed with node:crypto (see node-signing-key.ts); only the active key signs
+    jwks: { keys: deps.privateJwks.keys.map((jwk) => new NodeSigningKey(jwk, jwk.alg as SigningAlg)) },
     cookies: { keys: deps.cookieKeys },
     clientAuthMethods: ['private_key_jwt'],
     clientDefaults: {
@@ -106,6 +115,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     features: {
       devInteractions: { enabled: false },
+      externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       // machine-to-machine only: no browser-facing endpoints beyond what oidc-provider cannot drop
       pushedAuthorizationRequests: { enabled: false },
       rpInitiatedLogout: { enabled: false },
@@ -120,9 +130,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       // RFC 7591/7592 are served by Sigil itself (src/server/registration-api.ts)
       registration: { enabled: false },
       userinfo: { enabled: false },
+      // proofs are checked by Sigil's grants (dpop-proof.ts); this announces DPoP in discovery
       dPoP: {
         enabled: true,
-        // nonces cost an HMAC and a header on every request: only when they are switched on
         ...(config.dpopRequireNonce ? { nonceSecret: deps.nonceSecret, requireNonce: () => true } : {}),
       },
       resourceIndicators: {
@@ -191,10 +201,11 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   provider.use(structuredTokenAnswers(deps));
   const settings = { ttlSeconds: config.accessTokenTtl, ...deps.signing };
+  const proofs = { verifier: deps.proofs, tokenEndpoint: new URL(`${config.issuer}/token`).href };
 
   provider.registerGrantType(
     CLIENT_CREDENTIALS,
-    clientCredentialsGrant(provider, { clients: deps.clients, settings, onIssued: deps.onIssued }),
+    clientCredentialsGrant(provider, { clients: deps.clients, settings, proofs, held: deps.held, onIssued: deps.onIssued }),
     clientCredentialsParameters,
     ['resource'],
   );
@@ -202,13 +213,13 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.registerGrantType(
     TOKEN_EXCHANGE,
     tokenExchangeGrant(provider, {
-      clients: deps.clients, settings, verify: deps.tokens.verify, revocationList: deps.tokens.revocationList, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued,
+      clients: deps.clients, settings, proofs, verify: deps.tokens.verify, revocationList: deps.tokens.revocationList, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued,
     }),
     exchangeParameters,
   );
   provider.registerGrantType(
     REFRESH_TOKEN,
-    refreshTokenGrant(provider, { clients: deps.clients, settings, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued }),
+    refreshTokenGrant(provider, { clients: deps.clients, settings, proofs, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued }),
     refreshParameters,
   );
 
@@ -237,6 +248,7 @@ function structuredTokenAnswers(deps: ProviderDeps) {
     await next();
     const route = ctx.oidc?.route;
     if (route === 'token') {
+      await unconfirmedClaims(ctx, deps);
       const body = ctx.body as { error?: string; error_description?: string } | undefined;
       if (noClientAuthentication(ctx, body) || malformedAssertion(ctx, body)) return;
       return grantNotAllowed(ctx);
@@ -262,6 +274,22 @@ function structuredTokenAnswers(deps: ProviderDeps) {
       ctx.body = '';
     }
   };
+}
+
+/**
+ * Replay answers held for a request that never reached the grant that takes them (oidc-provider
+ * refused it first, e.g. for a duplicated parameter). A replay is still what such a request is told,
+ * as it would have been had the claim been awaited where oidc-provider made it.
+ */
+async function unconfirmedClaims(ctx: KoaContextWithOIDC, deps: ProviderDeps): Promise<void> {
+  try {
+    await confirmClaims(ctx, deps.held);
+  } catch (err) {
+    const e = err as errors.OIDCProviderError;
+    if (ctx.status === 200) deps.log.error({ requestId: ctx.state.requestId, error: e.error }, 'a token was answered before its replay check; refused');
+    ctx.status = e.statusCode ?? 500;
+    ctx.body = { error: e.error ?? 'server_error', error_description: e.error_description ?? 'internal error' };
+  }
 }
 
 /**

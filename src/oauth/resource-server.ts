@@ -1,11 +1,8 @@
 // How a protected API of Sigil's own (the admin API) checks a request: a DPoP-bound JWT access token
 // signed by Sigil, for this audience, and a fresh, unreplayed DPoP proof made with the bound key.
-import { createHash } from 'node:crypto';
-import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { ReplayGuard } from '../storage/replay-guard.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from './access-tokens.js';
-import { CLIENT_SIGNING_ALGS } from './client-keys.js';
-import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from './token-policy.js';
+import { DpopProofError, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type DpopProofVerifier, type VerifiedProof } from './dpop-proof.js';
 
 export class RequestAuthError extends Error {
   constructor(readonly status: 401 | 403, readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'insufficient_scope', description: string) {
@@ -23,7 +20,9 @@ export interface DpopRequest {
   dpop: string | undefined;
 }
 
-export function createResourceServer(opts: { audience: string; verify: AccessTokenVerifier; isRevoked: (claims: AccessTokenClaims) => boolean; replay: ReplayGuard }) {
+export function createResourceServer(opts: {
+  audience: string; verify: AccessTokenVerifier; isRevoked: (claims: AccessTokenClaims) => boolean; replay: ReplayGuard; proofs: DpopProofVerifier;
+}) {
   return async function authenticate(req: DpopRequest): Promise<AccessTokenClaims> {
     const match = /^DPoP ([A-Za-z0-9._~+/-]+=*)$/.exec(req.authorization ?? '');
     if (!match) throw new RequestAuthError(401, 'invalid_token', 'a DPoP-bound access token is required (Authorization: DPoP <token>)');
@@ -39,31 +38,14 @@ export function createResourceServer(opts: { audience: string; verify: AccessTok
     if (!jkt) throw new RequestAuthError(401, 'invalid_token', 'the access token is not DPoP-bound');
 
     if (!req.dpop || req.dpop.includes(',')) throw new RequestAuthError(401, 'invalid_dpop_proof', 'exactly one DPoP proof is required');
-    let proof: JWTPayload;
-    let proofJwk: JWK;
+    let proof: VerifiedProof;
     try {
-      const verified = await jwtVerify(req.dpop, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...CLIENT_SIGNING_ALGS] });
-      proof = verified.payload;
-      proofJwk = verified.protectedHeader.jwk as JWK;
-    } catch {
-      throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof is not a valid signed dpop+jwt');
+      proof = opts.proofs.verify(req.dpop, { method: req.method, url: req.url, accessToken: token });
+    } catch (err) {
+      if (!(err instanceof DpopProofError)) throw err;
+      throw new RequestAuthError(401, 'invalid_dpop_proof', err.message);
     }
-    const now = Math.floor(Date.now() / 1000);
-    if (typeof proof.iat !== 'number' || proof.iat < now - PROOF_MAX_AGE_SECONDS || proof.iat > now + PROOF_MAX_SKEW_SECONDS) {
-      throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof iat is not recent');
-    }
-    if (typeof proof.jti !== 'string' || !proof.jti) throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof has no jti');
-    if (proof.htm !== req.method) throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof htm does not match');
-    const htu = typeof proof.htu === 'string' ? URL.parse(proof.htu) : null;
-    if (htu) {
-      htu.search = '';
-      htu.hash = '';
-    }
-    if (!htu || htu.href !== req.url) throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof htu does not match');
-    if (proof.ath !== createHash('sha256').update(token).digest('base64url')) {
-      throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof ath does not match the access token');
-    }
-    if ((await calculateJwkThumbprint(proofJwk)) !== jkt) {
+    if (proof.thumbprint !== jkt) {
       throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was not made with the key the token is bound to');
     }
     if (!(await opts.replay.claim(`rs:${claims.client_id}:${proof.jti}`, PROOF_MAX_AGE_SECONDS + PROOF_MAX_SKEW_SECONDS))) {

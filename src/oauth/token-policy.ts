@@ -3,11 +3,6 @@
 import { errors } from 'oidc-provider';
 import type { ClientRecord } from '../storage/client-store.js';
 
-/** a DPoP proof may be at most this old, nonce or not (RFC 9449 §11.1 leaves the window to us) */
-export const PROOF_MAX_AGE_SECONDS = 60;
-/** and at most this far in the future (clock skew) */
-export const PROOF_MAX_SKEW_SECONDS = 5;
-
 /** The audience of the token: the requested `resource`, which must be registered, else the first registered one. */
 export function resolveAudience(resource: unknown, client: ClientRecord): string {
   if (resource === undefined || resource === '') {
@@ -32,10 +27,4 @@ export function grantedScope(requested: unknown, allowed: readonly string[]): st
   const refused = asked.filter((s) => !allowed.includes(s));
   if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
   return asked;
-}
-
-/** oidc-provider skips the iat check once a nonce is valid; Sigil checks it always. */
-export function assertProofFresh(iat: number, now = Math.floor(Date.now() / 1000)): void {
-  if (iat < now - PROOF_MAX_AGE_SECONDS) throw new errors.InvalidDpopProof('DPoP proof iat is too old');
-  if (iat > now + PROOF_MAX_SKEW_SECONDS) throw new errors.InvalidDpopProof('DPoP proof iat is in the future');
 }

@@ -10,7 +10,7 @@ import {
 import { CLIENT_SIGNING_ALGS } from '../oauth/client-keys.js';
 import { clientMetadata } from '../oauth/provider.js';
 import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from '../oauth/resource-server.js';
-import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/token-policy.js';
+import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/dpop-proof.js';
 import type { ClientStore, NewClient } from '../storage/client-store.js';
 import type { Revocations } from '../oauth/revocations.js';
 import type { KeyRing } from '../keys/key-ring.js';

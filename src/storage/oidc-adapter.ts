@@ -41,14 +41,18 @@ class ClientAdapter extends ReadOnly implements Adapter {
 }
 
 /** The request being handled (oidc-provider keeps it in AsyncLocalStorage), if any. */
-export type CurrentRequest = () => { get(header: string): string; oidc?: { client?: { clientId: string } } } | undefined;
+export type CurrentRequest = () => RequestLike | undefined;
+export interface RequestLike {
+  get(header: string): string;
+  oidc?: { route?: string; params?: Record<string, unknown>; client?: { clientId: string; grantTypeAllowed?(type: string): boolean } };
+}
 
 /**
  * The replay id oidc-provider will ask about for this request's DPoP proof: sha256(client_id + jti),
  * as in its ReplayDetection.unique(). Read from the proof without verifying it: it is claimed only
  * together with the (verified) client assertion, so it only ever burns that client's own jti.
  */
-function proofReplayId(req: NonNullable<ReturnType<CurrentRequest>>): string | undefined {
+function proofReplayId(req: RequestLike): string | undefined {
   const clientId = req.oidc?.client?.clientId;
   const payload = req.get('dpop').split('.')[1];
   if (!clientId || !payload) return undefined;
@@ -57,6 +61,41 @@ function proofReplayId(req: NonNullable<ReturnType<CurrentRequest>>): string | u
     return typeof jti === 'string' && jti ? createHash('sha256').update(`${clientId}${jti}`).digest('base64url') : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** which claim of a token request: its client assertion's jti (always the first) or its DPoP proof's */
+export type ClaimKind = 'assertion' | 'proof';
+export interface HeldClaim {
+  kind: ClaimKind;
+  /** resolves true when the id was free (this request claimed it), false for a replay */
+  free: Promise<boolean>;
+}
+
+/**
+ * Claims answered later. For the requests `defers` picks, oidc-provider is told "not seen before"
+ * at once and the real answer is held here: the Redis round trip then runs while the request goes
+ * on (DPoP proof check, token signing), and the code that picked the request must take() the
+ * answers and refuse a replay before it hands anything out.
+ */
+export class HeldClaims {
+  readonly #held = new WeakMap<object, HeldClaim[]>();
+
+  constructor(readonly defers: (req: RequestLike) => boolean) {}
+
+  hold(req: object, claim: HeldClaim): void {
+    // an answer nobody takes (the request failed first) must not surface as an unhandled rejection
+    claim.free.catch(() => {});
+    const list = this.#held.get(req);
+    if (list) list.push(claim);
+    else this.#held.set(req, [claim]);
+  }
+
+  /** the claims held for `req`, in the order they were made; each is handed out once */
+  take(req: object): HeldClaim[] {
+    const list = this.#held.get(req) ?? [];
+    this.#held.delete(req);
+    return list;
   }
 }
 
@@ -70,33 +109,39 @@ function proofReplayId(req: NonNullable<ReturnType<CurrentRequest>>): string | u
 class ReplayAdapter extends ReadOnly implements Adapter {
   readonly #early = new WeakMap<object, Map<string, Promise<boolean>>>();
 
-  constructor(private readonly guard: ReplayGuard, private readonly currentRequest: CurrentRequest) {
+  constructor(private readonly guard: ReplayGuard, private readonly currentRequest: CurrentRequest, private readonly held: HeldClaims | undefined) {
     super();
   }
 
-  #claim(id: string): Promise<boolean> {
-    const req = this.currentRequest();
-    if (!req) return this.guard.claim(id, REPLAY_CLAIM_TTL);
+  /** whether `id` is free: claimed now, or answered by the request's first round trip */
+  #claim(id: string, req: RequestLike | undefined): { kind: ClaimKind; free: Promise<boolean> } {
+    if (!req) return { kind: 'assertion', free: this.guard.claim(id, REPLAY_CLAIM_TTL) };
     const early = this.#early.get(req);
     if (early) {
       const answer = early.get(id);
       early.delete(id);
-      return answer ?? this.guard.claim(id, REPLAY_CLAIM_TTL);
+      return { kind: 'proof', free: answer ?? this.guard.claim(id, REPLAY_CLAIM_TTL) };
     }
     const claims = new Map<string, Promise<boolean>>();
     this.#early.set(req, claims);
     const proofId = req.get('dpop') ? proofReplayId(req) : undefined;
-    if (!proofId || proofId === id) return this.guard.claim(id, REPLAY_CLAIM_TTL);
+    if (!proofId || proofId === id) return { kind: 'assertion', free: this.guard.claim(id, REPLAY_CLAIM_TTL) };
     const pair = this.guard.claimPair(id, proofId, REPLAY_CLAIM_TTL);
     const proof = pair.then(([, claimed]) => claimed);
     // an early answer nobody asks for (the request failed before) must not surface as unhandled
     proof.catch(() => {});
     claims.set(proofId, proof);
-    return pair.then(([claimed]) => claimed);
+    return { kind: 'assertion', free: pair.then(([claimed]) => claimed) };
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    if (await this.#claim(id)) return undefined;
+    const req = this.currentRequest();
+    const claim = this.#claim(id, req);
+    if (req && this.held?.defers(req)) {
+      this.held.hold(req, claim);
+      return undefined;
+    }
+    if (await claim.free) return undefined;
     // already claimed: answer with a record that oidc-provider accepts as "seen"
     const now = Math.floor(Date.now() / 1000);
     return { jti: id, kind: 'ReplayDetection', iat: now, exp: now + 60 };
@@ -153,13 +198,15 @@ class SqlModelAdapter implements Adapter {
 
 export function oidcAdapterFactory(deps: {
   db: Db; clients: ClientStore; replay: ReplayGuard; metadataOf: ClientMetadataOf; isClientRevoked: (clientId: string) => boolean; currentRequest?: CurrentRequest;
+  /** requests whose replay answers are collected later (see HeldClaims) */
+  held?: HeldClaims;
 }) {
   return (model: string): Adapter => {
     switch (model) {
       case 'Client':
         return new ClientAdapter(deps.clients, deps.metadataOf, deps.isClientRevoked);
       case 'ReplayDetection':
-        return new ReplayAdapter(deps.replay, deps.currentRequest ?? (() => undefined));
+        return new ReplayAdapter(deps.replay, deps.currentRequest ?? (() => undefined), deps.held);
       default:
         return new SqlModelAdapter(deps.db, model);
     }

@@ -3,15 +3,6 @@
 declare module 'oidc-provider/lib/helpers/grants.js' {
   import type { KoaContextWithOIDC } from 'oidc-provider';
   import type Provider from 'oidc-provider';
-  type ErrorClass = new (description?: string) => Error;
-  export interface DpopResult {
-    thumbprint: string;
-    jti: string;
-    iat: number;
-  }
-  export function validateDpop(provider: Provider, ctx: KoaContextWithOIDC, accessToken?: string): Promise<DpopResult | undefined>;
-  export function checkDpopReplay(provider: Provider, ctx: KoaContextWithOIDC, dPoP: DpopResult, clientId: string, errorClass?: ErrorClass): Promise<void>;
-  export function checkDpopRequired(provider: Provider, ctx: KoaContextWithOIDC, dPoP: DpopResult | undefined, errorClass?: ErrorClass): void;
   export function buildTokenResponse(provider: Provider, input: {
     accessToken: string;
     expiresIn: number | undefined;
@@ -21,4 +12,14 @@ declare module 'oidc-provider/lib/helpers/grants.js' {
     issuedTokenType?: string;
     [extra: string]: unknown;
   }): Record<string, unknown>;
+}
+
+// oidc-provider's stateless server nonces (HMAC of the time step under a shared secret): Sigil's own
+// DPoP proof check uses them, so its nonces are exactly the ones oidc-provider would hand out.
+declare module 'oidc-provider/lib/helpers/challenge.js' {
+  export default class ServerChallenge {
+    constructor(secret: Buffer, info: string);
+    nextChallenge(): string;
+    checkChallenge(challenge: string): boolean;
+  }
 }

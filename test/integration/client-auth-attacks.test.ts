@@ -179,6 +179,60 @@ describe('client authentication attacks (private_key_jwt)', () => {
       assertIssued(await send(await assertion({ claims: { jti } })));
       assertOAuthError(await send(await assertion({ claims: { jti } })), 401, 'invalid_client');
     });
+    // the replay answer arrives while the grant works (held claims): whatever else is wrong, a
+    // replayed assertion is what the request is told, as when the claim is awaited up front
+    it('a replayed assertion that also asks for a forbidden scope or resource is still invalid_client', async () => {
+      const a = await assertion();
+      assertIssued(await send(a));
+      assertOAuthError(await send(a, client, { params: { scope: 'admin:everything' } }), 401, 'invalid_client');
+      assertOAuthError(await send(a, client, { params: { resource: 'https://evil.example.com' } }), 401, 'invalid_client');
+    });
+    it('a replayed assertion with a bad DPoP proof is still invalid_client', async () => {
+      const a = await assertion();
+      assertIssued(await send(a));
+      const stale = await forgeProof(client.dpopKey, 'POST', tokenUrl, { claims: { iat: epoch() - 3600 } });
+      ledger.add(stale);
+      assertOAuthError(ledger.addResponse(await postToken(`${server.url}/token`, { assertion: a, proof: stale })), 401, 'invalid_client');
+    });
+    it('a replayed assertion refused by oidc-provider before the grant (a duplicated parameter) is still invalid_client', async () => {
+      const a = await assertion();
+      assertIssued(await send(a));
+      const proof = await forgeProof(client.dpopKey, 'POST', tokenUrl);
+      ledger.add(proof);
+      const body = new URLSearchParams({
+        grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: a, scope: 'x',
+      });
+      body.append('scope', 'y');
+      const res = await fetch(`${server.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: proof }, body });
+      const text = await res.text();
+      assert.equal(res.status, 401, text);
+      assert.equal(JSON.parse(text).error, 'invalid_client');
+    });
+    it('control: the same duplicated parameter without a replay is invalid_request', async () => {
+      const proof = await forgeProof(client.dpopKey, 'POST', tokenUrl);
+      const a = await assertion();
+      ledger.add(proof, a);
+      const body = new URLSearchParams({
+        grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: a, scope: 'x',
+      });
+      body.append('scope', 'y');
+      const res = await fetch(`${server.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: proof }, body });
+      const text = await res.text();
+      assert.equal(res.status, 400, text);
+      assert.equal(JSON.parse(text).error, 'invalid_request');
+    });
+    it('a fresh assertion with a replayed proof is invalid_dpop_proof, and the proof stays used', async () => {
+      const proof = await forgeProof(client.dpopKey, 'POST', tokenUrl);
+      ledger.add(proof);
+      const first = await assertion();
+      ledger.add(first);
+      assertIssued(ledger.addResponse(await postToken(`${server.url}/token`, { assertion: first, proof })));
+      for (let i = 0; i < 2; i++) {
+        const again = await assertion();
+        ledger.add(again);
+        assertOAuthError(ledger.addResponse(await postToken(`${server.url}/token`, { assertion: again, proof })), 400, 'invalid_dpop_proof');
+      }
+    });
   });
 
   describe('other authentication methods', () => {

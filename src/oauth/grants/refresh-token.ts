@@ -1,12 +1,12 @@
 // The refresh_token grant for Sigil's rotating refresh tokens: DPoP-bound to the key they were
 // issued to (also for confidential clients), one use each, reuse revokes the family.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { buildTokenResponse, validateDpop } from 'oidc-provider/lib/helpers/grants.js';
+import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import type { ClientStore } from '../../storage/client-store.js';
 import { looksLikeRefreshToken } from '../../storage/refresh-tokens.js';
 import type { RefreshTokens } from '../refresh-tokens.js';
-import { assertProofFresh, grantedScope } from '../token-policy.js';
-import { bindToProofKey, pendingClaims, type AccessTokenSettings, type IssuedToken } from './shared.js';
+import { grantedScope } from '../token-policy.js';
+import { bindToProofKey, pendingClaims, tokenRequestProof, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';
 
 export const REFRESH_TOKEN = 'refresh_token';
 export const parameters = ['refresh_token', 'scope'];
@@ -14,6 +14,7 @@ export const parameters = ['refresh_token', 'scope'];
 export interface RefreshDeps {
   clients: ClientStore;
   settings: AccessTokenSettings;
+  proofs: ProofCheck;
   refreshTokens: RefreshTokens;
   onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
 }
@@ -25,9 +26,8 @@ export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
     const caller = await deps.clients.find(client.clientId);
     if (!caller || caller.status !== 'active') throw new errors.InvalidClient('client is not active');
 
-    const dPoP = await validateDpop(provider, ctx);
+    const dPoP = tokenRequestProof(ctx, deps.proofs);
     if (!dPoP) throw new errors.InvalidDpopProof('a DPoP proof made with the bound key is required to use a refresh token');
-    assertProofFresh(dPoP.iat);
 
     const presented = params.refresh_token;
     const record = looksLikeRefreshToken(presented) ? await deps.refreshTokens.find(presented) : undefined;

@@ -2,14 +2,14 @@
 // hop. The new token keeps the subject's `sub`, records the caller in `act` (nested per hop), is
 // bound to the caller's DPoP key, and never outlives the subject token.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { buildTokenResponse, checkDpopRequired, validateDpop } from 'oidc-provider/lib/helpers/grants.js';
+import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import type { ClientStore } from '../../storage/client-store.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from '../access-tokens.js';
 import { isAccessTokenRevoked } from '../introspection.js';
 import type { RevocationList } from '../revocation-list.js';
 import type { RefreshTokens } from '../refresh-tokens.js';
-import { assertProofFresh, grantedScope, resolveAudience } from '../token-policy.js';
-import { bindToProofKey, pendingClaims, type AccessTokenSettings, type IssuedToken } from './shared.js';
+import { grantedScope, resolveAudience } from '../token-policy.js';
+import { bindToProofKey, pendingClaims, requireProofIf, tokenRequestProof, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -23,6 +23,7 @@ export const parameters = [
 export interface TokenExchangeDeps {
   clients: ClientStore;
   settings: AccessTokenSettings;
+  proofs: ProofCheck;
   verify: AccessTokenVerifier;
   revocationList: RevocationList;
   refreshTokens: RefreshTokens;
@@ -47,9 +48,8 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     const caller = await deps.clients.find(client.clientId);
     if (!caller || caller.status !== 'active') throw new errors.InvalidClient('client is not active');
 
-    const dPoP = await validateDpop(provider, ctx);
-    if (dPoP) assertProofFresh(dPoP.iat);
-    checkDpopRequired(provider, ctx, dPoP, errors.InvalidDpopProof);
+    const dPoP = tokenRequestProof(ctx, deps.proofs);
+    requireProofIf(caller.dpopRequired, dPoP);
 
     if (!SUBJECT_TYPES.includes(params.subject_token_type as string)) {
       throw new errors.InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE} or ${JWT_TOKEN_TYPE}`);
