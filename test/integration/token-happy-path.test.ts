@@ -43,6 +43,26 @@ describe('client_credentials: happy paths', () => {
     });
   }
 
+  for (const alg of ['EdDSA', 'PS256'] as const) {
+    it(`with SIGNING_ALG=${alg}, tokens are signed with ${alg} and verify with the published JWKS`, async () => {
+      const own = await createTestStorage(`sign${alg.toLowerCase()}`);
+      const signer = await startServer({ env: { DATABASE_URL: own.databaseUrl, REDIS_URL: own.redisUrl, REDIS_PREFIX: own.redisPrefix, SIGNING_ALG: alg } });
+      try {
+        const ownAdmin = await bootstrapAdmin(signer.url, signer.issuer);
+        const client = await createClient(ownAdmin);
+        const res = await requestToken(tokenRequest(signer.url, signer.issuer, client));
+        const jwks = (await (await fetch(`${signer.url}/jwks`)).json()) as { keys: Array<Record<string, unknown>> };
+        assert.ok(jwks.keys.every((k) => k.d === undefined && k.p === undefined), 'the JWKS holds public keys only');
+        const { payload, protectedHeader } = await jwtVerify(res.access_token, createLocalJWKSet(jwks as never), { typ: 'at+jwt', issuer: signer.issuer, algorithms: [alg] });
+        assert.equal(protectedHeader.alg, alg);
+        assert.equal(payload.client_id, client.clientId);
+      } finally {
+        await signer.stop();
+        await own.cleanup();
+      }
+    });
+  }
+
   it('honours an explicit registered resource and grants every allowed scope when none is asked', async () => {
     const client = await createClient(admin, { scope: 'a b', audiences: ['https://one.example', 'https://two.example'] });
     const res = await requestToken(tokenRequest(server.url, server.issuer, client, { resource: 'https://two.example' }));
