@@ -77,7 +77,8 @@ export class InitialAccessTokens {
 
   /** A new token; the returned `token` is the only copy of its secret. */
   async issue(input: NewInitialAccessToken, actor: string, q: Queryable = this.db): Promise<{ token: string; record: InitialAccessToken }> {
-    const id = randomBytes(12).toString('base64url');
+    // hex: an id never starts with '-', which the CLI would read as an option (`sigil registration-tokens revoke ID`)
+    const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const secretHash = await argon2.hash(secret, ARGON2_OPTIONS);
     const r = await q.query<Row>(

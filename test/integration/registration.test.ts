@@ -129,6 +129,8 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
   async function createToken(...args: string[]): Promise<any> {
     const created = jsonOf(await sigil(['registration-tokens', 'create', ...args, '--json'], cliA));
     secrets.push(created.token, created.token.split('.')[1]);
+    // never starting with '-': `sigil registration-tokens revoke ID` would take it for an option
+    assert.match(created.id, /^[0-9a-f]{16}$/);
     return created;
   }
 
