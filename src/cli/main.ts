@@ -91,10 +91,33 @@ function resolve(argv: string[]): Resolved {
   return { words, command, unknownWord, rest: [...leading, ...argv.slice(i)] };
 }
 
+/**
+ * A word like `-WXHvN…` is no option of the CLI (its only short flag is -h): it is an id. A token's
+ * jti and other base64url ids begin with "-" one time in 64, and `sigil tokens revoke <jti>` must
+ * take them as they are. Such words pass parseArgs as placeholders and are put back after.
+ */
+const DASHED_ID = /^-[^-]./;
+const placeholder = (i: number) => `\u0000arg${i}`;
+
+function restoreDashed(value: unknown, dashed: Map<string, string>): unknown {
+  if (typeof value === 'string') return dashed.get(value) ?? value;
+  if (Array.isArray(value)) return value.map((v) => restoreDashed(v, dashed));
+  return value;
+}
+
 /** parseArgs' own messages are long and mention internals; keep the part a person needs. */
 function parseFlags(c: Command, args: string[]): { values: OptionValues; positionals: string[] } {
+  const dashed = new Map<string, string>();
+  const masked = args.map((a, i) => {
+    if (!DASHED_ID.test(a)) return a;
+    dashed.set(placeholder(i), a);
+    return placeholder(i);
+  });
   try {
-    return parseArgs({ args, options: { ...c.options, ...COMMON_OPTIONS }, strict: true, allowPositionals: true }) as { values: OptionValues; positionals: string[] };
+    const parsed = parseArgs({ args: masked, options: { ...c.options, ...COMMON_OPTIONS }, strict: true, allowPositionals: true }) as { values: OptionValues; positionals: string[] };
+    if (!dashed.size) return parsed;
+    const values = Object.fromEntries(Object.entries(parsed.values).map(([k, v]) => [k, restoreDashed(v, dashed)])) as OptionValues;
+    return { values, positionals: parsed.positionals.map((p) => dashed.get(p) ?? p) };
   } catch (err) {
     const e = err as Error & { code?: string };
     if (!e.code?.startsWith('ERR_PARSE_ARGS')) throw err;

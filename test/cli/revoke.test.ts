@@ -269,5 +269,15 @@ describe('sigil CLI: revoking clients and tokens, replacing client keys', () => 
       assert.match(human.stdout, /no record of issuing jti "no-such-jti-0002"/);
       assert.match(human.stdout, /known\s+no/);
     });
+
+    it('a jti that begins with "-" (base64url: one in 64) is the argument, not an option', async () => {
+      const dashed = '-WXHvNXdwVlbIwsMpwbEf-GqKz2plsjIEI7Oxl-Qv-8';
+      const record = jsonOf(await sigil(['tokens', 'revoke', dashed, '--reason', '-also a dash', '--json'], opts));
+      assert.equal(record.jti, dashed);
+      assert.equal(record.reason, '-also a dash');
+      const human = await sigil(['tokens', 'revoke', '--reason', 'x', dashed], opts);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, new RegExp(`jti\\s+${dashed}`));
+    });
   });
 });
