@@ -4,7 +4,8 @@
 /** algorithms accepted for client assertions and DPoP proofs; nothing else, ever (no HS*, no none) */
 export const CLIENT_SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256', 'RS256'] as const;
 
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+/** JWK members that belong to a private or secret key */
+export const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 const ALG_FOR_KTY: Record<string, string[]> = {
   EC: ['ES256'],
   OKP: ['EdDSA'],

@@ -7,6 +7,7 @@
 // time. Signatures are checked with node:crypto, synchronously: cheaper than a WebCrypto job and
 // its thread hop for a ~50 µs operation.
 import { constants, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { MIN_RSA_BITS, PRIVATE_MEMBERS } from './client-keys.js';
 
 /** A proof that passed every check but the replay check (its jti), which needs shared storage. */
 export interface VerifiedProof {
@@ -53,8 +54,6 @@ export const PROOF_MAX_AGE_SECONDS = 60;
 export const PROOF_MAX_SKEW_SECONDS = 5;
 
 const COMPACT_JWS = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-const MIN_RSA_BITS = 2048;
 /** RSA verification cost grows with the modulus: an attacker's 16k-bit key must not be our problem */
 const MAX_RSA_BITS = 8192;
 /** the header and payload of a real proof are a few hundred bytes */

@@ -25,7 +25,7 @@ interface Bindable {
   setThumbprint(prop: 'jkt', thumbprint: string): void;
 }
 
-/** how long a proof's jti is remembered: oidc-provider accepts a proof's iat up to this far off */
+/** how long a proof's jti is remembered: well past the life of any proof Sigil accepts (iat 60 s old at most) */
 const PROOF_REPLAY_WINDOW_SECONDS = 300;
 
 /** How a grant checks the request's DPoP proof. */
