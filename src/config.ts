@@ -1,5 +1,6 @@
 // The only reader of process.env: every setting is parsed and validated here, once, with a clear error.
 import path from 'node:path';
+import { redactUrl } from './redact-url.js';
 
 export type SigningAlg = 'ES256' | 'EdDSA' | 'PS256';
 
@@ -72,7 +73,8 @@ function url(name: string, raw: string, protocols: string[]): string {
   try {
     parsed = new URL(raw);
   } catch {
-    throw new ConfigError(`${name} is not a URL: "${raw}"`);
+    // the value may hold a password: never echo it, only a redacted form
+    throw new ConfigError(`${name} is not a URL: "${redactUrl(raw)}" (percent-encode @ : / ? # in the user name and password)`);
   }
   if (!protocols.includes(parsed.protocol)) {
     throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
@@ -105,7 +107,7 @@ export function loadConfig(env: Env = process.env): Config {
   // Endpoints are served at the root; an issuer with a path, query or fragment would make every
   // URL-bound check (htu, assertion aud) disagree with the routes, so it is refused outright.
   if (issuerUrl.pathname !== '/' || issuerUrl.search || issuerUrl.hash || issuerRaw.endsWith('/')) {
-    throw new ConfigError(`ISSUER must be an origin without path or trailing slash, e.g. https://auth.example.com, got "${issuerRaw}"`);
+    throw new ConfigError(`ISSUER must be an origin without path or trailing slash, e.g. https://auth.example.com, got "${redactUrl(issuerRaw)}"`);
   }
   const databaseUrl = env.DATABASE_URL ? url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']) : undefined;
   const redisUrl = env.REDIS_URL ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined;

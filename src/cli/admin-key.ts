@@ -1,27 +1,30 @@
 // The admin private key on disk: read it, and write a new one so that it is never half-written,
 // never readable by others, and never left behind for a key the server does not know.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
 import { keyPairFromPrivateJwk, type SigningKeyPair } from '../client/oauth-client.js';
-import type { CliIo } from './command.js';
+import { ExposedSecretFile, readSecretFile } from '../keys/secret-file.js';
 import { CliError } from './errors.js';
 
 function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException).code;
 }
 
-/** The admin key in `file`, or undefined when there is no such file. Never echoes the key material. */
-export async function readAdminKey(file: string, io: CliIo): Promise<SigningKeyPair | undefined> {
+/**
+ * The admin key in `file`, or undefined when there is no such file. Refused when its group or others
+ * can access it: whoever can read it administers the server. Never echoes the key material.
+ */
+export async function readAdminKey(file: string): Promise<SigningKeyPair | undefined> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readSecretFile(file, 'the admin key');
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return undefined;
+    if (err instanceof ExposedSecretFile) throw new CliError(err.message);
     throw new CliError(`cannot read the admin key ${file}: ${errorCode(err) ?? (err as Error).message}`);
   }
-  await warnIfExposed(file, io);
   let jwk: JWK;
   try {
     jwk = JSON.parse(text) as JWK;
@@ -33,13 +36,6 @@ export async function readAdminKey(file: string, io: CliIo): Promise<SigningKeyP
   } catch (err) {
     throw new CliError(`${file} does not hold a usable private key: ${(err as Error).message}`);
   }
-}
-
-/** Whoever can read the file administers the server; say so when group or others can. */
-async function warnIfExposed(file: string, io: CliIo): Promise<void> {
-  if (process.platform === 'win32') return; // no POSIX mode bits to check
-  const mode = (await stat(file)).mode & 0o777;
-  if (mode & 0o077) io.warn(`warning: ${file} has mode ${mode.toString(8).padStart(4, '0')}; it should be 0600 (chmod 600 ${file})`);
 }
 
 export interface StagedKeyFile {

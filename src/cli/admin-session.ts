@@ -8,7 +8,7 @@ import type { CliIo } from './command.js';
 import { readAdminKey } from './admin-key.js';
 import { CliError } from './errors.js';
 import { connect, isNetworkError, readJson, unreachable, type SigilServer } from './server.js';
-import { adminKeyFile } from './settings.js';
+import { adminKeyFile, sigilUrl } from './settings.js';
 
 /** The admin key could not get a token: the server does not know it (or its client is not active). */
 export class AdminKeyRefused extends CliError {
@@ -26,10 +26,12 @@ export class AdminSession {
 
   /** Load the admin key from SIGIL_KEYS_DIR and discover the server: what every admin command starts with. */
   static async open(io: CliIo): Promise<AdminSession> {
+    // SIGIL_URL first: a refused URL (plain http to another host) is the first thing to fix
+    const url = sigilUrl(io);
     const keyFile = adminKeyFile(io);
-    const key = await readAdminKey(keyFile, io);
+    const key = await readAdminKey(keyFile);
     if (!key) throw new CliError(`no admin key at ${keyFile}; run \`sigil init\` first, or set SIGIL_KEYS_DIR to the directory that holds ${ADMIN_CLIENT_ID}'s key`);
-    return new AdminSession(await connect(io), key, keyFile);
+    return new AdminSession(await connect(io, url), key, keyFile);
   }
 
   async #accessToken(): Promise<string> {

@@ -9,7 +9,7 @@ import type { Command, CommandInput, CommandResult } from './command.js';
 import { CliError, ServerError } from './errors.js';
 import { formatClient, type ClientObject } from './output.js';
 import { connect, NoAnswer, readJson, type SigilServer } from './server.js';
-import { ADMIN_KEY_FILE, adminKeyFile } from './settings.js';
+import { ADMIN_KEY_FILE, adminKeyFile, sigilUrl } from './settings.js';
 
 /**
  * Ask the server to create the admin client for `key` (allowed once, from loopback only). Returns the
@@ -92,9 +92,10 @@ function result(admin: ClientObject, keyFile: string, headline: string): Command
 }
 
 async function init({ io }: CommandInput): Promise<CommandResult> {
+  const url = sigilUrl(io);
   const keyFile = adminKeyFile(io);
-  const key = await readAdminKey(keyFile, io);
-  const server = await connect(io);
+  const key = await readAdminKey(keyFile);
+  const server = await connect(io, url);
   return key ? adoptExistingKey(server, key, keyFile) : createAdmin(server, keyFile);
 }
 

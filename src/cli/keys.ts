@@ -1,6 +1,7 @@
 // `sigil keys list` / `sigil keys rotate`: Sigil's own signing keys and their staged rotation.
 import { AdminSession } from './admin-session.js';
 import type { Command, CommandResult } from './command.js';
+import { table } from './output.js';
 
 interface KeyView {
   kid: string;
@@ -11,16 +12,14 @@ interface KeyView {
   retires_at?: string;
 }
 
-function table(keys: KeyView[]): string {
-  const rows = [['KID', 'ALG', 'STATE', 'ACTIVATES_AT', 'RETIRES_AT'], ...keys.map((k) => [k.kid, k.alg, k.state, k.activates_at, k.retires_at ?? '-'])];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+function keyTable(keys: KeyView[]): string {
+  return table(['KID', 'ALG', 'STATE', 'ACTIVATES_AT', 'RETIRES_AT'], keys.map((k) => [k.kid, k.alg, k.state, k.activates_at, k.retires_at ?? '-']));
 }
 
 async function list({ io }: { io: Parameters<Command['run']>[0]['io'] }): Promise<CommandResult> {
   const session = await AdminSession.open(io);
   const keys = await session.call<KeyView[]>('GET', '/admin/keys');
-  return { json: keys, human: table(keys) };
+  return { json: keys, human: keyTable(keys) };
 }
 
 async function rotate({ io }: { io: Parameters<Command['run']>[0]['io'] }): Promise<CommandResult> {
@@ -28,7 +27,7 @@ async function rotate({ io }: { io: Parameters<Command['run']>[0]['io'] }): Prom
   const result = await session.call<{ staged: KeyView; keys: KeyView[] }>('POST', '/admin/keys/rotate');
   return {
     json: result,
-    human: `Key ${result.staged.kid} staged: published in the JWKS now, signing from ${result.staged.activates_at}.\n\n${table(result.keys)}`,
+    human: `Key ${result.staged.kid} staged: published in the JWKS now, signing from ${result.staged.activates_at}.\n\n${keyTable(result.keys)}`,
   };
 }
 

@@ -8,7 +8,8 @@ import type { CliIo, Command, CommandResult, OptionValues } from './command.js';
 import { CliError, UsageError } from './errors.js';
 import { initCommands } from './init.js';
 import { registrationTokenCommands } from './registration-tokens.js';
-import { DEFAULT_SIGIL_URL } from './settings.js';
+import { sigilUrlForDisplay } from './settings.js';
+import { escapeJson, escapeText, escapeValue } from './terminal-text.js';
 import { tokenCommands } from './tokens.js';
 import { keyCommands } from './keys.js';
 
@@ -49,8 +50,10 @@ ${lines.join('\n')}
 Every command takes --json (print exactly one JSON document on stdout) and --help.
 
 Environment:
-  SIGIL_URL       where the server is (default http://localhost:3000)
-  SIGIL_KEYS_DIR  where the admin key lives (default ./keys)
+  SIGIL_URL            where the server is (default http://localhost:3000); plain http only to
+                       localhost, 127.0.0.0/8 or [::1]
+  SIGIL_INSECURE_HTTP  true: allow plain http to another host anyway, with a warning (test networks)
+  SIGIL_KEYS_DIR       where the admin key lives (default ./keys; the key file must be mode 0600)
 `;
 }
 
@@ -136,8 +139,9 @@ function checkPositionals(c: Command, positionals: string[]): void {
   if (positionals.length > expected.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[expected.length])}`);
 }
 
+/** Escaped for the terminal either way: JSON with \u escapes (the same document), text with visible escapes. */
 function render(result: CommandResult, json: boolean): string {
-  return json ? `${JSON.stringify(result.json, null, 2)}\n` : `${result.human}\n`;
+  return json ? `${escapeJson(JSON.stringify(result.json, null, 2))}\n` : `${escapeText(result.human)}\n`;
 }
 
 async function withDeadline<T>(work: Promise<T>, where: string): Promise<T> {
@@ -177,21 +181,21 @@ export async function runCli(argv: string[], io: CliIo, out: Output): Promise<nu
       return 0;
     }
     checkPositionals(command, positionals);
-    const result = await withDeadline(command.run({ values, positionals, io }), io.env.SIGIL_URL || DEFAULT_SIGIL_URL);
+    const result = await withDeadline(command.run({ values, positionals, io }), sigilUrlForDisplay(io));
     await out.stdout(render(result, json));
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {
-      await out.stderr(`sigil: ${err.message}\n(see \`${err.seeAlso ?? usageHint}\`)\n`);
+      await out.stderr(`sigil: ${escapeValue(err.message)}\n(see \`${escapeValue(err.seeAlso ?? usageHint)}\`)\n`);
       return 2;
     }
     if (err instanceof CliError) {
-      await out.stderr(`sigil: ${err.message}\n`);
+      await out.stderr(`sigil: ${escapeValue(err.message)}\n`);
       return 1;
     }
     // a bug, not an expected failure: say so, with the stack only on request
     const e = err as Error;
-    await out.stderr(`sigil: unexpected error: ${e?.message ?? String(err)}\n${io.env.SIGIL_DEBUG ? `${e?.stack}\n` : '(set SIGIL_DEBUG=1 for details)\n'}`);
+    await out.stderr(`sigil: unexpected error: ${escapeValue(e?.message ?? String(err))}\n${io.env.SIGIL_DEBUG ? `${escapeText(String(e?.stack))}\n` : '(set SIGIL_DEBUG=1 for details)\n'}`);
     return 1;
   }
 }
@@ -208,7 +212,7 @@ export async function main(): Promise<never> {
   const io: CliIo = {
     env: process.env,
     cwd: process.cwd(),
-    warn: (message) => process.stderr.write(`sigil: ${message}\n`),
+    warn: (message) => process.stderr.write(`sigil: ${escapeValue(message)}\n`),
   };
   const code = await runCli(process.argv.slice(2), io, { stdout: writer(process.stdout), stderr: writer(process.stderr) });
   process.exit(code);

@@ -1,6 +1,8 @@
 // The readable (non --json) forms. JSON output is the server's objects untouched; these are for people.
+// Every value is escaped (terminal-text.ts): a stored name or kid must not be able to drive the terminal.
 import type { JWK } from 'jose';
 import type { clientView } from '../oauth/admin-clients.js';
+import { escapeValue } from './terminal-text.js';
 
 /** The client object as the admin API sends it (and `--json` prints it). */
 export type ClientObject = ReturnType<typeof clientView>;
@@ -20,7 +22,7 @@ function keysSummary(c: ClientObject): string {
 /** Aligned `label  value` lines. */
 export function fields(rows: Array<[string, string]>): string {
   const width = Math.max(...rows.map(([label]) => label.length));
-  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${escapeValue(value)}`).join('\n');
 }
 
 export function formatClient(c: ClientObject): string {
@@ -43,7 +45,8 @@ export function formatClient(c: ClientObject): string {
 }
 
 /** Columns padded to their widest cell; the last column is left ragged. */
-export function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((r) => r.map(escapeValue));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');

@@ -46,8 +46,9 @@ export function isNetworkError(err: unknown): boolean {
   return (err instanceof TypeError && 'cause' in err) || (err as Error)?.name === 'TimeoutError';
 }
 
-export async function connect(io: CliIo): Promise<SigilServer> {
-  const origin = sigilUrl(io).origin;
+/** `url`: SIGIL_URL, checked by the caller when it must be refused before anything else happens. */
+export async function connect(io: CliIo, url: URL = sigilUrl(io)): Promise<SigilServer> {
+  const { origin } = url;
   let metadata: ServerMetadata;
   try {
     metadata = await discover(origin);

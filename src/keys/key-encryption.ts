@@ -1,10 +1,11 @@
 // Signing keys are encrypted at rest (AES-256-GCM) with a key-encryption key (KEK) from
 // configuration, so a database dump alone yields no usable key.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
 import type { Logger } from '../log.js';
+import { ExposedSecretFile, readSecretFile } from './secret-file.js';
 
 export interface EncryptedJwk {
   v: 1;
@@ -32,11 +33,12 @@ export async function loadKek(opts: { kek?: string; keysDir: string }, log: Logg
   if (opts.kek) return parseKek(opts.kek, 'SIGIL_KEK');
   const file = path.join(opts.keysDir, 'kek');
   try {
-    return parseKek(await readFile(file, 'utf8'), file);
+    return parseKek(await readKekFile(file), file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  await mkdir(opts.keysDir, { recursive: true });
+  // only its owner may list or enter the directory that holds the KEK (and, by default, the admin key)
+  await mkdir(opts.keysDir, { recursive: true, mode: 0o700 });
   try {
     // exclusive create: two instances starting together end up with the same file
     const handle = await open(file, 'wx', 0o600);
@@ -46,7 +48,17 @@ export async function loadKek(opts: { kek?: string; keysDir: string }, log: Logg
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  return parseKek(await readFile(file, 'utf8'), file);
+  return parseKek(await readKekFile(file), file);
+}
+
+/** The KEK file, refused when its group or others can access it (whoever reads it can decrypt the signing keys). */
+async function readKekFile(file: string): Promise<string> {
+  try {
+    return await readSecretFile(file, 'the key-encryption key');
+  } catch (err) {
+    if (err instanceof ExposedSecretFile) throw new Error(`${err.message}; or give the key in SIGIL_KEK instead`);
+    throw err;
+  }
 }
 
 export function encryptJwk(kek: Buffer, jwk: JWK, kid: string): EncryptedJwk {

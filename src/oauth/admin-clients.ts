@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
 import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../storage/client-store.js';
+import { printableTextProblem, uriTextProblem } from '../printable-text.js';
 import { jwksProblems } from './client-keys.js';
 
 export const ADMIN_CLIENT_ID = 'sigil-admin';
@@ -13,8 +14,17 @@ export class ClientInputError extends Error {}
 /** RFC 6749 scope-token: printable ASCII except space, " and \ */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
+/** The longest client name, in characters. */
+export const MAX_CLIENT_NAME = 200;
+/** A client name: printable text (it is shown in operators' terminals), trimmed. */
+export function clientNameProblem(name: unknown, field: string): string | undefined {
+  return printableTextProblem(name, field, MAX_CLIENT_NAME);
+}
+
 function absoluteUri(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value.length > 2000) throw new ClientInputError(`${what} must be an absolute URI`);
+  if (typeof value !== 'string' || uriTextProblem(value, what)) {
+    throw new ClientInputError(`${what} must be an absolute URI of at most 2000 characters, written in printable ASCII without spaces (percent-encode anything else)`);
+  }
   const u = URL.parse(value);
   if (!u || !/^[a-z][a-z0-9+.-]*:$/i.test(u.protocol) || value.includes('#')) throw new ClientInputError(`${what} must be an absolute URI without a fragment, got ${JSON.stringify(value)}`);
   return value;
@@ -31,9 +41,8 @@ export function parseNewClient(body: unknown, issuer: string): NewClient {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ClientInputError('the request body must be a JSON object');
   const b = body as Record<string, unknown>;
   const name = b.name;
-  if (typeof name !== 'string' || !name.trim() || name.length > 200 || /[\u0000-\u001f]/.test(name)) {
-    throw new ClientInputError('name must be a non-empty string of at most 200 printable characters');
-  }
+  const nameProblem = clientNameProblem(name, 'name');
+  if (nameProblem) throw new ClientInputError(nameProblem);
   let jwks: { keys: JWK[] } | undefined;
   let jwksUri: string | undefined;
   if ((b.jwks === undefined) === (b.jwks_uri === undefined)) throw new ClientInputError('give exactly one of jwks or jwks_uri');
@@ -66,7 +75,7 @@ export function parseNewClient(body: unknown, issuer: string): NewClient {
   if (b.can_introspect !== undefined && typeof b.can_introspect !== 'boolean') throw new ClientInputError('can_introspect must be a boolean');
   return {
     clientId: `${randomBytes(16).toString('hex')}`,
-    name: name.trim(),
+    name: (name as string).trim(),
     scope,
     audiences,
     serves: uriList(b.serves, 'serves'),

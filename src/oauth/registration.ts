@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
 import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../storage/client-store.js';
-import { ClientInputError, parseNewClient } from './admin-clients.js';
+import { uriTextProblem } from '../printable-text.js';
+import { ClientInputError, clientNameProblem, parseNewClient } from './admin-clients.js';
 import { CLIENT_SIGNING_ALGS, jwksProblems } from './client-keys.js';
 import { jwksUriProblem, type JwksUriPolicy } from './jwks-fetch.js';
 
@@ -102,10 +103,9 @@ function dpop(b: Record<string, unknown>): void {
 function clientName(b: Record<string, unknown>, fallback: string): string {
   const name = b.client_name;
   if (name === undefined) return fallback;
-  if (typeof name !== 'string' || !name.trim() || name.length > 200 || /[\u0000-\u001f\u007f]/.test(name)) {
-    throw new RegistrationError('client_name must be a non-empty string of at most 200 printable characters');
-  }
-  return name.trim();
+  const problem = clientNameProblem(name, 'client_name');
+  if (problem) throw new RegistrationError(problem);
+  return (name as string).trim();
 }
 
 /** Exactly one of jwks / jwks_uri, each acceptable. */
@@ -122,7 +122,8 @@ function keys(b: Record<string, unknown>, policy: UriPolicy, alg: string | undef
     }
     return { jwks: { keys: keySet } };
   }
-  const problem = jwksUriProblem(b.jwks_uri, policy);
+  // printable ASCII first: the URI is stored and shown to operators as sent
+  const problem = uriTextProblem(b.jwks_uri, 'jwks_uri') ?? jwksUriProblem(b.jwks_uri, policy);
   if (problem) throw new RegistrationError(problem);
   return { jwksUri: b.jwks_uri as string };
 }

@@ -17,6 +17,7 @@ import type { KeyRing } from '../keys/key-ring.js';
 import { jwksProblems } from '../oauth/client-keys.js';
 import type { Db } from '../storage/db.js';
 import { audit } from '../storage/token-events.js';
+import { printableTextProblem } from '../printable-text.js';
 import { sendError } from './http-errors.js';
 
 export interface AdminDeps {
@@ -126,8 +127,10 @@ export function adminApi(deps: AdminDeps) {
   function reasonOf(body: unknown): string | undefined {
     const reason = (body as { reason?: unknown } | undefined)?.reason;
     if (reason === undefined || reason === null) return undefined;
-    if (typeof reason !== 'string' || reason.length > 500) throw new ClientInputError('reason must be a string of at most 500 characters');
-    return reason;
+    // printable text only: `sigil clients show` prints it in an operator's terminal
+    const problem = printableTextProblem(reason, 'reason', 500);
+    if (problem) throw new ClientInputError(problem);
+    return reason as string;
   }
 
   async function revokeClient(ctx: Context, actor: string, clientId: string) {

@@ -22,12 +22,15 @@ export interface CliOptions {
   /** SIGIL_KEYS_DIR; unset means the CLI's default (./keys under cwd) */
   keysDir?: string;
   cwd: string;
+  /** more environment for the CLI (e.g. SIGIL_INSECURE_HTTP) */
+  env?: Record<string, string>;
 }
 
 /** Run `sigil ...args` with only the environment given (nothing leaks in from the test runner's SIGIL_*). */
 export function sigil(args: string[], opts: CliOptions): Promise<CliRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', SIGIL_URL: opts.url };
   if (opts.keysDir) env.SIGIL_KEYS_DIR = opts.keysDir;
+  Object.assign(env, opts.env);
   const child = spawn(process.execPath, [SIGIL_BIN, ...args], { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

@@ -3,7 +3,7 @@
 // sent a request would end with "cannot reach Sigil" (exit 1) instead of its local refusal (exit 2).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateClientKey } from '../../src/client/oauth-client.js';
@@ -148,5 +148,61 @@ describe('sigil CLI: usage errors and unreachable server', () => {
 
   it('refuses a SIGIL_URL that is not an http(s) URL (exit 2)', async () => {
     assertFailure(await sigil(['clients', 'list'], { ...opts, url: 'localhost:3000' }), 2, /SIGIL_URL must be an http\(s\) URL/);
+  });
+
+  it('refuses plain http to a host that is not loopback before anything is sent (exit 2), unless SIGIL_INSECURE_HTTP=true', async () => {
+    // RFC 5737 / RFC 6761 names and addresses: nothing answers there, so a request that left would fail differently
+    for (const url of ['http://192.0.2.10:3000', 'http://[2001:db8::1]:3000', 'http://localhost.example.com:3000', 'http://128.0.0.1:3000']) {
+      assertFailure(await sigil(['clients', 'list'], { ...opts, url }), 2, /SIGIL_URL http:\/\/.* is plain http to a host that is not loopback: .* Use https, or set SIGIL_INSECURE_HTTP=true/);
+    }
+    // checked before the admin key is looked for or written
+    for (const args of [['init'], ['tokens', 'revoke', 'some-jti']]) {
+      const run = await sigil(args, { ...opts, url: 'http://sigil.example.com:3000', keysDir: path.join(work.dir, 'insecure-keys') });
+      assertFailure(run, 2, /SIGIL_URL http:\/\/sigil\.example\.com:3000 is plain http to a host that is not loopback/);
+    }
+    assert.equal(existsSync(path.join(work.dir, 'insecure-keys')), false, 'init wrote no key');
+    for (const value of ['1', 'TRUE']) {
+      assertFailure(await sigil(['clients', 'list'], { ...opts, url: 'http://sigil.example.com:3000', env: { SIGIL_INSECURE_HTTP: value } }), 2, /SIGIL_INSECURE_HTTP must be true or false/);
+    }
+    assertFailure(await sigil(['clients', 'list'], { ...opts, url: 'http://sigil.example.com:3000', env: { SIGIL_INSECURE_HTTP: 'false' } }), 2, /plain http to a host that is not loopback/);
+    // allowed: a warning on stderr, and the request really goes out (.invalid never resolves)
+    const allowed = await sigil(['clients', 'list', '--json'], { ...opts, url: 'http://sigil.invalid:3000', env: { SIGIL_INSECURE_HTTP: 'true' } });
+    assertFailure(allowed, 1, /cannot reach Sigil at http:\/\/sigil\.invalid:3000 \((ENOTFOUND|EAI_AGAIN)\)/);
+    assert.match(allowed.stderr, /^sigil: warning: SIGIL_INSECURE_HTTP=true: sending admin requests over plain http to http:\/\/sigil\.invalid:3000; anyone on the path can read and change them$/m);
+    // https anywhere, and plain http to loopback, need no switch
+    assertFailure(await sigil(['clients', 'list'], { ...opts, url: 'https://sigil.invalid' }), 1, /cannot reach Sigil at https:\/\/sigil\.invalid/);
+    for (const url of [`http://localhost:${new URL(deadUrl).port}`, `http://127.1.2.3:${new URL(deadUrl).port}`, `http://[::1]:${new URL(deadUrl).port}`]) {
+      const run = await sigil(['clients', 'list'], { ...opts, url });
+      assertFailure(run, 1, /cannot reach Sigil at http:\/\/(localhost|127\.1\.2\.3|\[::1\]):\d+ \(ECONNREFUSED\)/);
+      assert.doesNotMatch(run.stderr, /warning/);
+    }
+  });
+
+  it('never prints credentials from SIGIL_URL; refuses them (exit 2)', async () => {
+    const port = new URL(deadUrl).port;
+    const withUserinfo = await sigil(['clients', 'list'], { ...opts, url: `http://admin:Hunter2pw@127.0.0.1:${port}` });
+    assertFailure(withUserinfo, 2, /SIGIL_URL must not carry a user name or password \(http:\/\/\*\*\*@127\.0\.0\.1:\d+\/\)/);
+    for (const url of [`admin:Hunter2pw@127.0.0.1:${port}`, `http://admin:Hunter2pw/x@127.0.0.1:${port}`]) {
+      const run = await sigil(['clients', 'list'], { ...opts, url });
+      assert.equal(run.code, 2, run.stderr);
+      assert.ok(!run.stderr.includes('Hunter2pw'), run.stderr);
+    }
+  });
+
+  it('refuses an admin key file that its group or others can access (exit 1), before anything is sent', async () => {
+    const keysDir = path.join(work.dir, 'exposed-keys');
+    await mkdir(keysDir, { mode: 0o700 });
+    const file = path.join(keysDir, 'admin.private.jwk.json');
+    await writeFile(file, JSON.stringify((await generateClientKey('ES256')).privateJwk), { mode: 0o600 });
+    for (const [mode, args] of [[0o644, ['clients', 'list']], [0o640, ['init']], [0o604, ['tokens', 'revoke', 'x']], [0o660, ['clients', 'list']]] as const) {
+      await chmod(file, mode);
+      const run = await sigil([...args], { ...opts, keysDir });
+      assertFailure(run, 1, new RegExp(`admin\\.private\\.jwk\\.json has mode 0${mode.toString(8)}: its group or other users can access the admin key, so it is not used\\. Run \`chmod 600 .*admin\\.private\\.jwk\\.json\``));
+    }
+    // 0600 and 0400 are fine: the command gets as far as the network
+    for (const mode of [0o600, 0o400]) {
+      await chmod(file, mode);
+      assertFailure(await sigil(['clients', 'list'], { ...opts, keysDir }), 1, /cannot reach Sigil/);
+    }
   });
 });

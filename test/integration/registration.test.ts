@@ -376,6 +376,40 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
     assert.deepEqual(ok.body.grant_types, ['client_credentials', TOKEN_EXCHANGE, 'refresh_token']);
   });
 
+  it('refuses a client_name or jwks_uri that is not printable text (terminal escapes), takes no use, and accepts any script', async () => {
+    const created = await createToken('--scope', 'orders:read', '--audience', 'https://api.example.com/orders');
+    const jwks = (await partnerKey()).jwks;
+    const names: Array<[string, string]> = [
+      ['an OSC window title', 'Partner\u001b]0;pwned\u0007'],
+      ['a CSI sequence', 'Partner\u001b[2J'],
+      ['an 8-bit C1 CSI', 'Partner\u009b31m'],
+      ['a bidi override', 'Partner\u202eoC'],
+      ['a bidi isolate', 'Partner\u2067oC\u2069'],
+      ['a newline (a fake line)', 'Partner\nstatus  revoked'],
+      ['a carriage return', 'Partner\rCo'],
+      ['a line separator', 'Partner\u2028Co'],
+      ['a zero-width space', 'Part\u200bner'],
+      ['DEL', 'Partner\u007f'],
+    ];
+    for (const [what, clientName] of names) {
+      const res = await register(a.url, created.token, { jwks, client_name: clientName });
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+      assertRefused(res, /^client_name must be printable text/);
+    }
+    assertRefused(await register(a.url, created.token, { jwks, client_name: 'é'.repeat(201) }), /^client_name must be at most 200 characters/);
+    for (const jwksUri of ['https://partner.example.com/jwks\u001b]0;x\u0007', 'https://partner.example.com/j\u009bwks', 'https://partner.example.com/\u202ejwks', 'https://partner.example.com/jwks ks']) {
+      assertRefused(await register(a.url, created.token, { jwks_uri: jwksUri }), /^jwks_uri must be written in printable ASCII/);
+    }
+    const [t] = await storage.sql<{ uses_left: number }>('SELECT uses_left FROM initial_access_tokens WHERE id = $1', [created.id]);
+    assert.equal(t!.uses_left, 1, 'refused metadata takes no use');
+    const ok = await register(a.url, created.token, { jwks, client_name: 'Société Générale — 日本 🙂' });
+    assert.equal(ok.status, 201, ok.text);
+    secrets.push(ok.body.registration_access_token);
+    assert.equal(ok.body.client_name, 'Société Générale — 日本 🙂');
+    // RFC 7592 update: the same rule for the new jwks_uri
+    assertRefused(await manage(a.url, ok.body.registration_client_uri, 'PUT', ok.body.registration_access_token, { jwks_uri: 'https://partner.example.com/jwks\u001b[8m' }), /^jwks_uri must be written in printable ASCII/);
+  });
+
   it('RFC 7592: read, update keys (seen by the other instance within a second), delete', async () => {
     const created = await createToken('--uses', '2', '--scope', 'orders:read', '--audience', 'https://api.example.com/orders');
     const k1 = await partnerKey();

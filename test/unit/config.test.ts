@@ -116,6 +116,28 @@ describe('loadConfig', () => {
     refused({ REDIS_URL: 'http://cache:6379' }, /REDIS_URL must use redis: or rediss:/);
   });
 
+  it('never prints a store or issuer password in a configuration error', () => {
+    const PASSWORD = 'Hunter2-s3cr3t';
+    const leaks = (env: Record<string, string>, pattern: RegExp) => {
+      refused(env, pattern);
+      try {
+        loadConfig(env);
+      } catch (err) {
+        assert.ok(!(err as Error).message.includes(PASSWORD), `the password leaks: ${(err as Error).message}`);
+        assert.ok(!(err as Error).message.includes('s3cr3t'), `part of the password leaks: ${(err as Error).message}`);
+      }
+    };
+    // unparsable: a password with an unencoded /, #, ? (the usual reason a URL does not parse)
+    for (const pw of [`${PASSWORD}/x`, `${PASSWORD}#x`, `${PASSWORD}?x`, `x/${PASSWORD}`]) {
+      leaks({ DATABASE_URL: `postgres://sigil:${pw}@db.internal:5432/sigil` }, /DATABASE_URL is not a URL: "postgres:\/\/\*\*\*@db\.internal:5432\/sigil"/);
+      leaks({ REDIS_URL: `redis://:${pw}@cache.internal:6379/0` }, /REDIS_URL is not a URL: "redis:\/\/\*\*\*@cache\.internal:6379\/0"/);
+    }
+    leaks({ DATABASE_URL: `postgres://db.internal:bad port/sigil?password=${PASSWORD}` }, /DATABASE_URL is not a URL: .*password=\*\*\*/);
+    leaks({ DATABASE_URL: `mysql://sigil:${PASSWORD}@db/sigil` }, /DATABASE_URL must use postgres: or postgresql:, got "mysql:"/);
+    leaks({ ISSUER: `https://admin:${PASSWORD}@auth.example.com/path` }, /ISSUER must be an origin .*got "https:\/\/\*\*\*@auth\.example\.com\/path"/);
+    leaks({ ISSUER: `https://admin:${PASSWORD}@auth example.com` }, /ISSUER is not a URL: "https:\/\/\*\*\*@auth example\.com"/);
+  });
+
   it('refuses unknown enumerated values', () => {
     refused({ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of/);
     refused({ SIGNING_ALG: 'HS256' }, /SIGNING_ALG must be one of ES256, EdDSA, PS256, got "HS256"/);
