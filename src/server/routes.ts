@@ -9,12 +9,12 @@ export type Endpoint =
   | 'status-lists' | 'status-list' | 'status-list-events'
   | 'admin' | 'health' | 'ready' | 'metrics';
 
-export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
 
 export interface Route {
   /** `/register/{client_id}`: a `{name}` segment stands for one segment in that parameter's format (PARAMETERS) */
   path: string;
-  /** GET also answers HEAD */
+  /** HEAD only where listed: the read endpoints a gateway or a probe may HEAD */
   methods: readonly Method[];
   endpoint: Endpoint;
   /** its answer depends on Postgres or Redis: refused with 503 while a store is unreachable */
@@ -22,17 +22,17 @@ export interface Route {
 }
 
 export const ROUTES: readonly Route[] = [
-  { path: '/.well-known/oauth-authorization-server', methods: ['GET'], endpoint: 'discovery', needsStorage: false },
-  { path: '/.well-known/openid-configuration', methods: ['GET'], endpoint: 'discovery', needsStorage: false },
+  { path: '/.well-known/oauth-authorization-server', methods: ['GET', 'HEAD'], endpoint: 'discovery', needsStorage: false },
+  { path: '/.well-known/openid-configuration', methods: ['GET', 'HEAD'], endpoint: 'discovery', needsStorage: false },
   { path: '/token', methods: ['POST'], endpoint: 'token', needsStorage: true },
   { path: '/introspect', methods: ['POST'], endpoint: 'introspection', needsStorage: true },
   { path: '/revoke', methods: ['POST'], endpoint: 'revocation', needsStorage: true },
-  { path: '/jwks', methods: ['GET'], endpoint: 'jwks', needsStorage: false },
+  { path: '/jwks', methods: ['GET', 'HEAD'], endpoint: 'jwks', needsStorage: false },
   { path: '/register', methods: ['POST'], endpoint: 'registration', needsStorage: true },
   { path: '/register/{client_id}', methods: ['GET', 'PUT', 'DELETE'], endpoint: 'registration-management', needsStorage: true },
-  { path: '/status-lists', methods: ['GET'], endpoint: 'status-lists', needsStorage: true },
+  { path: '/status-lists', methods: ['GET', 'HEAD'], endpoint: 'status-lists', needsStorage: true },
   { path: '/status-lists/events', methods: ['GET'], endpoint: 'status-list-events', needsStorage: true },
-  { path: '/status-lists/{list_id}', methods: ['GET'], endpoint: 'status-list', needsStorage: true },
+  { path: '/status-lists/{list_id}', methods: ['GET', 'HEAD'], endpoint: 'status-list', needsStorage: true },
   { path: '/admin/bootstrap', methods: ['POST'], endpoint: 'admin', needsStorage: true },
   { path: '/admin/clients', methods: ['GET', 'POST'], endpoint: 'admin', needsStorage: true },
   { path: '/admin/clients/{client_id}', methods: ['GET'], endpoint: 'admin', needsStorage: true },
@@ -44,9 +44,9 @@ export const ROUTES: readonly Route[] = [
   { path: '/admin/registration-tokens', methods: ['GET', 'POST'], endpoint: 'admin', needsStorage: true },
   { path: '/admin/registration-tokens/{token_id}', methods: ['GET'], endpoint: 'admin', needsStorage: true },
   { path: '/admin/registration-tokens/{token_id}/revoke', methods: ['POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/health', methods: ['GET'], endpoint: 'health', needsStorage: false },
-  { path: '/ready', methods: ['GET'], endpoint: 'ready', needsStorage: false },
-  { path: '/metrics', methods: ['GET'], endpoint: 'metrics', needsStorage: false },
+  { path: '/health', methods: ['GET', 'HEAD'], endpoint: 'health', needsStorage: false },
+  { path: '/ready', methods: ['GET', 'HEAD'], endpoint: 'ready', needsStorage: false },
+  { path: '/metrics', methods: ['GET', 'HEAD'], endpoint: 'metrics', needsStorage: false },
 ];
 
 /** What a request resolves to: its route, or none (with the Allow value when the path exists). */
@@ -92,10 +92,8 @@ export class RouteTable {
       const byMethod = new Map<string, Resolution>();
       for (const route of sameRoutes) {
         for (const method of route.methods) {
-          for (const m of method === 'GET' ? ['GET', 'HEAD'] : [method]) {
-            if (byMethod.has(m)) throw new Error(`route table: ${m} ${path} is listed twice`);
-            byMethod.set(m, Object.freeze({ route, allow: undefined }));
-          }
+          if (byMethod.has(method)) throw new Error(`route table: ${method} ${path} is listed twice`);
+          byMethod.set(method, Object.freeze({ route, allow: undefined }));
         }
       }
       const entry: PathEntry = { byMethod, notAllowed: Object.freeze({ route: undefined, allow: [...byMethod.keys()].join(', ') }) };

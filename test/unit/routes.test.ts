@@ -16,19 +16,28 @@ const concrete = ROUTES.map((route) => ({
 }));
 
 describe('route table', () => {
-  it('resolves every listed method of every route, and HEAD wherever GET is served', () => {
+  it('resolves every listed method of every route', () => {
     for (const r of concrete) {
       for (const m of r.methods) assert.equal(table.resolve(m, r.concretePath).route, r.route, `${m} ${r.concretePath}`);
-      if (r.methods.includes('GET')) assert.equal(table.resolve('HEAD', r.concretePath).route, r.route, `HEAD ${r.concretePath}`);
+    }
+  });
+
+  it('answers HEAD only where it is listed (the public read endpoints), not wherever GET is', () => {
+    for (const path of ['/jwks', '/.well-known/oauth-authorization-server', '/status-lists', `/status-lists/${LIST_ID}`, '/health']) {
+      assert.ok(table.resolve('HEAD', path).route, path);
+    }
+    for (const path of ['/status-lists/events', `/register/${CLIENT_ID}`, '/admin/clients', `/admin/clients/${CLIENT_ID}`]) {
+      assert.equal(table.resolve('GET', path).route?.methods.includes('GET'), true, path);
+      assert.equal(table.resolve('HEAD', path).route, undefined, path);
     }
   });
 
   it('answers another method on a served path with the Allow list (405), nothing else', () => {
     assert.deepEqual(table.resolve('GET', '/token'), { route: undefined, allow: 'POST' });
     assert.deepEqual(table.resolve('OPTIONS', '/jwks'), { route: undefined, allow: 'GET, HEAD' });
-    assert.deepEqual(table.resolve('POST', `/register/${CLIENT_ID}`), { route: undefined, allow: 'GET, HEAD, PUT, DELETE' });
-    assert.deepEqual(table.resolve('DELETE', '/admin/clients'), { route: undefined, allow: 'GET, HEAD, POST' });
-    assert.deepEqual(table.resolve('POST', '/status-lists/events'), { route: undefined, allow: 'GET, HEAD' });
+    assert.deepEqual(table.resolve('POST', `/register/${CLIENT_ID}`), { route: undefined, allow: 'GET, PUT, DELETE' });
+    assert.deepEqual(table.resolve('DELETE', '/admin/clients'), { route: undefined, allow: 'GET, POST' });
+    assert.deepEqual(table.resolve('POST', '/status-lists/events'), { route: undefined, allow: 'GET' });
     for (const m of ['TRACE', 'PATCH', 'PROPFIND', 'get', 'Post']) assert.equal(table.resolve(m, '/token').route, undefined, m);
   });
 
