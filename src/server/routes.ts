@@ -129,7 +129,8 @@ export class RouteTable {
 }
 
 function parameterFormat(segment: string, path: string): RegExp {
-  const format = PARAMETERS[segment.slice(1, -1)];
+  const name = segment.slice(1, -1);
+  const format = Object.hasOwn(PARAMETERS, name) ? PARAMETERS[name] : undefined;
   if (!format || !segment.endsWith('}')) throw new Error(`route table: ${path} has a parameter with no format`);
   return format;
 }

@@ -85,6 +85,8 @@ describe('route table', () => {
 
   it('refuses a table that lists a method twice or a parameter with no format', () => {
     assert.throws(() => new RouteTable([...ROUTES, { path: '/token', methods: ['POST'], endpoint: 'token', needsStorage: true }]), /POST \/token is listed twice/);
-    assert.throws(() => new RouteTable([{ path: '/x/{nope}', methods: ['GET'], endpoint: 'health', needsStorage: false }]), /no format/);
+    for (const path of ['/x/{nope}', '/x/{constructor}', '/x/{client_id']) {
+      assert.throws(() => new RouteTable([{ path, methods: ['GET'], endpoint: 'health', needsStorage: false }]), /no format/, path);
+    }
   });
 });
