@@ -21,6 +21,7 @@ import type { DpopProofVerifier } from './dpop-proof.js';
 import type { HeldClaims } from '../storage/oidc-adapter.js';
 import { NodeSigningKey } from '../keys/node-signing-key.js';
 import { confirmClaims } from './grants/shared.js';
+import { advertisedMetadata, DISCOVERY_MAX_AGE_SECONDS } from './discovery.js';
 
 /** an assertion may live at most this long: bounds how long its jti must be remembered */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
@@ -116,7 +117,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     features: {
       devInteractions: { enabled: false },
       externalSigningSupport: { enabled: true, ack: 'experimental-01' },
-      // machine-to-machine only: no browser-facing endpoints beyond what oidc-provider cannot drop
+      // machine-to-machine only; what oidc-provider mounts regardless (/auth, /session/end/confirm)
+      // is never reached: Sigil's route table (src/server/routes.ts) answers 404 first
       pushedAuthorizationRequests: { enabled: false },
       rpInitiatedLogout: { enabled: false },
       clientCredentials: { enabled: true },
@@ -200,6 +202,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.proxy = false;
 
   provider.use(structuredTokenAnswers(deps));
+  provider.use(onlyAdvertisedMetadata);
   const settings = { ttlSeconds: config.accessTokenTtl, ...deps.signing };
   const proofs = { verifier: deps.proofs, tokenEndpoint: new URL(`${config.issuer}/token`).href };
 
@@ -237,6 +240,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     if (ctx.oidc?.route === 'token') refused(ctx, Object.assign(err, { error: 'server_error' }) as unknown as errors.OIDCProviderError);
   });
   return provider;
+}
+
+/** The discovery document, cut down to what Sigil serves (see discovery.ts), and cacheable. */
+async function onlyAdvertisedMetadata(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
+  await next();
+  if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200) return;
+  ctx.body = advertisedMetadata(ctx.body as Record<string, unknown>);
+  ctx.set('Cache-Control', `public, max-age=${DISCOVERY_MAX_AGE_SECONDS}`);
 }
 
 /**

@@ -7,6 +7,7 @@ import { sendError } from './http-errors.js';
 import type { Metrics } from './metrics.js';
 import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
+import { rawPath, ROUTES, RouteTable, type Endpoint, type Resolution } from './routes.js';
 import type { TokenOutcomes } from './token-outcomes.js';
 
 export interface AppDeps {
@@ -25,18 +26,22 @@ export interface AppDeps {
   registration: (ctx: Context, next: Next) => Promise<unknown>;
 }
 
-/** Paths whose answer depends on storage: refused with 503 while a store is down. */
-const NEEDS_STORAGE = new Set(['/token', '/introspect', '/revoke', '/register']);
-
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
   app.silent = true;
+  const routes = new RouteTable(ROUTES);
 
   app.use(requestContext(app, deps.issuer, deps.log));
   app.use(errorBoundary());
 
+  // resolved once, on the path exactly as it arrived; refused (404/405) once the body guard has run
+  app.use(function resolveRoute(ctx, next) {
+    ctx.state.resolved = routes.resolve(ctx.method, rawPath(ctx.url));
+    return next();
+  });
+
   app.use(async function tokenEndpointAccounting(ctx, next) {
-    if (ctx.path !== '/token') return next();
+    if ((ctx.state.resolved as Resolution).route?.endpoint !== 'token') return next();
     const end = deps.metrics.tokenLatency.startTimer();
     try {
       await next();
@@ -50,49 +55,47 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
-  app.use(async function operationalEndpoints(ctx, next) {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
-    switch (ctx.path) {
-      case '/health':
-        ctx.body = { status: 'ok' };
-        return;
-      case '/ready':
-        ctx.status = deps.readiness.ready ? 200 : 503;
-        ctx.body = { status: deps.readiness.ready ? 'ready' : 'unavailable', stores: deps.readiness.report() };
-        return;
-      case '/metrics':
-        ctx.type = deps.metrics.registry.contentType;
-        ctx.body = await deps.metrics.registry.metrics();
-        return;
-      case '/.well-known/oauth-authorization-server':
-        // RFC 8414 metadata: the same document oidc-provider serves for OpenID discovery
-        ctx.path = '/.well-known/openid-configuration';
-        return next();
-      default:
-        return next();
-    }
-  });
-
   app.use(bodyGuard());
 
-  app.use(async function failClosed(ctx, next) {
-    const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/') || ctx.path.startsWith('/status-lists') || ctx.path.startsWith('/register/');
-    if (gated && !deps.readiness.ready) {
+  const toProvider = currentProvider(deps.provider);
+  const handlers: Record<Endpoint, Koa.Middleware> = {
+    discovery: toProvider,
+    token: toProvider,
+    introspection: toProvider,
+    revocation: toProvider,
+    jwks: jwksWithCaching,
+    registration: deps.registration,
+    'registration-management': deps.registration,
+    'status-lists': deps.statusLists,
+    'status-list': deps.statusLists,
+    'status-list-events': deps.statusLists,
+    admin: deps.admin,
+    health(ctx) {
+      ctx.body = { status: 'ok' };
+    },
+    ready(ctx) {
+      ctx.status = deps.readiness.ready ? 200 : 503;
+      ctx.body = { status: deps.readiness.ready ? 'ready' : 'unavailable', stores: deps.readiness.report() };
+    },
+    async metrics(ctx) {
+      ctx.type = deps.metrics.registry.contentType;
+      ctx.body = await deps.metrics.registry.metrics();
+    },
+  };
+
+  // one dispatch, so the token endpoint passes through as few frames as possible
+  app.use(function route(ctx, next) {
+    const { route, allow } = ctx.state.resolved as Resolution;
+    if (!route) {
+      if (!allow) return sendError(ctx, 404, 'invalid_request', `no endpoint ${ctx.method} ${rawPath(ctx.url)}`);
+      ctx.set('Allow', allow);
+      return sendError(ctx, 405, 'invalid_request', `method ${ctx.method} is not allowed on ${rawPath(ctx.url)}`);
+    }
+    // fail closed: nothing that depends on storage is answered while a store is unreachable
+    if (route.needsStorage && !deps.readiness.ready) {
       return sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
     }
-    return next();
-  });
-
-  // one dispatch for the rest, so the token endpoint passes through as few frames as possible
-  const toProvider = currentProvider(deps.provider);
-  app.use(function route(ctx, next) {
-    const path = ctx.path;
-    if (path === '/token') return toProvider(ctx, next);
-    if (path === '/jwks') return jwksWithCaching(ctx, next);
-    if (path.startsWith('/status-lists')) return deps.statusLists(ctx, next);
-    if (path === '/admin' || path.startsWith('/admin/')) return deps.admin(ctx, next);
-    if (path === '/register' || path.startsWith('/register/')) return deps.registration(ctx, next);
-    return toProvider(ctx, next);
+    return handlers[route.endpoint](ctx, next);
   });
 
   async function jwksWithCaching(ctx: Context, next: Next) {
