@@ -19,6 +19,7 @@ describe('loadConfig', () => {
       host: undefined,
       issuer: 'http://localhost:3000',
       databaseUrl: undefined,
+      databaseDirectUrl: undefined,
       redisUrl: undefined,
       redisPrefix: 'sigil:',
       dataDir: path.resolve('./data'),
@@ -114,6 +115,18 @@ describe('loadConfig', () => {
     refused({ DATABASE_URL: 'mysql://u@db/sigil' }, /DATABASE_URL must use postgres: or postgresql:, got "mysql:"/);
     refused({ DATABASE_URL: 'not a url' }, /DATABASE_URL is not a URL/);
     refused({ REDIS_URL: 'http://cache:6379' }, /REDIS_URL must use redis: or rediss:/);
+  });
+
+  it('DATABASE_DIRECT_URL: a Postgres URL used only with DATABASE_URL; unset means DATABASE_URL', () => {
+    const bounced = 'postgres://u@pgbouncer:6432/sigil';
+    assert.equal(loadConfig({ DATABASE_URL: bounced }).databaseDirectUrl, undefined);
+    assert.equal(loadConfig({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: '' }).databaseDirectUrl, undefined);
+    const c = loadConfig({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: 'postgresql://u@db:5432/sigil' });
+    assert.equal(c.databaseUrl, bounced);
+    assert.equal(c.databaseDirectUrl, 'postgresql://u@db:5432/sigil');
+    refused({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: 'mysql://u@db/sigil' }, /DATABASE_DIRECT_URL must use postgres: or postgresql:, got "mysql:"/);
+    refused({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: 'db:5432' }, /DATABASE_DIRECT_URL/);
+    refused({ DATABASE_DIRECT_URL: 'postgres://u@db:5432/sigil' }, /DATABASE_DIRECT_URL needs DATABASE_URL/);
   });
 
   it('refuses unknown enumerated values', () => {
