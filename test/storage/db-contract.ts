@@ -248,8 +248,9 @@ export function dbContract(name: string, makeDb: MakeDb): void {
         db.lockedTransaction(4243, async (q) => {
           inside++;
           maxInside = Math.max(maxInside, inside);
-          // yield to the event loop (and the database) while holding the lock
-          for (let i = 0; i < 5; i++) await q.query('SELECT 1');
+          // yield to the event loop (and the database) while holding the lock, long enough that
+          // holders without it would overlap (PGlite runs one transaction at a time anyway)
+          for (let i = 0; i < 5; i++) await q.query(db.kind === 'postgres' ? 'SELECT pg_sleep(0.01)' : 'SELECT 1');
           inside--;
         });
       await Promise.all([hold(ctx.t.db), hold(ctx.t.db), hold(ctx.t.second()), hold(ctx.t.second())]);
