@@ -41,7 +41,7 @@ function unavailable(cause: unknown): never {
 }
 
 /** True for errors that mean "the database cannot be reached", as opposed to a bad query. */
-export function isConnectionError(err: unknown): boolean {
+function isConnectionError(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   if (!e || typeof e !== 'object') return false;
   // SQLSTATE class 08 (connection exception) includes 08P01, which PgBouncer sends for every pooler
