@@ -11,6 +11,8 @@ export interface Config {
   /** the public URL: `iss` of every token, base of every endpoint and of every URL-bound check */
   issuer: string;
   databaseUrl: string | undefined;
+  /** DATABASE_DIRECT_URL: a direct Postgres connection for migrations (e.g. past a PgBouncer); unset → databaseUrl */
+  databaseDirectUrl: string | undefined;
   redisUrl: string | undefined;
   /** prefix of every Redis key and pub/sub channel, so test runs and deployments never collide */
   redisPrefix: string;
@@ -110,6 +112,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`ISSUER must be an origin without path or trailing slash, e.g. https://auth.example.com, got "${redactUrl(issuerRaw)}"`);
   }
   const databaseUrl = env.DATABASE_URL ? url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']) : undefined;
+  const databaseDirectUrl = env.DATABASE_DIRECT_URL ? url('DATABASE_DIRECT_URL', env.DATABASE_DIRECT_URL, ['postgres:', 'postgresql:']) : undefined;
+  // without DATABASE_URL the storage is embedded: a direct URL would silently go unused
+  if (databaseDirectUrl && !databaseUrl) throw new ConfigError('DATABASE_DIRECT_URL needs DATABASE_URL (without it Sigil uses embedded storage)');
   const redisUrl = env.REDIS_URL ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined;
   const logLevel = oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -118,6 +123,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.HOST || undefined,
     issuer: issuerUrl.origin,
     databaseUrl,
+    databaseDirectUrl,
     redisUrl,
     redisPrefix: env.REDIS_PREFIX || 'sigil:',
     dataDir: path.resolve(env.DATA_DIR || './data'),

@@ -75,9 +75,20 @@ export async function openDatabase(config: Config, log: Logger): Promise<Db> {
   return createPgliteDb(config.dataDir);
 }
 
+/** Migrations run over DATABASE_DIRECT_URL when it is set, on a connection of their own closed afterwards. */
+async function migrateDatabase(config: Config, db: Db): Promise<string[]> {
+  if (!config.databaseDirectUrl) return migrate(db);
+  const direct = createPgDb(config.databaseDirectUrl, 1);
+  try {
+    return await migrate(direct);
+  } finally {
+    await direct.close();
+  }
+}
+
 export async function startSigil(config: Config, log: Logger): Promise<RunningSigil> {
   const db = await openDatabase(config, log);
-  const applied = await migrate(db);
+  const applied = await migrateDatabase(config, db);
   if (applied.length) log.info({ migrations: applied }, 'migrations applied');
 
   const fast = config.redisUrl ? createRedisStore(config.redisUrl, config.redisPrefix, log) : createMemoryStore();

@@ -44,8 +44,9 @@ async function newKeyPair(alg: SigningAlg): Promise<{ kid: string; privateJwk: J
   return { kid, privateJwk: { ...jwk, ...meta }, publicJwk: { ...pub, ...meta } };
 }
 
-async function insertKey(q: Queryable, kek: Buffer, alg: SigningAlg, activateAt: Date | 'now'): Promise<string> {
-  const k = await newKeyPair(alg);
+type KeyPair = Awaited<ReturnType<typeof newKeyPair>>;
+
+async function insertKey(q: Queryable, kek: Buffer, alg: SigningAlg, k: KeyPair, activateAt: Date | 'now'): Promise<string> {
   await q.query(
     `INSERT INTO signing_keys (kid, alg, state, private_jwk, public_jwk, activate_at, activated_at)
      VALUES ($1, $2, 'next', $3, $4, coalesce($5, now()), NULL)`,
@@ -71,17 +72,20 @@ export async function readKeys(db: Queryable, kek: Buffer): Promise<StoredKey[]>
 export async function ensureInitialKey(db: Db, alg: SigningAlg, kek: Buffer): Promise<void> {
   const any = await db.query('SELECT 1 FROM signing_keys LIMIT 1');
   if (any.rowCount > 0) return;
-  await db.withAdvisoryLock(KEY_CREATION_LOCK, async (q) => {
+  // generated before the transaction: a pooled connection is not held while an RSA key is made
+  const k = await newKeyPair(alg);
+  await db.lockedTransaction(KEY_CREATION_LOCK, async (q) => {
     if ((await q.query('SELECT 1 FROM signing_keys LIMIT 1')).rowCount > 0) return;
-    await insertKey(q, kek, alg, 'now');
+    await insertKey(q, kek, alg, k, 'now');
   });
 }
 
 /** Stage a successor that starts signing at `activateAt`; refused (undefined) while one is staged. */
 export async function stageNextKey(db: Db, alg: SigningAlg, kek: Buffer, activateAt: Date): Promise<string | undefined> {
-  return db.withAdvisoryLock(KEY_CREATION_LOCK, async (q) => {
+  const k = await newKeyPair(alg);
+  return db.lockedTransaction(KEY_CREATION_LOCK, async (q) => {
     if ((await q.query('SELECT 1 FROM signing_keys WHERE activate_at > now()')).rowCount > 0) return undefined;
-    return insertKey(q, kek, alg, activateAt);
+    return insertKey(q, kek, alg, k, activateAt);
   });
 }
 

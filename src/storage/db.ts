@@ -17,14 +17,24 @@ export interface Queryable {
 export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** run fn while holding a session-level advisory lock (serialises e.g. migrations across instances) */
-  withAdvisoryLock<T>(key: number, fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * run fn in one transaction that first takes the advisory lock `key` (pg_advisory_xact_lock):
+   * serialises e.g. migrations across instances, and the lock ends with the transaction, so it
+   * holds behind a transaction-pooling PgBouncer (a session lock there stays on a pooled backend)
+   */
+  lockedTransaction<T>(key: number, fn: (tx: Queryable) => Promise<T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
 // pg returns bigint/int8 as strings; counts and ids in Sigil fit in a double.
 pg.types.setTypeParser(20, (v) => Number(v));
+
+/** the transaction-scoped lock first, then fn, in the caller's transaction */
+async function lockThen<T>(tx: Queryable, key: number, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [key]);
+  return fn(tx);
+}
 
 function unavailable(cause: unknown): never {
   throw new StorageUnavailable('postgres', cause);
@@ -34,7 +44,9 @@ function unavailable(cause: unknown): never {
 function isConnectionError(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   if (!e || typeof e !== 'object') return false;
-  if (typeof e.code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|57P0[1-3]|08\d\d\d)$/.test(e.code)) return true;
+  // SQLSTATE class 08 (connection exception) includes 08P01, which PgBouncer sends for every pooler
+  // error (server down, server_login_retry, query_wait_timeout, max_client_conn); 53300: no slot left
+  if (typeof e.code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|57P0[1-3]|08[0-9A-Z]{3}|53300)$/.test(e.code)) return true;
   // pg's query_timeout ("Query read timeout"): the server stopped answering mid-query
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout|Connection ended unexpectedly/i.test(e.message ?? '');
 }
@@ -93,33 +105,27 @@ export function createPgDb(connectionString: string, max = 10): Db {
     },
   });
 
+  const transaction = <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> =>
+    withClient(async (c) => {
+      await run(c, 'BEGIN');
+      try {
+        const result = await fn(onClient(c));
+        await run(c, 'COMMIT');
+        return result;
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
+
   return {
     kind: 'postgres',
     query: (text, params) => run(pool, text, params),
     exec: async (sql) => {
       await run(pool, sql);
     },
-    transaction: (fn) =>
-      withClient(async (c) => {
-        await run(c, 'BEGIN');
-        try {
-          const result = await fn(onClient(c));
-          await run(c, 'COMMIT');
-          return result;
-        } catch (err) {
-          await c.query('ROLLBACK').catch(() => {});
-          throw err;
-        }
-      }),
-    withAdvisoryLock: (key, fn) =>
-      withClient(async (c) => {
-        await run(c, 'SELECT pg_advisory_lock($1)', [key]);
-        try {
-          return await fn(onClient(c));
-        } finally {
-          await c.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => {});
-        }
-      }),
+    transaction,
+    lockedTransaction: (key, fn) => transaction((tx) => lockThen(tx, key, fn)),
     ping: async () => {
       await run(pool, 'SELECT 1');
     },
@@ -130,7 +136,6 @@ export function createPgDb(connectionString: string, max = 10): Db {
 export async function createPgliteDb(dataDir: string): Promise<Db> {
   const { PGlite } = await import('@electric-sql/pglite');
   const lite = await PGlite.create(dataDir);
-  const locks = new Map<number, Promise<void>>();
   type Lite = { query: PGliteQuery; exec: (sql: string) => Promise<unknown> };
   const on = (q: Lite): Queryable => ({
     query: (t, p) => query(q, t, p),
@@ -148,16 +153,9 @@ export async function createPgliteDb(dataDir: string): Promise<Db> {
     ...on(lite as unknown as Lite),
     // PGlite is one connection in one process: its transaction() already excludes every other query
     transaction: (fn) => lite.transaction((tx) => fn(on(tx as unknown as Lite))),
-    // one process owns the data directory: the lock only has to serialise callers in this process
-    withAdvisoryLock: (key, fn) => {
-      const run = (locks.get(key) ?? Promise.resolve()).then(() => fn(on(lite as unknown as Lite)));
-      const settled = run.then(() => undefined, () => undefined);
-      locks.set(key, settled);
-      void settled.then(() => {
-        if (locks.get(key) === settled) locks.delete(key);
-      });
-      return run;
-    },
+    // one process owns the data directory and PGlite runs one transaction at a time: the lock is
+    // taken for parity with Postgres, the exclusion comes from the transaction itself
+    lockedTransaction: (key, fn) => lite.transaction((tx) => lockThen(on(tx as unknown as Lite), key, fn)),
     ping: async () => {
       await lite.query('SELECT 1');
     },

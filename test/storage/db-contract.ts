@@ -55,9 +55,9 @@ function counting(db: Db): { db: Db; calls: string[] } {
       calls.push('transaction');
       return db.transaction(fn);
     },
-    withAdvisoryLock: (k, fn) => {
-      calls.push('withAdvisoryLock');
-      return db.withAdvisoryLock(k, fn);
+    lockedTransaction: (k, fn) => {
+      calls.push('lockedTransaction');
+      return db.lockedTransaction(k, fn);
     },
     ping: () => db.ping(),
     close: () => db.close(),
@@ -236,24 +236,42 @@ export function dbContract(name: string, makeDb: MakeDb): void {
       await ctx.t.db.ping();
     });
 
-    it('withAdvisoryLock() runs fn and returns its value', async () => {
-      const v = await ctx.t.db.withAdvisoryLock(4242, async (q) => (await q.query<{ v: number }>('SELECT 7 AS v')).rows[0]!.v);
+    it('lockedTransaction() runs fn and returns its value', async () => {
+      const v = await ctx.t.db.lockedTransaction(4242, async (q) => (await q.query<{ v: number }>('SELECT 7 AS v')).rows[0]!.v);
       assert.equal(v, 7);
     });
 
-    it('withAdvisoryLock() never lets two holders of the same key overlap', async () => {
+    it('lockedTransaction() never lets two holders of the same key overlap', async () => {
       let inside = 0;
       let maxInside = 0;
       const hold = (db: Db) =>
-        db.withAdvisoryLock(4243, async (q) => {
+        db.lockedTransaction(4243, async (q) => {
           inside++;
           maxInside = Math.max(maxInside, inside);
-          // yield to the event loop (and the database) while holding the lock
-          for (let i = 0; i < 5; i++) await q.query('SELECT 1');
+          // yield to the event loop (and the database) while holding the lock, long enough that
+          // holders without it would overlap (PGlite runs one transaction at a time anyway)
+          for (let i = 0; i < 5; i++) await q.query(db.kind === 'postgres' ? 'SELECT pg_sleep(0.01)' : 'SELECT 1');
           inside--;
         });
       await Promise.all([hold(ctx.t.db), hold(ctx.t.db), hold(ctx.t.second()), hold(ctx.t.second())]);
       assert.equal(maxInside, 1, 'fn bodies holding the same advisory lock ran concurrently');
+    });
+
+    it('lockedTransaction() is one transaction: a throw rolls it back, and the lock ends with it', async () => {
+      const boom = new Error('boom');
+      await assert.rejects(
+        ctx.t.db.lockedTransaction(4244, async (q) => {
+          await q.query("INSERT INTO qt (id, label) VALUES (30, 'gone')");
+          throw boom;
+        }),
+        (err) => err === boom,
+      );
+      assert.equal((await ctx.t.db.query('SELECT 1 FROM qt WHERE id = 30')).rows.length, 0);
+      await ctx.t.db.lockedTransaction(4244, async (q) => q.query("INSERT INTO qt (id, label) VALUES (31, 'kept')"));
+      assert.equal((await ctx.t.db.query('SELECT 1 FROM qt WHERE id = 31')).rows.length, 1);
+      // no session keeps the lock afterwards: another handle takes it without waiting
+      const free = await ctx.t.second().transaction(async (tx) => (await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(4244) AS ok')).rows[0]!.ok);
+      assert.equal(free, true, 'the advisory lock outlived its transaction');
     });
   });
 

@@ -1,8 +1,10 @@
 // What only a real Postgres server can show: several instances (pools) racing on one database, and
 // behaviour when the server is unreachable or the database is not there yet.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { loadSigningKeys } from '../../src/keys/signing-keys.js';
 
 const KEK = Buffer.alloc(32, 3);
@@ -10,7 +12,7 @@ import { createPgDb, type Db } from '../../src/storage/db.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
 import { TokenEventLog, type TokenEvent } from '../../src/storage/token-events.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
 import { lateDatabase, silentLog, withinGuard } from './helpers.js';
 
 const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/sigil';
@@ -45,8 +47,8 @@ describe('postgres: instances racing on a fresh database', () => {
       const { s, open } = await fresh();
       const [a, b] = await Promise.all([migrate(open()), migrate(open())]);
       assert.deepEqual([...a, ...b].sort(), files, 'every migration applied by exactly one of them');
-      assert.ok(a.length === 0 || b.length === 0, 'one instance applied everything, the other nothing');
-      const rows = await s.sql<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version');
+      // each file is its own transaction under the lock: whichever instance applied it, in order
+      const rows = await s.sql<{ version: string }>('SELECT version FROM schema_migrations ORDER BY applied_at, version');
       assert.deepEqual(rows.map((r) => r.version), files);
     }
   });
@@ -91,12 +93,34 @@ describe('postgres: unreachable server', () => {
     return true;
   };
 
-  it('query(), exec(), transaction(), withAdvisoryLock() and ping() reject with StorageUnavailable', async () => {
+  it('query(), exec(), transaction(), lockedTransaction() and ping() reject with StorageUnavailable', async () => {
     await assert.rejects(withinGuard(db.query('SELECT 1')), isUnavailable);
     await assert.rejects(withinGuard(db.exec('SELECT 1')), isUnavailable);
     await assert.rejects(withinGuard(db.transaction(async (tx) => tx.query('SELECT 1'))), isUnavailable);
-    await assert.rejects(withinGuard(db.withAdvisoryLock(1, async () => 1)), isUnavailable);
+    await assert.rejects(withinGuard(db.lockedTransaction(1, async () => 1)), isUnavailable);
     await assert.rejects(withinGuard(db.ping()), isUnavailable);
+  });
+
+  it('a server with no connection slot left (53300 too many connections) is StorageUnavailable, not a bad query', async () => {
+    // a role of our own limited to 0 connections: Postgres answers 53300, as when max_connections is reached
+    const role = `sigil_test_full_${process.pid}_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await admin.connect();
+    await admin.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 0`);
+    const url = new URL(PG_ADMIN_URL);
+    url.username = role;
+    const full = createPgDb(url.toString());
+    try {
+      await assert.rejects(withinGuard(full.query('SELECT 1')), (err) => {
+        assert.equal((err as StorageUnavailable).cause && ((err as StorageUnavailable).cause as { code?: string }).code, '53300');
+        return isUnavailable(err);
+      });
+      await assert.rejects(withinGuard(full.transaction(async (tx) => tx.query('SELECT 1'))), isUnavailable);
+    } finally {
+      await full.close().catch(() => {});
+      await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await admin.end();
+    }
   });
 
   it('TokenEventLog.flush() keeps every event and does not throw', async () => {

@@ -19,6 +19,7 @@ describe('loadConfig', () => {
       host: undefined,
       issuer: 'http://localhost:3000',
       databaseUrl: undefined,
+      databaseDirectUrl: undefined,
       redisUrl: undefined,
       redisPrefix: 'sigil:',
       dataDir: path.resolve('./data'),
@@ -136,6 +137,18 @@ describe('loadConfig', () => {
     leaks({ DATABASE_URL: `mysql://sigil:${PASSWORD}@db/sigil` }, /DATABASE_URL must use postgres: or postgresql:, got "mysql:"/);
     leaks({ ISSUER: `https://admin:${PASSWORD}@auth.example.com/path` }, /ISSUER must be an origin .*got "https:\/\/\*\*\*@auth\.example\.com\/path"/);
     leaks({ ISSUER: `https://admin:${PASSWORD}@auth example.com` }, /ISSUER is not a URL: "https:\/\/\*\*\*@auth example\.com"/);
+  });
+
+  it('DATABASE_DIRECT_URL: a Postgres URL used only with DATABASE_URL; unset means DATABASE_URL', () => {
+    const bounced = 'postgres://u@pgbouncer:6432/sigil';
+    assert.equal(loadConfig({ DATABASE_URL: bounced }).databaseDirectUrl, undefined);
+    assert.equal(loadConfig({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: '' }).databaseDirectUrl, undefined);
+    const c = loadConfig({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: 'postgresql://u@db:5432/sigil' });
+    assert.equal(c.databaseUrl, bounced);
+    assert.equal(c.databaseDirectUrl, 'postgresql://u@db:5432/sigil');
+    refused({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: 'mysql://u@db/sigil' }, /DATABASE_DIRECT_URL must use postgres: or postgresql:, got "mysql:"/);
+    refused({ DATABASE_URL: bounced, DATABASE_DIRECT_URL: 'db:5432' }, /DATABASE_DIRECT_URL/);
+    refused({ DATABASE_DIRECT_URL: 'postgres://u@db:5432/sigil' }, /DATABASE_DIRECT_URL needs DATABASE_URL/);
   });
 
   it('refuses unknown enumerated values', () => {
