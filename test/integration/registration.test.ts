@@ -229,8 +229,10 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
     ]);
     assert.equal(audit[1]!.details.client_id, r.client_id);
     assert.equal(audit[2]!.details.initial_access_token, created.id);
+    // refusals are logged, not audited: a used-up token's secret is never checked, so its presenter
+    // is unauthenticated, and a row per forged request would fill audit_log
     const refused = await storage.sql('SELECT reason FROM audit_log WHERE action = $1 AND target = $2', ['registration_token.refused', created.id]);
-    assert.deepEqual(refused.map((x) => x.reason), ['used_up', 'used_up']);
+    assert.deepEqual(refused, []);
   });
 
   it('Postgres holds an argon2id hash of the initial access token and a SHA-256 of the registration access token, never the tokens', async () => {
