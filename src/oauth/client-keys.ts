@@ -47,11 +47,12 @@ function quoted(value: unknown): string {
 /**
  * Every member of a JWK: its name and each string in it printable ASCII (they reach logs and the
  * operator's terminal), `kid` at most MAX_KID_LENGTH characters. Undefined when acceptable, else
- * what is wrong, phrased to follow "key N " or "DPoP proof jwk ".
+ * what is wrong, phrased to follow "key N " or "DPoP proof jwk ". `checkedElsewhere`: members the
+ * caller checks more strictly itself (the hot path skips them).
  */
-export function jwkMembersProblem(jwk: Record<string, unknown>): string | undefined {
+export function jwkMembersProblem(jwk: Record<string, unknown>, checkedElsewhere?: ReadonlySet<string>): string | undefined {
   for (const name in jwk) {
-    if (!Object.hasOwn(jwk, name)) continue;
+    if (checkedElsewhere?.has(name) || !Object.hasOwn(jwk, name)) continue;
     if (name.length > MAX_MEMBER_NAME_LENGTH || !PRINTABLE_ASCII.test(name)) {
       return `has a member name that is not printable ASCII of at most ${MAX_MEMBER_NAME_LENGTH} characters`;
     }

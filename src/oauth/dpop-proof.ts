@@ -54,6 +54,8 @@ export const PROOF_MAX_AGE_SECONDS = 60;
 export const PROOF_MAX_SKEW_SECONDS = 5;
 
 const COMPACT_JWS = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
+/** the members thumbprintInput() checks (constants or base64url): the key rule skips them on every proof */
+const THUMBPRINT_MEMBERS: ReadonlySet<string> = new Set(['kty', 'crv', 'x', 'y', 'n', 'e']);
 /** the header and payload of a real proof are a few hundred bytes */
 const MAX_PROOF_LENGTH = 8192;
 
@@ -163,7 +165,7 @@ export class DpopProofVerifier {
     if (PRIVATE_MEMBERS.some((m) => m in jwk)) throw new DpopProofError('DPoP proof jwk must be a public key');
     if (jwk.alg !== undefined && jwk.alg !== alg) throw new DpopProofError('DPoP proof jwk alg does not match the header alg');
     if (jwk.use !== undefined && jwk.use !== 'sig') throw new DpopProofError('DPoP proof jwk use must be sig');
-    const members = jwkMembersProblem(jwk);
+    const members = jwkMembersProblem(jwk, THUMBPRINT_MEMBERS);
     if (members) throw new DpopProofError(`DPoP proof jwk ${members}`);
 
     const canonical = thumbprintInput(jwk, spec);
