@@ -33,6 +33,8 @@ export interface Config {
   kek: string | undefined;
   /** where the admin key (CLI) and the generated KEK file live */
   keysDir: string;
+  /** ASSERTION_AUD_TOKEN_ENDPOINT: also accept the token endpoint URL as a client assertion's aud (older RFC 7523 clients) */
+  assertionAudTokenEndpoint: boolean;
 }
 
 export interface JwksUriSettings {
@@ -137,5 +139,6 @@ export function loadConfig(env: Env = process.env): Config {
     jwksUri: jwksUriSettings(env),
     kek: env.SIGIL_KEK || undefined,
     keysDir: path.resolve(env.SIGIL_KEYS_DIR || './keys'),
+    assertionAudTokenEndpoint: oneOf(env, 'ASSERTION_AUD_TOKEN_ENDPOINT', 'false', ['true', 'false']) === 'true',
   };
 }

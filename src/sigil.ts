@@ -232,11 +232,12 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     statusLists: statusListRoutes({ issuer: config.issuer, ttlSeconds: config.statusListTtlSeconds, publisher: statusPublisher, changes: statusChanges }),
   });
 
-  // housekeeping: forget what can no longer matter (expired revocations, retired status lists)
+  // housekeeping: forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
   const housekeeping = setInterval(() => {
     void revocationList.store.prune().catch(() => {});
     void statusPublisher.retire().catch(() => {});
     void pruneRefreshTokens(db).catch(() => {});
+    void initialAccessTokens.prune().catch(() => {});
   }, 60_000);
   housekeeping.unref();
 

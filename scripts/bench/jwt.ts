@@ -55,7 +55,7 @@ function jws(s: Signer, header: object, payload: object): string {
 export function pairMaker(spec: PairSpec): () => Pair {
   const client = signer(spec.clientJwk);
   const dpop = signer(spec.dpopJwk);
-  const assertionHeader = { alg: client.alg, ...(client.kid ? { kid: client.kid } : {}) };
+  const assertionHeader = { alg: client.alg, typ: 'client-authentication+jwt', ...(client.kid ? { kid: client.kid } : {}) };
   const proofHeader = { alg: dpop.alg, typ: 'dpop+jwt', jwk: dpop.publicJwk };
   const prefix = new URLSearchParams({
     grant_type: 'client_credentials',

@@ -31,14 +31,18 @@ export async function keyPairFromPrivateJwk(jwk: JWK): Promise<SigningKeyPair> {
   return { alg, kid: jwk.kid, privateKey, publicJwk };
 }
 
-/** RFC 7523 client assertion: iss = sub = client_id, aud = the issuer, short-lived, unique jti. */
-export async function clientAssertion(key: SigningKeyPair, clientId: string, audience: string, lifetimeSeconds = 60): Promise<string> {
+/**
+ * RFC 7523 client assertion as draft-ietf-oauth-rfc7523bis has it: aud = the issuer identifier as its
+ * sole value (never the token endpoint URL), typ client-authentication+jwt, iss = sub = client_id,
+ * short-lived, unique jti. `issuer` is the server's issuer from its discovery document.
+ */
+export async function clientAssertion(key: SigningKeyPair, clientId: string, issuer: string, lifetimeSeconds = 60): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({})
-    .setProtectedHeader({ alg: key.alg, ...(key.kid ? { kid: key.kid } : {}) })
+    .setProtectedHeader({ alg: key.alg, typ: 'client-authentication+jwt', ...(key.kid ? { kid: key.kid } : {}) })
     .setIssuer(clientId)
     .setSubject(clientId)
-    .setAudience(audience)
+    .setAudience(issuer)
     .setIssuedAt(now)
     .setExpirationTime(now + lifetimeSeconds)
     .setJti(randomUUID())
@@ -82,6 +86,7 @@ export interface TokenRequest {
   tokenEndpoint: string;
   /** the issuer-based token endpoint URL for htu; defaults to tokenEndpoint */
   htu?: string;
+  /** the server's issuer identifier: the assertion's aud */
   issuer: string;
   clientId: string;
   clientKey: SigningKeyPair;

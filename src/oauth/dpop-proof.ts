@@ -7,7 +7,7 @@
 // time. Signatures are checked with node:crypto, synchronously: cheaper than a WebCrypto job and
 // its thread hop for a ~50 µs operation.
 import { constants, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { MIN_RSA_BITS, PRIVATE_MEMBERS } from './client-keys.js';
+import { ed25519KeyProblem, jwkMembersProblem, p256KeyProblem, PRIVATE_MEMBERS, rsaKeyProblem } from './client-keys.js';
 
 /** A proof that passed every check but the replay check (its jti), which needs shared storage. */
 export interface VerifiedProof {
@@ -54,8 +54,8 @@ export const PROOF_MAX_AGE_SECONDS = 60;
 export const PROOF_MAX_SKEW_SECONDS = 5;
 
 const COMPACT_JWS = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
-/** RSA verification cost grows with the modulus: an attacker's 16k-bit key must not be our problem */
-const MAX_RSA_BITS = 8192;
+/** the members thumbprintInput() checks (constants or base64url): the key rule skips them on every proof */
+const THUMBPRINT_MEMBERS: ReadonlySet<string> = new Set(['kty', 'crv', 'x', 'y', 'n', 'e']);
 /** the header and payload of a real proof are a few hundred bytes */
 const MAX_PROOF_LENGTH = 8192;
 
@@ -109,15 +109,16 @@ function thumbprintInput(jwk: Record<string, unknown>, spec: AlgSpec): string {
 }
 
 function importProofKey(canonical: string, spec: AlgSpec): ProofKey {
+  const members = JSON.parse(canonical) as Record<string, string>;
+  // client-keys.ts's rule, before anything is verified: a weak key (RSA e = 1, a small-order
+  // Ed25519 point) verifies forgeries, a huge RSA exponent makes the check itself the attack
+  const weak = spec.kty === 'RSA' ? rsaKeyProblem(members.n, members.e) : spec.kty === 'OKP' ? ed25519KeyProblem(members.x) : p256KeyProblem(members.x, members.y);
+  if (weak) throw new DpopProofError(`DPoP proof jwk ${weak}`);
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: JSON.parse(canonical) as Record<string, string>, format: 'jwk' });
+    key = createPublicKey({ key: members, format: 'jwk' });
   } catch {
     throw new DpopProofError('DPoP proof jwk is not a valid public key');
-  }
-  if (spec.kty === 'RSA') {
-    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) throw new DpopProofError(`DPoP proof RSA key must have ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`);
   }
   return { key, thumbprint: createHash('sha256').update(canonical).digest('base64url') };
 }
@@ -164,6 +165,8 @@ export class DpopProofVerifier {
     if (PRIVATE_MEMBERS.some((m) => m in jwk)) throw new DpopProofError('DPoP proof jwk must be a public key');
     if (jwk.alg !== undefined && jwk.alg !== alg) throw new DpopProofError('DPoP proof jwk alg does not match the header alg');
     if (jwk.use !== undefined && jwk.use !== 'sig') throw new DpopProofError('DPoP proof jwk use must be sig');
+    const members = jwkMembersProblem(jwk, THUMBPRINT_MEMBERS);
+    if (members) throw new DpopProofError(`DPoP proof jwk ${members}`);
 
     const canonical = thumbprintInput(jwk, spec);
     const known = this.#keys.get(canonical);

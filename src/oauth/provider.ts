@@ -5,6 +5,7 @@ import type { Config, SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../storage/client-store.js';
 import { CLIENT_SIGNING_ALGS } from './client-keys.js';
+import { acceptedAssertionAudiences, assertionAudienceProblem, assertionTypeProblem, registeredKeysProblem } from './client-assertion.js';
 import { CLIENT_CREDENTIALS, clientCredentialsGrant, parameters as clientCredentialsParameters } from './grants/client-credentials.js';
 import { pendingClaims, type IssuedToken } from './grants/shared.js';
 import { parameters as exchangeParameters, TOKEN_EXCHANGE, tokenExchangeGrant } from './grants/token-exchange.js';
@@ -78,6 +79,7 @@ export function clientMetadata(record: ClientRecord, signingAlg: string): Client
 export function createProvider(deps: ProviderDeps): Provider {
   const { config } = deps;
   const { alg } = deps.signing;
+  const assertionAudiences = acceptedAssertionAudiences(config.issuer, config.assertionAudTokenEndpoint);
   const configuration: Configuration = {
     adapter: deps.adapter as unknown as Configuration['adapter'],
     clients: [],
@@ -175,7 +177,12 @@ export function createProvider(deps: ProviderDeps): Provider {
       // exchanged tokens carry a shorter TTL in their resource server when the subject expires sooner
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
     },
-    async assertJwtClientAuthClaimsAndHeader(ctx, claims, _header, client) {
+    async assertJwtClientAuthClaimsAndHeader(ctx, claims, header, client) {
+      // draft-ietf-oauth-rfc7523bis: aud is the issuer alone, and no other kind of JWT stands in
+      const shape = assertionTypeProblem(header.typ) ?? assertionAudienceProblem(claims.aud, assertionAudiences);
+      if (shape) throw new errors.InvalidClientAuth(shape);
+      const weakKeys = registeredKeysProblem((client as { jwks?: { keys: JWK[] } }).jwks);
+      if (weakKeys) throw new errors.InvalidClientAuth(weakKeys);
       const now = Math.floor(Date.now() / 1000);
       if (typeof claims.exp === 'number' && claims.exp - now > MAX_ASSERTION_LIFETIME_SECONDS) {
         throw new errors.InvalidClientAuth(`client assertion must expire within ${MAX_ASSERTION_LIFETIME_SECONDS} seconds`);

@@ -36,7 +36,20 @@ export interface NewInitialAccessToken {
 }
 
 /** Why a presented initial access token is refused; never shown to the caller beyond "invalid". */
-export type InitialAccessRefusal = 'malformed' | 'unknown' | 'wrong_secret' | 'expired' | 'revoked' | 'used_up';
+export type InitialAccessRefusal = 'malformed' | 'unknown' | 'wrong_secret' | 'expired' | 'revoked' | 'used_up' | 'throttled';
+
+/** Whether an argon2 check may run now for a token id (see registration-throttle.ts). */
+export type SecretCheckAdmission = { ok: true } | { ok: false; retryAfterSeconds: number };
+
+export type InitialAccessCheck =
+  | { ok: true; record: InitialAccessToken }
+  | { ok: false; reason: Exclude<InitialAccessRefusal, 'throttled'>; id?: string }
+  | { ok: false; reason: 'throttled'; id: string; retryAfterSeconds: number };
+
+/** dead tokens (expired or revoked) stay listed this long, then housekeeping deletes them */
+export const DEAD_TOKEN_RETENTION_SECONDS = 7 * 86_400;
+/** secrets this instance has verified, remembered so a partner's retries cost no argon2 */
+const MAX_KNOWN_SECRETS = 1000;
 
 interface Row {
   id: string;
@@ -73,7 +86,18 @@ const COLUMNS = 'id, secret_hash, scope, audiences, uses, uses_left, created_by,
 export const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
 
 export class InitialAccessTokens {
+  /** token id → its stored hash and the SHA-256 of the secret that matched it */
+  readonly #known = new Map<string, { secretHash: string; digest: Buffer }>();
+  /** argon2 checks under way, by id and SHA-256 of the secret: identical presentations share one */
+  readonly #checking = new Map<string, Promise<boolean>>();
+  #secretChecks = 0;
+
   constructor(private readonly db: Db) {}
+
+  /** how many argon2 verifications this instance has run (tests and operators watch it) */
+  get secretChecks(): number {
+    return this.#secretChecks;
+  }
 
   /** A new token; the returned `token` is the only copy of its secret. */
   async issue(input: NewInitialAccessToken, actor: string, q: Queryable = this.db): Promise<{ token: string; record: InitialAccessToken }> {
@@ -90,22 +114,57 @@ export class InitialAccessTokens {
   }
 
   /**
-   * Check a presented token without using it: the secret first (argon2id), then whether it is still
-   * usable. A use is taken only by consume(), once the registration it allows is certain.
+   * Check a presented token without using it. Its row's state first: a dead or unknown id costs one
+   * indexed read, never argon2 (every former partner knows a token id). Then the secret: against the
+   * one this instance already verified for the row (SHA-256), else argon2id, if `admit` allows it.
+   * A use is taken only by consume(), once the registration it allows is certain.
    */
-  async check(token: string): Promise<{ ok: true; record: InitialAccessToken } | { ok: false; reason: InitialAccessRefusal; id?: string }> {
+  async check(token: string, admit: (id: string) => SecretCheckAdmission = () => ({ ok: true })): Promise<InitialAccessCheck> {
     const m = INITIAL_ACCESS_TOKEN.exec(token);
     if (!m) return { ok: false, reason: 'malformed' };
     const [, id, secret] = m as unknown as [string, string, string];
     const r = await this.db.query<Row>(`SELECT ${COLUMNS} FROM initial_access_tokens WHERE id = $1`, [id]);
     const row = r.rows[0];
     if (!row) return { ok: false, reason: 'unknown' };
-    const matches = await argon2.verify(row.secret_hash, secret).catch(() => false);
-    if (!matches) return { ok: false, reason: 'wrong_secret', id };
     if (row.revoked_at) return { ok: false, reason: 'revoked', id };
     if (row.expired) return { ok: false, reason: 'expired', id };
     if (row.uses_left <= 0) return { ok: false, reason: 'used_up', id };
+    const digest = createHash('sha256').update(secret).digest();
+    const known = this.#known.get(id);
+    if (known?.secretHash === row.secret_hash) {
+      return timingSafeEqual(known.digest, digest) ? { ok: true, record: fromRow(row) } : { ok: false, reason: 'wrong_secret', id };
+    }
+    const key = `${id}:${digest.toString('hex')}`;
+    let checking = this.#checking.get(key);
+    if (!checking) {
+      const admission = admit(id);
+      if (!admission.ok) return { ok: false, reason: 'throttled', id, retryAfterSeconds: admission.retryAfterSeconds };
+      this.#secretChecks++;
+      checking = argon2.verify(row.secret_hash, secret).catch(() => false).finally(() => this.#checking.delete(key));
+      this.#checking.set(key, checking);
+    }
+    if (!(await checking)) return { ok: false, reason: 'wrong_secret', id };
+    this.#remember(id, row.secret_hash, digest);
     return { ok: true, record: fromRow(row) };
+  }
+
+  #remember(id: string, secretHash: string, digest: Buffer): void {
+    this.#known.delete(id);
+    if (this.#known.size >= MAX_KNOWN_SECRETS) this.#known.delete(this.#known.keys().next().value!);
+    this.#known.set(id, { secretHash, digest });
+  }
+
+  /**
+   * Housekeeping: delete tokens that expired or were revoked more than `retentionSeconds` ago. The
+   * clients they registered keep their audit rows (`client.register` names the token).
+   */
+  async prune(retentionSeconds = DEAD_TOKEN_RETENTION_SECONDS, q: Queryable = this.db): Promise<number> {
+    const r = await q.query(
+      `DELETE FROM initial_access_tokens
+       WHERE expires_at < now() - make_interval(secs => $1) OR revoked_at < now() - make_interval(secs => $1)`,
+      [retentionSeconds],
+    );
+    return r.rowCount;
   }
 
   /**
@@ -163,8 +222,9 @@ export class ClientRegistrations {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
+  /** the initial access token a client registered with, while that token is kept (see prune) */
   async initialAccessTokenOf(clientId: string): Promise<string | undefined> {
-    const r = await this.db.query<{ initial_access_token_id: string }>('SELECT initial_access_token_id FROM client_registrations WHERE client_id = $1', [clientId]);
-    return r.rows[0]?.initial_access_token_id;
+    const r = await this.db.query<{ initial_access_token_id: string | null }>('SELECT initial_access_token_id FROM client_registrations WHERE client_id = $1', [clientId]);
+    return r.rows[0]?.initial_access_token_id ?? undefined;
   }
 }

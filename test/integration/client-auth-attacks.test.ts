@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, type JWK } from 'jose';
 import { generateClientKey, keyPairFromPrivateJwk } from '../../src/client/oauth-client.js';
 import {
-  assertIssued, assertOAuthError, decodePayload, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, unsignedJwt, untilReady,
-  type ForgeOptions, type RawResponse,
+  ASSERTION_TYPE, assertIssued, assertOAuthError, decodePayload, ed25519IdentityKey, epoch, forgeAssertion, forgeProof, postToken,
+  rsaExponentOneKey, SecretLedger, unsignedJwt, untilReady, type ForgeOptions, type RawResponse, type WeakKey,
 } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
@@ -50,12 +50,16 @@ describe('client authentication attacks (private_key_jwt)', () => {
     assert.equal(decodePayload(token).client_id, client.clientId);
   });
 
-  describe('audience', () => {
+  describe('audience (draft-ietf-oauth-rfc7523bis: the issuer identifier as the sole value)', () => {
     it('accepts aud = the issuer', async () => {
       assertIssued(await send(await assertion({}, server.issuer)));
     });
-    it('accepts aud = the token endpoint URL', async () => {
-      assertIssued(await send(await assertion({}, `${server.issuer}/token`)));
+    it('accepts aud = [the issuer] (a one-element array holds a sole value, rfc7523bis since -03)', async () => {
+      assertIssued(await send(await assertion({}, [server.issuer])));
+    });
+    it('refuses aud = the token endpoint URL unless ASSERTION_AUD_TOKEN_ENDPOINT=true', async () => {
+      assertOAuthError(await send(await assertion({}, `${server.issuer}/token`)), 401, 'invalid_client');
+      assertOAuthError(await send(await assertion({}, [`${server.issuer}/token`])), 401, 'invalid_client');
     });
     for (const aud of ['https://evil.example.com', 'https://evil.example.com/token', 'ISSUER/introspect', 'ISSUER/token/extra', 'ISSUER/']) {
       it(`refuses aud = ${aud}`, async () => {
@@ -63,8 +67,89 @@ describe('client authentication attacks (private_key_jwt)', () => {
         assertOAuthError(await send(await assertion({}, value)), 401, 'invalid_client');
       });
     }
-    it('refuses an assertion without aud', async () => {
+    // audience injection: an assertion made for another authorization server that also names this one
+    for (const aud of [['https://other-as.example.com', 'ISSUER/token'], ['ISSUER', 'https://other-as.example.com'], ['ISSUER', 'ISSUER'], ['ISSUER', 'ISSUER/token'], []]) {
+      it(`refuses aud = ${JSON.stringify(aud)}`, async () => {
+        assertOAuthError(await send(await assertion({}, aud.map((a) => a.replace('ISSUER', server.issuer)))), 401, 'invalid_client');
+      });
+    }
+    it('refuses an assertion without aud, or with an aud that is not a string', async () => {
       assertOAuthError(await send(await assertion({ claims: { aud: undefined } })), 401, 'invalid_client');
+      assertOAuthError(await send(await assertion({ claims: { aud: { issuer: server.issuer } } })), 401, 'invalid_client');
+      assertOAuthError(await send(await assertion({ claims: { aud: [[server.issuer]] } })), 401, 'invalid_client');
+    });
+  });
+
+  describe('typ: only a client assertion is a client assertion', () => {
+    for (const typ of [undefined, 'JWT', 'jwt', 'application/jwt', 'client-authentication+jwt', 'application/client-authentication+jwt', 'Client-Authentication+JWT']) {
+      it(`accepts typ ${JSON.stringify(typ)}`, async () => {
+        assertIssued(await send(await assertion({ header: { typ } })));
+      });
+    }
+    for (const typ of ['dpop+jwt', 'application/dpop+jwt', 'at+jwt', 'statuslist+jwt', 'secevent+jwt', 'logout+jwt', 'sigil-bootstrap+jwt', 'token-introspection+jwt', 'oauth-authz-req+jwt', 'JOSE', 'jwt ', '', 42]) {
+      it(`refuses typ ${JSON.stringify(typ)}`, async () => {
+        assertOAuthError(await send(await assertion({ header: { typ } })), 401, 'invalid_client');
+      });
+    }
+    it('refuses a DPoP proof presented as the assertion, even one with the assertion claims (signed by the client key)', async () => {
+      const t = epoch();
+      const proofShaped = await forgeProof(client.key, 'POST', tokenUrl, { claims: { iss: client.clientId, sub: client.clientId, aud: server.issuer, exp: t + 60 } });
+      assertOAuthError(await send(proofShaped), 401, 'invalid_client');
+    });
+  });
+
+  describe('the same rules at /introspect and /revoke', () => {
+    let token: string;
+    before(async () => {
+      token = assertIssued(await send(await assertion()));
+    });
+    async function authenticateAt(endpoint: 'introspect' | 'revoke', a: string): Promise<RawResponse> {
+      ledger.add(a);
+      const body = new URLSearchParams({ token, client_assertion_type: ASSERTION_TYPE, client_assertion: a });
+      const res = await fetch(`${server.url}/${endpoint}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+      const text = await res.text();
+      return { status: res.status, headers: res.headers, text, body: text ? JSON.parse(text) : undefined };
+    }
+    for (const endpoint of ['introspect', 'revoke'] as const) {
+      it(`${endpoint}: refuses aud = the endpoint URL, the token endpoint URL, [issuer, other] and typ dpop+jwt; accepts aud = issuer`, async () => {
+        for (const bad of [
+          await assertion({}, `${server.issuer}/${endpoint}`),
+          await assertion({}, `${server.issuer}/token`),
+          await assertion({}, [server.issuer, 'https://other-as.example.com']),
+          await assertion({ header: { typ: 'dpop+jwt' } }),
+        ]) {
+          assertOAuthError(await authenticateAt(endpoint, bad), 401, 'invalid_client');
+        }
+        const ok = await authenticateAt(endpoint, await assertion({}, server.issuer));
+        assert.equal(ok.status, 200, ok.text);
+      });
+    }
+  });
+
+  describe('ASSERTION_AUD_TOKEN_ENDPOINT=true (older RFC 7523 clients)', () => {
+    let legacy: ServerProcess;
+    before(async () => {
+      legacy = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, ASSERTION_AUD_TOKEN_ENDPOINT: 'true' } });
+      await untilReady(legacy.url);
+    });
+    after(async () => {
+      await legacy?.stop();
+    });
+    async function sendTo(aud: string | string[]): Promise<RawResponse> {
+      const a = await forgeAssertion(client.key, client.clientId, aud);
+      const proof = await forgeProof(client.dpopKey, 'POST', `${legacy.issuer}/token`);
+      ledger.add(a, proof);
+      return ledger.addResponse(await postToken(`${legacy.url}/token`, { assertion: a, proof }));
+    }
+    it('accepts the token endpoint URL as the sole aud value, and still the issuer', async () => {
+      assertIssued(await sendTo(`${legacy.issuer}/token`));
+      assertIssued(await sendTo([`${legacy.issuer}/token`]));
+      assertIssued(await sendTo(legacy.issuer));
+    });
+    it('still refuses several values, other endpoints and other servers', async () => {
+      for (const aud of [[legacy.issuer, `${legacy.issuer}/token`], `${legacy.issuer}/introspect`, ['https://other-as.example.com', `${legacy.issuer}/token`], `${server.issuer}/token`]) {
+        assertOAuthError(await sendTo(aud), 401, 'invalid_client');
+      }
     });
   });
 
@@ -283,6 +368,32 @@ describe('client authentication attacks (private_key_jwt)', () => {
       const rows = await storage.sql<{ n: string }>('SELECT count(*)::text AS n FROM clients WHERE name = $1', ['weak rsa']);
       assert.equal(rows[0]!.n, '0');
     });
+  });
+
+  describe('keys anyone can sign with (issue 10, finding 6)', () => {
+    const weakKeys: Array<[string, () => WeakKey]> = [['RSA e = 1', () => rsaExponentOneKey()], ['an Ed25519 identity point', () => ed25519IdentityKey()]];
+    for (const [what, make] of weakKeys) {
+      it(`admin create and keys set refuse ${what} (400 invalid_client_metadata)`, async () => {
+        const weak = make();
+        const jwks = { keys: [{ ...weak.jwk, kid: 'weak', alg: weak.alg, use: 'sig' }] };
+        const created = await admin.call('POST', '/admin/clients', { name: `weak ${what}`, jwks, audiences: ['https://api.example.com/orders'] });
+        assert.equal(created.status, 400, JSON.stringify(created.body));
+        assert.equal(created.body?.error, 'invalid_client_metadata');
+        const set = await admin.call('PUT', `/admin/clients/${other.clientId}/jwks`, { jwks });
+        assert.equal(set.status, 400, JSON.stringify(set.body));
+        const rows = await storage.sql<{ n: string }>('SELECT count(*)::text AS n FROM clients WHERE name = $1', [`weak ${what}`]);
+        assert.equal(rows[0]!.n, '0');
+      });
+      it(`an assertion forged from ${what} registered before the key rules existed gets 401, not a token`, async () => {
+        const weak = make();
+        const victim = await createClient(admin, { name: `stored ${what}` });
+        // a key stored by an older Sigil, which accepted it
+        await storage.sql('UPDATE clients SET jwks = $2 WHERE client_id = $1', [victim.clientId, JSON.stringify({ keys: [{ ...weak.jwk, kid: 'weak', alg: weak.alg, use: 'sig' }] })]);
+        const t = epoch();
+        const forged = weak.sign({ alg: weak.alg, kid: 'weak' }, { iss: victim.clientId, sub: victim.clientId, aud: server.issuer, iat: t, exp: t + 60, jti: `forged-${t}-${Math.random()}` });
+        assertOAuthError(await send(forged, victim), 401, 'invalid_client');
+      });
+    }
   });
 
   it('no server log line contains an assertion, proof or token of this file', async () => {

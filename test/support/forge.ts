@@ -1,7 +1,7 @@
 // Hand-made JWTs and raw token requests for the security tests: every header member and claim is
 // the test's to choose (or to leave out), and every request field is sent exactly as given.
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { CompactSign, type CompactJWSHeaderParameters, type CryptoKey, type JWK } from 'jose';
 import type { SigningKeyPair } from '../../src/client/oauth-client.js';
 
@@ -52,6 +52,54 @@ export async function forgeProof(key: SigningKeyPair, htm: string, htu: string, 
   const claims = { htm, htu, iat: epoch(), jti: randomUUID(), ...opts.claims };
   const header = { alg: key.alg, typ: 'dpop+jwt', jwk: dpopJwk(key), ...opts.header };
   return signJws(header, claims, opts.signWith ?? key.privateKey);
+}
+
+/**
+ * A key anyone can sign with, from its public half alone: the JWK, and a JWS over any header and
+ * payload that a verifier accepting the key would accept (issue 10, finding 6).
+ */
+export interface WeakKey {
+  alg: 'RS256' | 'EdDSA';
+  jwk: JWK;
+  sign(header: Record<string, unknown>, payload: Record<string, unknown>): string;
+}
+
+/** DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2, note 1) */
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/**
+ * RSA with e = 1: s^e mod n = s, so the signature of a message is its EMSA-PKCS1-v1_5 encoding
+ * (RFC 8017 §9.2) itself. `e` may be replaced (e.g. a huge exponent: the signature is then garbage).
+ */
+export function rsaExponentOneKey(e = 'AQ'): WeakKey {
+  const { n } = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
+  const k = Buffer.from(n!, 'base64url').length;
+  return {
+    alg: 'RS256',
+    jwk: { kty: 'RSA', n, e },
+    sign(header, payload) {
+      const input = `${b64url(header)}.${b64url(payload)}`;
+      const digest = Buffer.concat([SHA256_DIGEST_INFO, createHash('sha256').update(input).digest()]);
+      const em = Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(k - digest.length - 3, 0xff), Buffer.from([0]), digest]);
+      return `${input}.${em.toString('base64url')}`;
+    },
+  };
+}
+
+/**
+ * Ed25519 with the identity point as public key A: [S]B = R + [k]A holds for R = identity, S = 0,
+ * whatever the message (RFC 8032 §5.1.7 without a small-order check, as OpenSSL verifies).
+ */
+export function ed25519IdentityKey(): WeakKey {
+  const identity = Buffer.alloc(32);
+  identity[0] = 1;
+  return {
+    alg: 'EdDSA',
+    jwk: { kty: 'OKP', crv: 'Ed25519', x: identity.toString('base64url') },
+    sign(header, payload) {
+      return `${b64url(header)}.${b64url(payload)}.${Buffer.concat([identity, Buffer.alloc(32)]).toString('base64url')}`;
+    },
+  };
 }
 
 /** RFC 7638 thumbprint computed here from the required members, independently of jose. */

@@ -33,7 +33,15 @@ describe('loadConfig', () => {
       jwksUri: { allowHttpLoopback: false, allowedHosts: [], timeoutMs: 3000, maxBytes: 65536, minCacheSeconds: 60, maxCacheSeconds: 86400 },
       kek: undefined,
       keysDir: path.resolve('./keys'),
+      assertionAudTokenEndpoint: false,
     });
+  });
+
+  it('ASSERTION_AUD_TOKEN_ENDPOINT: false by default, true or false only', () => {
+    assert.equal(loadConfig({ ASSERTION_AUD_TOKEN_ENDPOINT: 'true' }).assertionAudTokenEndpoint, true);
+    assert.equal(loadConfig({ ASSERTION_AUD_TOKEN_ENDPOINT: 'false' }).assertionAudTokenEndpoint, false);
+    assert.equal(loadConfig({ ASSERTION_AUD_TOKEN_ENDPOINT: '' }).assertionAudTokenEndpoint, false);
+    refused({ ASSERTION_AUD_TOKEN_ENDPOINT: 'yes' }, /ASSERTION_AUD_TOKEN_ENDPOINT must be one of true, false, got "yes"/);
   });
 
   it('treats empty strings as unset', () => {

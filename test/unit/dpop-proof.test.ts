@@ -7,7 +7,9 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
 import { generateClientKey, keyPairFromPrivateJwk, type KeyAlg, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { DpopProofError, DpopProofVerifier, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type ProofExpectations } from '../../src/oauth/dpop-proof.js';
-import { b64url, dpopJwk, forgeProof, rfc7638Thumbprint, signJws, unsignedJwt, type ForgeOptions } from '../support/forge.js';
+import {
+  b64url, dpopJwk, ed25519IdentityKey, forgeProof, rfc7638Thumbprint, rsaExponentOneKey, signJws, unsignedJwt, type ForgeOptions,
+} from '../support/forge.js';
 
 const URL_ = 'https://sigil.example/token';
 const ALGS = ['ES256', 'EdDSA', 'PS256', 'RS256'] as const;
@@ -123,6 +125,42 @@ describe('DpopProofVerifier', async () => {
       const signed = `${b64url({ alg: 'RS256', typ: 'dpop+jwt', jwk: { kty: 'RSA', n, e } })}.${b64url({ htm: 'POST', htu: URL_, iat: Math.floor(Date.now() / 1000), jti: 'x' })}`;
       const jwt = `${signed}.${sign('sha256', Buffer.from(signed), privateKey).toString('base64url')}`;
       assert.throws(() => v.verify(jwt, expect()), refused(/2048/));
+    });
+
+    describe('keys for which anyone can make a valid proof, or whose check is itself the attack (issue 10, finding 6)', () => {
+      const claims = () => ({ htm: 'POST', htu: URL_, iat: Math.floor(Date.now() / 1000), jti: `weak-${Math.random()}` });
+      it('RSA e = 1: a proof forged from the public key alone', () => {
+        const weak = rsaExponentOneKey();
+        const forged = weak.sign({ alg: 'RS256', typ: 'dpop+jwt', jwk: weak.jwk }, claims());
+        const fresh = new DpopProofVerifier({ algorithms: ALGS });
+        assert.throws(() => fresh.verify(forged, expect()), refused(/^DPoP proof jwk has the RSA exponent e = "AQ"; only 65537/));
+        assert.throws(() => fresh.verify(forged, expect()), refused(/exponent/), 'a refused key is never cached');
+      });
+      it('a huge RSA exponent is refused before any signature check (it costs ~7 ms per check)', () => {
+        const huge = Buffer.concat([Buffer.from([0xc3]), Buffer.alloc(1022, 0xa5), Buffer.from([1])]).toString('base64url');
+        const weak = rsaExponentOneKey(huge);
+        // the signature is garbage: a refusal for the exponent shows the signature was never looked at
+        const proof = weak.sign({ alg: 'RS256', typ: 'dpop+jwt', jwk: weak.jwk }, claims());
+        assert.throws(() => v.verify(proof, expect()), refused(/^DPoP proof jwk has the RSA exponent e = "w6Wl[A-Za-z0-9_-]*\.\.\.; only 65537 \("AQAB"\) is accepted$/));
+        assert.throws(() => v.verify(proof.replace(/\.[^.]*$/, '.AAAA'), expect()), refused(/exponent/));
+      });
+      it('an Ed25519 point of small order: the identity verifies R = identity, S = 0 for any message', () => {
+        const weak = ed25519IdentityKey();
+        const forged = weak.sign({ alg: 'EdDSA', typ: 'dpop+jwt', jwk: weak.jwk }, claims());
+        assert.throws(() => v.verify(forged, expect()), refused(/^DPoP proof jwk is an Ed25519 point of small order/));
+      });
+      it('an RSA modulus with a leading zero byte, or over 8192 bits', async () => {
+        const rs = await keyPair('RS256');
+        const n = Buffer.from(dpopJwk(rs).n!, 'base64url');
+        const padded = await proof({ header: { jwk: { ...dpopJwk(rs), n: Buffer.concat([Buffer.alloc(1), n]).toString('base64url') } } }, rs);
+        assert.throws(() => v.verify(padded, expect()), refused(/leading zero byte/));
+        const big = await proof({ header: { jwk: { ...dpopJwk(rs), n: Buffer.alloc(1025, 0xab).toString('base64url') } } }, rs);
+        assert.throws(() => v.verify(big, expect()), refused(/8200-bit RSA key; at most 8192/));
+      });
+      it('a jwk member that is not printable ASCII (a kid carrying a terminal escape sequence)', async () => {
+        assert.throws(() => v.verify(unsignable({ jwk: { ...dpopJwk(es), kid: '\x1b]0;owned\x07' } }), expect()), refused(/^DPoP proof jwk has a kid that is not 1 to 128 printable ASCII/));
+        assert.throws(() => v.verify(unsignable({ jwk: { ...dpopJwk(es), x5t: '\x1b[2J' } }), expect()), refused(/member "x5t"/));
+      });
     });
 
     it('an algorithm it was not configured for', async () => {

@@ -15,6 +15,7 @@ import { clientAssertion, generateClientKey, keyPairFromPrivateJwk, type Signing
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { jwksProblems } from '../../src/oauth/client-keys.js';
+import { ed25519IdentityKey, rsaExponentOneKey } from '../support/forge.js';
 import {
   addressProblem, classifyAddress, ipv6Bytes, jwksUriProblem, JwksUriFetcher, type AddressClass, type JwksUriPolicy, type Resolver,
 } from '../../src/oauth/jwks-fetch.js';
@@ -347,6 +348,27 @@ describe('JwksUriFetcher', () => {
     const g = new JwksUriFetcher(policy(), log, { validate: () => ['key 0 contains private or secret members (d)'] });
     assert.deepEqual(await g.load(`${partner.url}/jwks`), { ok: false, problem: 'jwks_uri document: key 0 contains private or secret members (d)' });
     await assert.rejects(f.fetch(`${partner.url}/jwks`, { method: 'POST' }), /only GET/);
+  });
+
+  it('refuses a document holding a key anyone can sign with, or a kid with an escape sequence (the key rules of client-keys.ts)', async () => {
+    const f = new JwksUriFetcher(policy(), log, { validate: jwksProblems });
+    const good = partner.state.jwks;
+    try {
+      const cases: Array<[string, JWK, RegExp]> = [
+        ['e1', rsaExponentOneKey().jwk, /^jwks_uri document: key 0 has the RSA exponent e = "AQ"; only 65537/],
+        ['ed0', ed25519IdentityKey().jwk, /^jwks_uri document: key 0 is an Ed25519 point of small order/],
+        ['osc', { ...a.jwk, kid: '\x1b]0;owned\x07' }, /^jwks_uri document: key 0 has a kid that is not 1 to 128 printable ASCII/],
+      ];
+      for (const [name, jwk, expected] of cases) {
+        partner.state.jwks = { keys: [a.jwk, jwk].map((k, i) => ({ ...k, kid: k.kid ?? `k${i}` })).reverse() };
+        const r = await f.load(`${partner.url}/jwks?weak=${name}`);
+        assert.ok(!r.ok, name);
+        assert.match(r.problem, expected);
+        await assert.rejects(f.fetch(`${partner.url}/jwks?weak=${name}`), (err: Error) => expected.test(err.message));
+      }
+    } finally {
+      partner.state.jwks = good;
+    }
   });
 
   it('reaches the network at most once per interval per URL: concurrent and repeated calls share one fetch', async () => {
