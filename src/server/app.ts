@@ -4,7 +4,7 @@ import mount from 'koa-mount';
 import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics, MetricsAnswer } from './metrics.js';
 import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
 import type { TokenOutcomes } from './token-outcomes.js';
@@ -15,6 +15,8 @@ export interface AppDeps {
   jwksMaxAge: () => number;
   log: Logger;
   metrics: Metrics;
+  /** GET /metrics on this listener; undefined when it is served on its own (METRICS_PORT) */
+  metricsEndpoint: ((authorization: string | undefined) => Promise<MetricsAnswer>) | undefined;
   outcomes: TokenOutcomes;
   readiness: Readiness;
   /** the current provider: replaced when the signing keys change */
@@ -60,10 +62,14 @@ export function createApp(deps: AppDeps): Koa {
         ctx.status = deps.readiness.ready ? 200 : 503;
         ctx.body = { status: deps.readiness.ready ? 'ready' : 'unavailable', stores: deps.readiness.report() };
         return;
-      case '/metrics':
-        ctx.type = deps.metrics.registry.contentType;
-        ctx.body = await deps.metrics.registry.metrics();
+      case '/metrics': {
+        if (!deps.metricsEndpoint) return sendError(ctx, 404, 'invalid_request', `no endpoint ${ctx.method} ${ctx.path}`);
+        const answer = await deps.metricsEndpoint(ctx.get('authorization') || undefined);
+        ctx.status = answer.status;
+        ctx.set(answer.headers);
+        ctx.body = answer.body;
         return;
+      }
       case '/.well-known/oauth-authorization-server':
         // RFC 8414 metadata: the same document oidc-provider serves for OpenID discovery
         ctx.path = '/.well-known/openid-configuration';
