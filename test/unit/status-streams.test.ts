@@ -10,19 +10,24 @@ import { createMetrics } from '../../src/server/metrics.js';
 import { sourceOf, StatusStreams, type StatusStreamsOptions } from '../../src/server/status-streams.js';
 import { waitFor } from '../support/server.js';
 
-/** A hub on its own HTTP server: every request to it opens a stream (or answers the refusal). */
+/** A hub on its own HTTP server. */
 async function hubServer(opts: Partial<StatusStreamsOptions> = {}, lists: string[] = ['1-0']) {
   const metrics = createMetrics();
   const hub = new StatusStreams({
     max: 100, perAddress: 100, lifetimeSeconds: 3600, liveListIds: async () => lists, uriOf: (id) => `https://issuer.test/status-lists/${id}`, metrics, ...opts,
   });
+  const server = await listening(hub);
+  return { hub, metrics, server, port: (server.address() as AddressInfo).port };
+}
+
+/** An HTTP server on which every request opens a stream of `hub` (or is answered the refusal). */
+async function listening(hub: StatusStreams): Promise<Server> {
   const server: Server = createServer((req, res) => {
     const refused = hub.open(req, res);
     if (refused) res.writeHead(429, { connection: 'close' }).end(refused);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { hub, metrics, server, port };
+  return server;
 }
 
 interface RawStream {
@@ -47,6 +52,15 @@ function rawStream(port: number, read = true): Promise<RawStream> {
     });
     socket.once('error', reject);
   });
+}
+
+/** `promise`, or a failure naming `what` after `ms` (a hang fails the test instead of stalling the run) */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
+  ]);
 }
 
 const endedBy = async (metrics: ReturnType<typeof createMetrics>, reason: string) =>
@@ -97,7 +111,7 @@ describe('status stream fan-out', () => {
 
     it('ends a stream after STATUS_STREAM_LIFETIME, having told the client when to reconnect', async () => {
       const s = await rawStream(h.port);
-      await s.closed;
+      await within(s.closed, 10_000, 'the stream ends at its lifetime');
       const text = s.text();
       assert.match(text, /^HTTP\/1\.1 200 /);
       assert.match(text, /\r\ncontent-type: text\/event-stream\r\n/i);
@@ -112,7 +126,8 @@ describe('status stream fan-out', () => {
   describe('close()', () => {
     let h: Awaited<ReturnType<typeof hubServer>>;
     before(async () => {
-      h = await hubServer({}, Array.from({ length: 2000 }, (_, i) => `${1_800_000_000 + i}-${i}`));
+      // no slow-reader cut here: the stalled stream must still be open, with more queued than the kernel takes
+      h = await hubServer({ bufferLimitBytes: 1 << 30 }, Array.from({ length: 2000 }, (_, i) => `${1_800_000_000 + i}-${i}`));
     });
     after(() => h.server.close());
 
@@ -120,19 +135,28 @@ describe('status stream fan-out', () => {
       const reading = await rawStream(h.port);
       const stalled = await rawStream(h.port, false);
       await waitFor('both streams open', async () => h.hub.size === 2);
-      // leave the stalled one with something queued that it will never read
-      for (let i = 0; i < 5; i++) h.hub.announce(undefined);
-      await h.hub.close();
-      await reading.closed;
-      stalled.socket.resume();
-      await stalled.closed;
+      // leave the stalled one with ~15 MB queued that it will never read: past the socket buffers
+      for (let i = 0; i < 150; i++) {
+        h.hub.announce(undefined);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      assert.equal(h.hub.size, 2);
+      // as Sigil shuts down: the server stops accepting (its close waits for open responses), then streams end
+      const serverClosed = new Promise<void>((resolve) => h.server.close(() => resolve()));
+      await within(h.hub.close(), 10_000, 'close() resolves');
+      await within(reading.closed, 10_000, 'the reading stream ends');
       assert.match(reading.text(), /\r\n0\r\n\r\n$/, 'a reading stream gets a clean end');
       assert.equal(h.hub.size, 0);
-      const late = await rawStream(h.port);
-      await late.closed;
+      // the stalled reader, still not reading, does not hold the server's close
+      await within(serverClosed, 10_000, 'the server closes with a stalled reader connected');
+      stalled.socket.resume();
+      await within(stalled.closed, 10_000, 'the stalled stream sees its connection closed');
+
+      const another = await listening(h.hub);
+      const late = await rawStream((another.address() as AddressInfo).port);
+      await within(late.closed, 10_000, 'the refused stream is answered');
       assert.match(late.text(), /^HTTP\/1\.1 429 [^]*\r\nshutting_down\r\n/);
-      // the server's own close is not held by any stream
-      await new Promise<void>((resolve) => h.server.close(() => resolve()));
+      another.close();
     });
   });
 
