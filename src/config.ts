@@ -39,7 +39,7 @@ export interface Config {
 }
 
 export interface HttpLimits {
-  /** HTTP_HEADERS_TIMEOUT_MS: from the connection (or the end of the previous request) to the end of the headers */
+  /** HTTP_HEADERS_TIMEOUT_MS: from the connection (kept alive: the request's first byte) to the end of the headers */
   headersTimeoutMs: number;
   /** HTTP_REQUEST_TIMEOUT_MS: from the same start to the end of the body */
   requestTimeoutMs: number;

@@ -264,7 +264,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     db,
     close() {
       closing ??= (async () => {
-        // streams would hold the server's close forever: they are ended first (gateways reconnect elsewhere)
+        // streams are ended alongside: an open one would hold the server's close forever (gateways reconnect elsewhere)
         await Promise.all([closeServer(server), statusStreams.close(), metricsServer && closeServer(metricsServer)]);
         readiness.stop();
         clearInterval(housekeeping);
