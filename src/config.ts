@@ -35,6 +35,43 @@ export interface Config {
   keysDir: string;
   /** ASSERTION_AUD_TOKEN_ENDPOINT: also accept the token endpoint URL as a client assertion's aud (older RFC 7523 clients) */
   assertionAudTokenEndpoint: boolean;
+  /** how long a connection may take to send a request, and how many there may be */
+  http: HttpLimits;
+  /** bounds of the status-list event streams (/status-lists/events) */
+  statusStreams: StatusStreamLimits;
+  /** where /metrics is served, who may read it, which clients get their own series */
+  metrics: MetricsSettings;
+}
+
+export interface HttpLimits {
+  /** HTTP_HEADERS_TIMEOUT_MS: from the connection (kept alive: the request's first byte) to the end of the headers */
+  headersTimeoutMs: number;
+  /** HTTP_REQUEST_TIMEOUT_MS: from the same start to the end of the body */
+  requestTimeoutMs: number;
+  /** HTTP_KEEP_ALIVE_TIMEOUT_MS: how long an idle connection is kept after a response */
+  keepAliveTimeoutMs: number;
+  /** HTTP_MAX_CONNECTIONS: open connections (status streams included); more are closed at once */
+  maxConnections: number;
+}
+
+export interface StatusStreamLimits {
+  /** STATUS_STREAMS_MAX: open streams on this instance */
+  max: number;
+  /** STATUS_STREAMS_PER_ADDRESS: open streams per source address (IPv6: per /64) */
+  perAddress: number;
+  /** STATUS_STREAM_LIFETIME: seconds a stream stays open before it is ended (the client reconnects) */
+  lifetimeSeconds: number;
+}
+
+export interface MetricsSettings {
+  /** METRICS_PORT: serve /metrics on its own listener (and not on PORT); unset: on PORT */
+  port: number | undefined;
+  /** METRICS_HOST: that listener's address */
+  host: string;
+  /** METRICS_TOKEN: when set, /metrics requires `Authorization: Bearer <token>` */
+  token: string | undefined;
+  /** METRICS_CLIENT_IDS: the only client ids that become a metric label */
+  clientIds: string[];
 }
 
 export interface JwksUriSettings {
@@ -103,6 +140,44 @@ function jwksUriSettings(env: Env): JwksUriSettings {
   };
 }
 
+/** a metrics token shorter than this is refused: it guards activity figures */
+const METRICS_TOKEN_MIN_LENGTH = 32;
+/** per-client series are opt-in and bounded */
+const METRICS_CLIENT_IDS_MAX = 100;
+
+function httpLimits(env: Env): HttpLimits {
+  const headersTimeoutMs = integer(env, 'HTTP_HEADERS_TIMEOUT_MS', 5000, 100, 120_000);
+  const requestTimeoutMs = integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 10_000, 100, 300_000);
+  // Node refuses a headers timeout longer than the request timeout
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError(`HTTP_HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not be above HTTP_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: integer(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 600_000),
+    maxConnections: integer(env, 'HTTP_MAX_CONNECTIONS', 10_000, 2, 1_000_000),
+  };
+}
+
+function statusStreamLimits(env: Env, http: HttpLimits): StatusStreamLimits {
+  const max = integer(env, 'STATUS_STREAMS_MAX', 5000, 1, 1_000_000);
+  // streams hold their connections: they must leave some for requests
+  if (max >= http.maxConnections) throw new ConfigError(`STATUS_STREAMS_MAX (${max}) must be below HTTP_MAX_CONNECTIONS (${http.maxConnections})`);
+  const perAddress = integer(env, 'STATUS_STREAMS_PER_ADDRESS', 32, 1, 1_000_000);
+  return { max, perAddress: Math.min(perAddress, max), lifetimeSeconds: integer(env, 'STATUS_STREAM_LIFETIME', 600, 1, 86400) };
+}
+
+function metricsSettings(env: Env, mainPort: number): MetricsSettings {
+  const port = env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535);
+  if (port !== undefined && port !== 0 && port === mainPort) throw new ConfigError(`METRICS_PORT must differ from PORT (${mainPort}); leave it unset to serve /metrics on PORT`);
+  const token = env.METRICS_TOKEN || undefined;
+  if (token !== undefined && (token.length < METRICS_TOKEN_MIN_LENGTH || !/^[\x21-\x7e]+$/.test(token))) {
+    throw new ConfigError(`METRICS_TOKEN must be at least ${METRICS_TOKEN_MIN_LENGTH} printable characters without spaces (e.g. openssl rand -hex 32)`);
+  }
+  const clientIds = [...new Set((env.METRICS_CLIENT_IDS ?? '').split(',').map((id) => id.trim()).filter(Boolean))];
+  if (clientIds.length > METRICS_CLIENT_IDS_MAX) throw new ConfigError(`METRICS_CLIENT_IDS may name at most ${METRICS_CLIENT_IDS_MAX} clients, got ${clientIds.length}`);
+  return { port, host: env.METRICS_HOST || '127.0.0.1', token, clientIds };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const port = integer(env, 'PORT', 3000, 0, 65535);
   const issuerRaw = env.ISSUER || `http://localhost:${port}`;
@@ -119,6 +194,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseDirectUrl && !databaseUrl) throw new ConfigError('DATABASE_DIRECT_URL needs DATABASE_URL (without it Sigil uses embedded storage)');
   const redisUrl = env.REDIS_URL ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined;
   const logLevel = oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+  const http = httpLimits(env);
 
   return {
     port,
@@ -140,5 +216,8 @@ export function loadConfig(env: Env = process.env): Config {
     kek: env.SIGIL_KEK || undefined,
     keysDir: path.resolve(env.SIGIL_KEYS_DIR || './keys'),
     assertionAudTokenEndpoint: oneOf(env, 'ASSERTION_AUD_TOKEN_ENDPOINT', 'false', ['true', 'false']) === 'true',
+    http,
+    statusStreams: statusStreamLimits(env, http),
+    metrics: metricsSettings(env, port),
   };
 }

@@ -1,7 +1,6 @@
 // Wires one Sigil server: config → storage → keys → provider → app → listening socket.
 // No module-level state: two servers can run in one process (tests do).
 import { mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -14,7 +13,9 @@ import { clientMetadata, createProvider } from './oauth/provider.js';
 import { createResourceServer } from './oauth/resource-server.js';
 import { adminApi } from './server/admin-api.js';
 import { createApp } from './server/app.js';
-import { createMetrics } from './server/metrics.js';
+import { createMetrics, metricsEndpoint, metricsListener } from './server/metrics.js';
+import { closeServer, createHttpServer, listen } from './server/http-listener.js';
+import { StatusStreams } from './server/status-streams.js';
 import { Readiness } from './server/readiness.js';
 import { tokenOutcomes } from './server/token-outcomes.js';
 import { ClientStore, type ClientRecord } from './storage/client-store.js';
@@ -35,7 +36,7 @@ import { RefreshTokens } from './oauth/refresh-tokens.js';
 import { pruneRefreshTokens } from './storage/refresh-tokens.js';
 import { Revocations } from './oauth/revocations.js';
 import { reconcileRecentRevocations, StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './oauth/status-list.js';
-import { StatusChanges, statusListRoutes } from './server/status-lists.js';
+import { statusListRoutes, statusListUri } from './server/status-lists.js';
 import { CLIENT_SIGNING_ALGS, jwksProblems } from './oauth/client-keys.js';
 import { JwksUriFetcher, jwksUriProblem } from './oauth/jwks-fetch.js';
 import { registrationApi, registrationTokenAdmin } from './server/registration-api.js';
@@ -43,6 +44,8 @@ import { ClientRegistrations, InitialAccessTokens } from './storage/initial-acce
 
 /** status lists group tokens by 15-minute expiry windows */
 const STATUS_LIST_WINDOW_SECONDS = 900;
+/** the metrics listener serves a scraper or two */
+const METRICS_MAX_CONNECTIONS = 64;
 /** algorithms Sigil's own keys may use; the JWKS decides which key verifies what */
 const SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256'];
 
@@ -64,9 +67,13 @@ async function signerOf(keys: KeySnapshot) {
 export interface RunningSigil {
   url: string;
   server: Server;
+  /** where /metrics is served when METRICS_PORT is set */
+  metricsUrl: string | undefined;
   db: Db;
   close(): Promise<void>;
 }
+
+const hostForUrl = (host: string) => (host.includes(':') ? `[${host}]` : host);
 
 export async function openDatabase(config: Config, log: Logger): Promise<Db> {
   if (config.databaseUrl) return createPgDb(config.databaseUrl);
@@ -124,17 +131,23 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const held = new HeldClaims(holdsClaims);
   const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
   const events = new TokenEventLog(db, log);
-  const metrics = createMetrics();
+  const metrics = createMetrics({ clientIds: config.metrics.clientIds });
   const statusListPrefix = `${config.issuer}/status-lists/`;
   const outcomes = tokenOutcomes(events, metrics, statusListPrefix, log);
+  const serveMetrics = metricsEndpoint(metrics, config.metrics.token);
 
   // status lists: indices handed out at issuance, bits set by revocations, changes announced
   const statusIndices = new StatusIndexAllocator(db, STATUS_LIST_WINDOW_SECONDS);
   const statusPublisher = new StatusListPublisher(db, config.issuer, config.statusListTtlSeconds, () => statusSigner);
-  const statusChanges = new StatusChanges();
+  const statusStreams = new StatusStreams({
+    ...config.statusStreams,
+    liveListIds: () => statusPublisher.listIds(),
+    uriOf: (id) => statusListUri(config.issuer, id),
+    metrics,
+  });
   const listsChanged = (lists: string[] | undefined) => {
     statusPublisher.invalidate(lists);
-    statusChanges.announce(lists);
+    statusStreams.announce(lists);
   };
   revocationList.onEvent((e) => {
     if (e.kind === 'client_revoked' || e.kind === 'client_keys_changed') clients.invalidate(e.target);
@@ -217,6 +230,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     issuer: config.issuer,
     log,
     metrics,
+    metricsEndpoint: config.metrics.port === undefined ? serveMetrics : undefined,
     outcomes,
     readiness,
     provider: () => provider,
@@ -229,7 +243,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     registration: registrationApi({
       issuer: config.issuer, signingAlg: () => keyRing.current.active.alg, db, clients, revocations, initialAccessTokens, registrations, jwksUri, provider: () => provider, log,
     }),
-    statusLists: statusListRoutes({ issuer: config.issuer, ttlSeconds: config.statusListTtlSeconds, publisher: statusPublisher, changes: statusChanges }),
+    statusLists: statusListRoutes({ issuer: config.issuer, ttlSeconds: config.statusListTtlSeconds, publisher: statusPublisher, streams: statusStreams }),
   });
 
   // housekeeping: forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
@@ -241,28 +255,29 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   }, 60_000);
   housekeeping.unref();
 
-  const server = app.listen(config.port, config.host);
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
+  const onDrop = () => metrics.connectionsDropped.inc();
+  const server = createHttpServer(app.callback(), config.http, onDrop);
+  const port = await listen(server, config.port, config.host);
+  // METRICS_PORT: /metrics on its own listener (by default on loopback only), and not on PORT
+  const metricsServer = config.metrics.port === undefined ? undefined
+    : createHttpServer(metricsListener(serveMetrics), { ...config.http, maxConnections: METRICS_MAX_CONNECTIONS }, onDrop);
+  const metricsPort = metricsServer && await listen(metricsServer, config.metrics.port!, config.metrics.host).catch(async (err: Error) => {
+    await closeServer(server);
+    throw err;
   });
-  const { port } = server.address() as AddressInfo;
+  if (metricsServer) log.info({ port: metricsPort, host: config.metrics.host, tokenRequired: config.metrics.token !== undefined }, 'metrics listening');
   log.info({ port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: keyRing.current.active.kid }, 'sigil listening');
 
   let closing: Promise<void> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,
     server,
+    metricsUrl: metricsPort === undefined ? undefined : `http://${hostForUrl(config.metrics.host)}:${metricsPort}`,
     db,
     close() {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        // streams are ended alongside: an open one would hold the server's close forever (gateways reconnect elsewhere)
+        await Promise.all([closeServer(server), statusStreams.close(), metricsServer && closeServer(metricsServer)]);
         readiness.stop();
         clearInterval(housekeeping);
         clearInterval(reconcile);

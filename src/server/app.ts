@@ -4,7 +4,7 @@ import mount from 'koa-mount';
 import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics, MetricsAnswer } from './metrics.js';
 import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
 import { rawPath, ROUTES, RouteTable, type Endpoint, type Resolution } from './routes.js';
@@ -16,6 +16,8 @@ export interface AppDeps {
   jwksMaxAge: () => number;
   log: Logger;
   metrics: Metrics;
+  /** GET /metrics on this listener; undefined when it is served on its own (METRICS_PORT) */
+  metricsEndpoint: ((authorization: string | undefined) => Promise<MetricsAnswer>) | undefined;
   outcomes: TokenOutcomes;
   readiness: Readiness;
   /** the current provider: replaced when the signing keys change */
@@ -78,8 +80,12 @@ export function createApp(deps: AppDeps): Koa {
       ctx.body = { status: deps.readiness.ready ? 'ready' : 'unavailable', stores: deps.readiness.report() };
     },
     async metrics(ctx) {
-      ctx.type = deps.metrics.registry.contentType;
-      ctx.body = await deps.metrics.registry.metrics();
+      // on its own listener (METRICS_PORT) when configured: not served here then
+      if (!deps.metricsEndpoint) return sendError(ctx, 404, 'invalid_request', `no endpoint ${ctx.method} ${rawPath(ctx.url)}`);
+      const answer = await deps.metricsEndpoint(ctx.get('authorization') || undefined);
+      ctx.status = answer.status;
+      ctx.set(answer.headers);
+      ctx.body = answer.body;
     },
   };
 

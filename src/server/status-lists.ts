@@ -2,48 +2,30 @@
 //   GET /status-lists           every live list (the aggregation endpoint in discovery)
 //   GET /status-lists/{id}      a list's signed status list token (application/statuslist+jwt)
 //   GET /status-lists/events    Server-Sent Events: which lists changed, as soon as they change
-import { EventEmitter } from 'node:events';
 import type { Context, Next } from 'koa';
-import { PassThrough } from 'node:stream';
 import { statusListPath, type StatusListPublisher } from '../oauth/status-list.js';
 import { sendError } from './http-errors.js';
+import type { StatusStreams } from './status-streams.js';
 
-const MAX_STREAMS = 1000;
-const KEEPALIVE_MS = 15_000;
+export const statusListUri = (issuer: string, id: string) => `${issuer}${statusListPath(id)}`;
 
-/** Announces changed lists (undefined: possibly any list) to the stream's subscribers. */
-export class StatusChanges extends EventEmitter {
-  announce(listIds: string[] | undefined): void {
-    this.emit('change', listIds);
-  }
-}
+export function statusListRoutes(deps: { issuer: string; ttlSeconds: number; publisher: StatusListPublisher; streams: StatusStreams }) {
+  const uri = (id: string) => statusListUri(deps.issuer, id);
 
-export function statusListRoutes(deps: { issuer: string; ttlSeconds: number; publisher: StatusListPublisher; changes: StatusChanges }) {
-  let streams = 0;
-  const uri = (id: string) => `${deps.issuer}${statusListPath(id)}`;
-
-  async function stream(ctx: Context) {
-    if (streams >= MAX_STREAMS) return sendError(ctx, 503, 'temporarily_unavailable', 'too many open status streams', { 'Retry-After': '5' });
-    streams++;
-    const out = new PassThrough();
-    const send = (event: string, data: unknown) => out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    const onChange = async (listIds: string[] | undefined) => {
-      const lists = listIds ?? (await deps.publisher.listIds().catch(() => []));
-      send('status_lists_changed', { status_lists: lists.map(uri), at: Math.floor(Date.now() / 1000) });
-    };
-    const keepalive = setInterval(() => out.write(': keepalive\n\n'), KEEPALIVE_MS);
-    deps.changes.on('change', onChange);
-    const done = () => {
-      clearInterval(keepalive);
-      deps.changes.off('change', onChange);
-      streams--;
-    };
-    ctx.req.once('close', done);
-    ctx.req.socket.setTimeout(0);
-    ctx.status = 200;
-    ctx.set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-    ctx.body = out;
-    send('ready', { status_lists: (await deps.publisher.listIds()).map(uri) });
+  function stream(ctx: Context) {
+    if (ctx.method === 'HEAD') {
+      ctx.set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
+      ctx.status = 200;
+      return;
+    }
+    const refused = deps.streams.open(ctx.req, ctx.res);
+    if (refused === 'per_address') {
+      return sendError(ctx, 429, 'temporarily_unavailable', 'too many open status streams from this address', { 'Retry-After': '30' });
+    }
+    if (refused === 'capacity') return sendError(ctx, 503, 'temporarily_unavailable', 'too many open status streams on this instance', { 'Retry-After': '5' });
+    if (refused) return sendError(ctx, 503, 'temporarily_unavailable', 'this instance is shutting down', { 'Retry-After': '1' });
+    // the stream writes to the response itself, for as long as it lives
+    ctx.respond = false;
   }
 
   return async function statusListRoutesMiddleware(ctx: Context, next: Next) {

@@ -24,14 +24,13 @@ export function tokenOutcomes(events: TokenEventLog, metrics: Metrics, statusLis
         at: new Date(), outcome: 'issued', grantType: t.grantType, clientId: t.clientId, jti: t.jti, expiresAt: new Date(t.expiresAt * 1000),
         requestId: ctx.state.requestId, statusList: status?.listId, statusIdx: status?.idx,
       });
-      metrics.issued.inc({ client_id: t.clientId, grant_type: t.grantType });
+      metrics.countIssued(t.clientId, t.grantType);
       log.info({ requestId: ctx.state.requestId, event: 'token.issued', client_id: t.clientId, jti: t.jti, grant_type: t.grantType, exp: t.expiresAt }, 'token issued');
     },
     refused(ctx, r) {
       ctx.state.refusalRecorded = true;
       events.record({ at: new Date(), outcome: 'refused', grantType: r.grantType, clientId: r.clientId, error: r.error, reason: r.reason, requestId: ctx.state.requestId });
-      // unknown client ids are attacker-chosen: only a known client becomes a metric label
-      metrics.refused.inc({ client_id: r.clientId ?? 'unknown', grant_type: r.grantType ?? 'unknown', error: r.error });
+      metrics.countRefused(r.clientId, r.grantType, r.error);
       log.info({ requestId: ctx.state.requestId, event: 'token.refused', client_id: r.clientId, grant_type: r.grantType, error: r.error, reason: r.reason }, 'token refused');
     },
     recorded: (ctx) => ctx.state.refusalRecorded === true,

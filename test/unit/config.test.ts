@@ -34,6 +34,9 @@ describe('loadConfig', () => {
       kek: undefined,
       keysDir: path.resolve('./keys'),
       assertionAudTokenEndpoint: false,
+      http: { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000, maxConnections: 10_000 },
+      statusStreams: { max: 5000, perAddress: 32, lifetimeSeconds: 600 },
+      metrics: { port: undefined, host: '127.0.0.1', token: undefined, clientIds: [] },
     });
   });
 
@@ -163,5 +166,25 @@ describe('loadConfig', () => {
     refused({ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of/);
     refused({ SIGNING_ALG: 'HS256' }, /SIGNING_ALG must be one of ES256, EdDSA, PS256, got "HS256"/);
     refused({ DPOP_NONCE: 'yes' }, /DPOP_NONCE must be one of off, required/);
+  });
+
+  it('reads the connection, status-stream and metrics bounds, and refuses inconsistent ones', () => {
+    const c = loadConfig({
+      HTTP_HEADERS_TIMEOUT_MS: '1000', HTTP_REQUEST_TIMEOUT_MS: '2000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '500', HTTP_MAX_CONNECTIONS: '50',
+      STATUS_STREAMS_MAX: '40', STATUS_STREAMS_PER_ADDRESS: '2', STATUS_STREAM_LIFETIME: '60',
+      METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0', METRICS_TOKEN: 't'.repeat(32), METRICS_CLIENT_IDS: ' a, b ,a,, c ',
+    });
+    assert.deepEqual(c.http, { headersTimeoutMs: 1000, requestTimeoutMs: 2000, keepAliveTimeoutMs: 500, maxConnections: 50 });
+    assert.deepEqual(c.statusStreams, { max: 40, perAddress: 2, lifetimeSeconds: 60 });
+    assert.deepEqual(c.metrics, { port: 9464, host: '0.0.0.0', token: 't'.repeat(32), clientIds: ['a', 'b', 'c'] });
+    assert.equal(loadConfig({ STATUS_STREAMS_MAX: '10', STATUS_STREAMS_PER_ADDRESS: '50' }).statusStreams.perAddress, 10);
+
+    refused({ HTTP_HEADERS_TIMEOUT_MS: '20000' }, /HTTP_HEADERS_TIMEOUT_MS \(20000\) must not be above HTTP_REQUEST_TIMEOUT_MS \(10000\)/);
+    refused({ HTTP_MAX_CONNECTIONS: '100' }, /STATUS_STREAMS_MAX \(5000\) must be below HTTP_MAX_CONNECTIONS \(100\)/);
+    refused({ HTTP_REQUEST_TIMEOUT_MS: '0' }, /HTTP_REQUEST_TIMEOUT_MS must be between/);
+    refused({ METRICS_TOKEN: 'short' }, /METRICS_TOKEN must be at least 32/);
+    refused({ METRICS_TOKEN: `${'t'.repeat(32)} x` }, /METRICS_TOKEN/);
+    refused({ METRICS_PORT: '3000' }, /METRICS_PORT must differ from PORT/);
+    refused({ METRICS_CLIENT_IDS: Array.from({ length: 101 }, (_, i) => `c${i}`).join(',') }, /METRICS_CLIENT_IDS may name at most 100/);
   });
 });
