@@ -43,28 +43,34 @@ export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
     const scope = grantedScope(params.scope, record.scope ? record.scope.split(' ') : []).join(' ') || undefined;
     await bindToProofKey(provider, ctx, dPoP, { setThumbprint() {} });
 
+    // a refreshed access token never outlives its family (which never outlives its subject token)
+    const ttl = Math.min(deps.settings.ttlSeconds, record.familyExpiresAt - Math.floor(Date.now() / 1000));
+    if (ttl <= 0) throw new errors.InvalidGrant('the refresh token family has expired');
+
     let value = '';
     let expiresIn = 0;
     let tokenType = 'DPoP';
     const rotated = await deps.refreshTokens.rotate(record, async () => {
       const token = new provider.AccessToken({ accountId: record.subject, client, scope, gty: 'refresh_token', grantId: record.familyId });
       token.resourceServer = new provider.ResourceServer(record.audience, {
-        audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: deps.settings.ttlSeconds, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
+        audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
       });
       token.setThumbprint('jkt', record.jkt);
       if (record.act) pendingClaims.set(token, { act: record.act });
       ctx.oidc.entity('AccessToken', token);
+      const now = Math.floor(Date.now() / 1000);
       value = await token.save();
       expiresIn = token.expiration;
       tokenType = token.tokenType;
-      const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: Math.floor(Date.now() / 1000) + token.expiration, grantType: REFRESH_TOKEN, extra: token.extra };
-      deps.onIssued(ctx, issued);
-      return issued;
+      return { jti: token.jti!, clientId: client.clientId, expiresAt: now + token.expiration, grantType: REFRESH_TOKEN, extra: token.extra };
     });
     if (rotated === 'reused') {
       await deps.refreshTokens.reused(record, caller.clientId);
       throw new errors.InvalidGrant('refresh token was already used; its family has been revoked');
     }
+    if ('dead' in rotated) throw new errors.InvalidGrant(rotated.dead);
+    // recorded only once committed: a refused rotation issued nothing
+    deps.onIssued(ctx, rotated.issued);
 
     ctx.body = buildTokenResponse(provider, { accessToken: value, expiresIn, scope, tokenType, refreshToken: rotated.refreshToken });
   };
