@@ -231,9 +231,11 @@ describe('revocation follows the delegation chain', () => {
       const res = await admin.call('POST', '/admin/tokens/revoke', { jti, reason: 'chain test' });
       const t0 = Date.now();
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      await dead(b, t0, { subject, ...derived });
-      await refreshRefused(c.orders, r1.refresh, t0);
-      await refreshRefused(c.stock, fromRefreshed.refresh, t0); // stock's own family, two hops down
+      await Promise.all([
+        dead(b, t0, { subject, ...derived }),
+        refreshRefused(c.orders, r1.refresh, t0),
+        refreshRefused(c.stock, fromRefreshed.refresh, t0), // stock's own family, two hops down
+      ]);
       // and nothing derived from it can be exchanged any more
       assertOAuthError(await tokenCall(c.stock, { grant_type: TX, subject_token: r1.access, subject_token_type: AT }, b), 400, 'invalid_request');
       const audit = await storage.sql<{ details: { derived_tokens?: number } }>("SELECT details FROM audit_log WHERE action = 'token.revoke' AND target = $1", [jti]);
@@ -248,8 +250,10 @@ describe('revocation follows the delegation chain', () => {
       const res = await revoke(b, c.orders, e.access);
       const t0 = Date.now();
       assert.equal(res.status, 200, res.text);
-      await dead(a, t0, { 'the revoked token': e.access, 'exchanged from it': next.access, 'its refresh-issued successor': nextRefreshed.access });
-      await refreshRefused(c.stock, nextRefreshed.refresh, t0);
+      await Promise.all([
+        dead(a, t0, { 'the revoked token': e.access, 'exchanged from it': next.access, 'its refresh-issued successor': nextRefreshed.access }),
+        refreshRefused(c.stock, nextRefreshed.refresh, t0),
+      ]);
       // the family that came with it was derived from the subject token, not from it
       await refreshed(c.orders, e.refresh, a);
     });
@@ -267,9 +271,11 @@ describe('revocation follows the delegation chain', () => {
       const res = await admin.call('POST', `/admin/clients/${c.front.clientId}/revoke`, { reason: 'chain test' });
       const t0 = Date.now();
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      await dead(b, t0, { 'A\'s token': aToken, 'B\'s token': bToken.access, 'C\'s token': cToken.access, 'C\'s refreshed token': cRefreshed.access });
-      await refreshRefused(c.stock, cRefreshed.refresh, t0);
-      await refreshRefused(c.orders, bToken.refresh, t0);
+      await Promise.all([
+        dead(b, t0, { 'A\'s token': aToken, 'B\'s token': bToken.access, 'C\'s token': cToken.access, 'C\'s refreshed token': cRefreshed.access }),
+        refreshRefused(c.stock, cRefreshed.refresh, t0),
+        refreshRefused(c.orders, bToken.refresh, t0),
+      ]);
     });
 
     it('revoking the middle actor B reaches C\'s tokens and family; A\'s own token lives on', async () => {
@@ -282,8 +288,10 @@ describe('revocation follows the delegation chain', () => {
       const res = await admin.call('POST', `/admin/clients/${c.orders.clientId}/revoke`, { reason: 'chain test' });
       const t0 = Date.now();
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      await dead(b, t0, { 'B\'s token': bToken.access, 'C\'s token (actor B)': cToken.access, 'C\'s refreshed token (actor B)': cRefreshed.access });
-      await refreshRefused(c.stock, cRefreshed.refresh, t0);
+      await Promise.all([
+        dead(b, t0, { 'B\'s token': bToken.access, 'C\'s token (actor B)': cToken.access, 'C\'s refreshed token (actor B)': cRefreshed.access }),
+        refreshRefused(c.stock, cRefreshed.refresh, t0),
+      ]);
       await alive(b, { 'A\'s own token': aToken });
     });
   });

@@ -44,8 +44,10 @@ export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
     await bindToProofKey(provider, ctx, dPoP, { setThumbprint() {} });
 
     // a refreshed access token never outlives its family (which never outlives its subject token)
-    const ttl = Math.min(deps.settings.ttlSeconds, record.familyExpiresAt - Math.floor(Date.now() / 1000));
-    if (ttl <= 0) throw new errors.InvalidGrant('the refresh token family has expired');
+    const now = Math.floor(Date.now() / 1000);
+    const expiresAt = Math.min(now + deps.settings.ttlSeconds, record.familyExpiresAt);
+    if (expiresAt <= now) throw new errors.InvalidGrant('the refresh token family has expired');
+    const ttl = expiresAt - now;
 
     let value = '';
     let expiresIn = 0;
@@ -56,13 +58,14 @@ export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
         audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
       });
       token.setThumbprint('jkt', record.jkt);
+      // an absolute exp, fixed before the locks are waited for: within the family's life
+      token.exp = expiresAt;
       if (record.act) pendingClaims.set(token, { act: record.act });
       ctx.oidc.entity('AccessToken', token);
-      const now = Math.floor(Date.now() / 1000);
       value = await token.save();
-      expiresIn = token.expiration;
+      expiresIn = Math.max(0, expiresAt - Math.floor(Date.now() / 1000));
       tokenType = token.tokenType;
-      return { jti: token.jti!, clientId: client.clientId, expiresAt: now + token.expiration, grantType: REFRESH_TOKEN, extra: token.extra };
+      return { jti: token.jti!, clientId: client.clientId, expiresAt, grantType: REFRESH_TOKEN, extra: token.extra };
     });
     if (rotated === 'reused') {
       await deps.refreshTokens.reused(record, caller.clientId);

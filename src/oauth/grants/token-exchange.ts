@@ -101,6 +101,8 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     token.resourceServer = new provider.ResourceServer(audience, {
       audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
     });
+    // an absolute exp, fixed now: the subject's at the latest, however long issuing takes
+    token.exp = now + ttl;
     pendingClaims.set(token, { act });
     await bindToProofKey(provider, ctx, dPoP, token);
 
@@ -112,7 +114,7 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     const chain = { clients: [caller.clientId, subject.client_id, subject.sub!, ...subjectActors], parentJti: subject.jti!, tokens: actor ? [actor.jti!] : [] };
     const { issued, value, refreshToken } = await deps.chains.issue(chain, async (tx) => {
       const value = await token.save();
-      const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: now + token.expiration, grantType: TOKEN_EXCHANGE, extra: token.extra };
+      const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp!, grantType: TOKEN_EXCHANGE, extra: token.extra };
       const refreshToken = familyId === null ? undefined : await deps.refreshTokens.startFamily(tx, {
         clientId: caller.clientId, subject: subject.sub!, subjectClientId: subject.client_id, subjectJti: subject.jti!, subjectExpiresAt: subject.exp!,
         act, scope: scope ?? '', audience, jkt: dPoP!.thumbprint,
@@ -128,7 +130,7 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
 
     ctx.body = buildTokenResponse(provider, {
       accessToken: value,
-      expiresIn: token.expiration,
+      expiresIn: Math.max(0, issued.expiresAt - Math.floor(Date.now() / 1000)),
       scope,
       tokenType: token.tokenType,
       issuedTokenType: ACCESS_TOKEN_TYPE,
