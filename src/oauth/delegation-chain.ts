@@ -83,14 +83,15 @@ export class DelegationChains {
   }
 
   /**
-   * Issue a derived token: lock and check the chain, run `issue` (signing) and record what it issued,
-   * all in one transaction. Throws ChainRevoked when the chain is dead.
+   * Let a signed derived token leave: lock and check its chain, run `alongside` (e.g. start its
+   * refresh family) and record it, in one transaction. Throws ChainRevoked when the chain is dead; the
+   * token must then be dropped. (Signing happens before: no connection is held while it runs.)
    */
-  async issue<T>(chain: ChainOfIssue, issue: (tx: Queryable) => Promise<{ result: T; issued: IssuedToken; place: DerivedPlace }>): Promise<T> {
+  async issue<T>(chain: ChainOfIssue, issued: IssuedToken, place: DerivedPlace, alongside: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.db.transaction(async (tx) => {
       const problem = await this.problem(tx, chain);
       if (problem) throw new ChainRevoked(problem);
-      const { result, issued, place } = await issue(tx);
+      const result = await alongside(tx);
       await this.record(tx, issued, place);
       return result;
     });

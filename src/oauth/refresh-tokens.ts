@@ -76,29 +76,28 @@ export class RefreshTokens {
   }
 
   /**
-   * Consume `record` and issue its successor in one transaction, with `issue` making the access
-   * token. Whether the family may still be used is decided there, under the family's lock and the
-   * chain's (see DelegationChains), from Postgres: a revocation racing this either is seen or finds
-   * the new token. 'reused' when the token was consumed already (also by a concurrent request).
+   * Consume `record` and let `issued` (its successor's access token, signed already) leave with a new
+   * refresh token, in one transaction. Whether the family may still be used is decided there, under
+   * the family's lock and the chain's (see DelegationChains), from Postgres: a revocation racing this
+   * either is seen or finds the new token. 'reused' when the token was consumed already (also by a
+   * concurrent request). Unless a refresh token is returned, `issued` must be dropped.
    */
-  async rotate(record: RefreshTokenRecord, issue: (tx: Queryable) => Promise<IssuedToken>): Promise<{ refreshToken: string; issued: IssuedToken } | { dead: string } | 'reused'> {
+  async rotate(record: RefreshTokenRecord, issued: IssuedToken): Promise<{ refreshToken: string } | { dead: string } | 'reused'> {
     return this.db.transaction(async (tx) => {
       // serialises rotations and revocation of one family (see Revocations.revokeFamily)
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [record.familyId]);
-      if (!familyClients(record)) return { dead: 'the delegation chain of this refresh token family cannot be read' };
+      const actors = actorsOf(record.act ?? undefined);
+      if (!actors) return { dead: 'the delegation chain of this refresh token family cannot be read' };
       const problem = await this.chains.problem(tx, this.#chain(record));
       if (problem) return { dead: problem };
       if (Math.floor(Date.now() / 1000) >= record.familyExpiresAt) return { dead: 'the refresh token family has expired' };
       const consumed = await consumeRefreshToken(tx, record.tokenHash);
       if (!consumed) return 'reused' as const;
-      const issued = await issue(tx);
       const next = newRefreshToken();
       const { tokenHash: _h, consumed: _c, ...rest } = consumed;
       await insertRefreshToken(tx, next, rest, this.#access(issued));
-      await this.chains.record(tx, issued, {
-        subject: consumed.subject, actors: actorsOf(consumed.act ?? undefined)!, parentJti: consumed.subjectJti, familyId: consumed.familyId,
-      });
-      return { refreshToken: next, issued };
+      await this.chains.record(tx, issued, { subject: consumed.subject, actors, parentJti: consumed.subjectJti, familyId: consumed.familyId });
+      return { refreshToken: next };
     });
   }
 

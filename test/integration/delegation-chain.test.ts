@@ -171,14 +171,13 @@ describe('revocation follows the delegation chain', () => {
     }
   }
 
-  /** the refresh is refused on every instance (invalid_grant, or invalid_client for a revoked holder) */
-  async function refreshRefused(who: TestClient, token: string, t0: number, errors = ['invalid_grant']): Promise<void> {
-    await Promise.all([a, b].map((on) => within(`refresh on ${on === a ? 'A' : 'B'} refused`, t0, async () => {
-      const r = await refresh(who, token, on);
-      if (r.status === 200) return `refresh answered 200 (${r.text.slice(0, 80)})`;
-      assertOAuthError(r, [400, 401], errors);
-      return true;
-    })));
+  /**
+   * The refresh is refused at once on each instance in turn (the decision is made in Postgres, so no
+   * propagation delay), and the refresh token introspects inactive. Never presented concurrently: two
+   * simultaneous uses would be refused as reuse whether or not the revocation reached the family.
+   */
+  async function refreshRefused(who: TestClient, token: string): Promise<void> {
+    for (const on of [a, b]) assertOAuthError(await refresh(who, token, on), 400, 'invalid_grant');
     const seen = await introspect(a, gateway, token);
     assert.deepEqual(seen.body, { active: false }, `the refresh token introspects inactive: ${seen.text}`);
   }
@@ -233,8 +232,8 @@ describe('revocation follows the delegation chain', () => {
       assert.equal(res.status, 200, JSON.stringify(res.body));
       await Promise.all([
         dead(b, t0, { subject, ...derived }),
-        refreshRefused(c.orders, r1.refresh, t0),
-        refreshRefused(c.stock, fromRefreshed.refresh, t0), // stock's own family, two hops down
+        refreshRefused(c.orders, r1.refresh),
+        refreshRefused(c.stock, fromRefreshed.refresh), // stock's own family, two hops down
       ]);
       // and nothing derived from it can be exchanged any more
       assertOAuthError(await tokenCall(c.stock, { grant_type: TX, subject_token: r1.access, subject_token_type: AT }, b), 400, 'invalid_request');
@@ -252,7 +251,7 @@ describe('revocation follows the delegation chain', () => {
       assert.equal(res.status, 200, res.text);
       await Promise.all([
         dead(a, t0, { 'the revoked token': e.access, 'exchanged from it': next.access, 'its refresh-issued successor': nextRefreshed.access }),
-        refreshRefused(c.stock, nextRefreshed.refresh, t0),
+        refreshRefused(c.stock, nextRefreshed.refresh),
       ]);
       // the family that came with it was derived from the subject token, not from it
       await refreshed(c.orders, e.refresh, a);
@@ -273,8 +272,8 @@ describe('revocation follows the delegation chain', () => {
       assert.equal(res.status, 200, JSON.stringify(res.body));
       await Promise.all([
         dead(b, t0, { 'A\'s token': aToken, 'B\'s token': bToken.access, 'C\'s token': cToken.access, 'C\'s refreshed token': cRefreshed.access }),
-        refreshRefused(c.stock, cRefreshed.refresh, t0),
-        refreshRefused(c.orders, bToken.refresh, t0),
+        refreshRefused(c.stock, cRefreshed.refresh),
+        refreshRefused(c.orders, bToken.refresh),
       ]);
     });
 
@@ -290,7 +289,7 @@ describe('revocation follows the delegation chain', () => {
       assert.equal(res.status, 200, JSON.stringify(res.body));
       await Promise.all([
         dead(b, t0, { 'B\'s token': bToken.access, 'C\'s token (actor B)': cToken.access, 'C\'s refreshed token (actor B)': cRefreshed.access }),
-        refreshRefused(c.stock, cRefreshed.refresh, t0),
+        refreshRefused(c.stock, cRefreshed.refresh),
       ]);
       await alive(b, { 'A\'s own token': aToken });
     });

@@ -120,8 +120,12 @@ describe('postgres: an issuer and a revocation of the same chain exclude each ot
       await lockTokensForRevocation(tx, ['parent-1']);
       return liveChildren(tx, ['parent-1']);
     });
-    await until('the revocation to wait for the issuer\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
-    release();
+    try {
+      await until('the revocation to wait for the issuer\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
+    } finally {
+      // also on failure: a transaction left holding its locks would block every later test
+      release();
+    }
     await issuer;
     assert.deepEqual((await revoker).map((c) => c.jti), ['child-1'], 'the revocation finds the child committed while it waited');
   });
@@ -143,8 +147,12 @@ describe('postgres: an issuer and a revocation of the same chain exclude each ot
       await lockChainForIssuance(tx, ['front'], 'parent-2');
       return chainState(tx, { clients: ['front'], tokens: ['parent-2'], familyId: null });
     });
-    await until('the issuer to wait for the revocation\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
-    release();
+    try {
+      await until('the issuer to wait for the revocation\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
+    } finally {
+      // also on failure: a transaction left holding its locks would block every later test
+      release();
+    }
     await revoker;
     assert.deepEqual((await issuer).revokedTokens, ['parent-2'], 'the issuer reads the revocation committed while it waited');
   });
@@ -166,8 +174,12 @@ describe('postgres: an issuer and a revocation of the same chain exclude each ot
       await lockChainForIssuance(tx, ['front'], null);
       return chainState(tx, { clients: ['front'], tokens: [], familyId: null });
     });
-    await until('the issuer to wait for the client revocation', async () => (await waitingAdvisoryLocks()) > 0);
-    release();
+    try {
+      await until('the issuer to wait for the client revocation', async () => (await waitingAdvisoryLocks()) > 0);
+    } finally {
+      // also on failure: a transaction left holding its locks would block every later test
+      release();
+    }
     await revoker;
     assert.deepEqual((await issuer).deadClients, ['front']);
   });

@@ -111,18 +111,15 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     // a refresh token needs a key to be bound to: only with a DPoP proof
     const withRefresh = caller.grantTypes.includes('refresh_token') && dPoP !== undefined;
     const familyId = withRefresh ? RefreshTokens.newFamilyId() : null;
+    const value = await token.save();
+    const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp!, grantType: TOKEN_EXCHANGE, extra: token.extra };
     const chain = { clients: [caller.clientId, subject.client_id, subject.sub!, ...subjectActors], parentJti: subject.jti!, tokens: actor ? [actor.jti!] : [] };
-    const { issued, value, refreshToken } = await deps.chains.issue(chain, async (tx) => {
-      const value = await token.save();
-      const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp!, grantType: TOKEN_EXCHANGE, extra: token.extra };
-      const refreshToken = familyId === null ? undefined : await deps.refreshTokens.startFamily(tx, {
-        clientId: caller.clientId, subject: subject.sub!, subjectClientId: subject.client_id, subjectJti: subject.jti!, subjectExpiresAt: subject.exp!,
-        act, scope: scope ?? '', audience, jkt: dPoP!.thumbprint,
-      }, familyId, issued);
-      const place = { subject: subject.sub!, actors: [caller.clientId, ...subjectActors], parentJti: subject.jti!, familyId };
-      return { result: { issued, value, refreshToken }, issued, place };
-    }).catch((err: unknown) => {
-      // this instance had not heard of the revocation yet; Postgres had
+    const place = { subject: subject.sub!, actors: [caller.clientId, ...subjectActors], parentJti: subject.jti!, familyId };
+    const refreshToken = await deps.chains.issue(chain, issued, place, async (tx) => familyId === null ? undefined : deps.refreshTokens.startFamily(tx, {
+      clientId: caller.clientId, subject: subject.sub!, subjectClientId: subject.client_id, subjectJti: subject.jti!, subjectExpiresAt: subject.exp!,
+      act, scope: scope ?? '', audience, jkt: dPoP!.thumbprint,
+    }, familyId, issued)).catch((err: unknown) => {
+      // this instance had not heard of the revocation yet; Postgres had (the signed token is dropped)
       if (err instanceof ChainRevoked) throw new errors.InvalidRequest(`subject_token cannot be exchanged: ${err.message}`);
       throw err;
     });
