@@ -12,7 +12,7 @@ import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, r
 import { ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, waitFor, type ServerProcess } from '../support/server.js';
-import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -182,6 +182,11 @@ describe('revocation follows the delegation chain', () => {
     assert.deepEqual(seen.body, { active: false }, `the refresh token introspects inactive: ${seen.text}`);
   }
 
+  /** one admin token for several calls on `on`: a revocation that races without a token request first */
+  function adminSessionOn(on: ServerProcess): ReturnType<typeof adminSession> {
+    return adminSession(on.url, issuer, admin.key);
+  }
+
   async function untilRecorded(jti: string): Promise<void> {
     await waitFor(`token_events row of ${jti}`, async () => (await storage.sql("SELECT 1 FROM token_events WHERE jti = $1 AND outcome = 'issued'", [jti])).length > 0);
   }
@@ -315,6 +320,61 @@ describe('revocation follows the delegation chain', () => {
         assertOAuthError(await refresh(c.orders, res.body.refresh_token, a), 400, 'invalid_grant');
       }
       t.diagnostic(`${winners} of ${rounds} refreshes got a token before the revocation`);
+    });
+  });
+
+  describe('findings 1-2: an exchange racing a revocation of its chain never leaves a live token', () => {
+    it('30 races of an exchange on A against the revocation of its subject token on B: every token the exchange returned is dead', async (t) => {
+      const c = await chain();
+      const rounds = 30;
+      const subjects = await Promise.all(Array.from({ length: rounds }, () => rootToken(c.front)));
+      await Promise.all(subjects.map((s) => untilRecorded(decodePayload(s).jti)));
+      let winners = 0;
+      for (const [i, subject] of subjects.entries()) {
+        const adminOnB = await adminSessionOn(b);
+        const [res, revoked] = await Promise.all([
+          tokenCall(c.orders, { grant_type: TX, subject_token: subject, subject_token_type: AT }, a),
+          adminOnB('POST', '/admin/tokens/revoke', { jti: decodePayload(subject).jti, reason: 'race' }),
+        ]);
+        const t0 = Date.now();
+        assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+        if (res.status !== 200) {
+          assertOAuthError(res, 400, 'invalid_request');
+          continue;
+        }
+        winners++;
+        await Promise.all([
+          dead(a, t0, { [`race ${i}: the exchanged token`]: res.body.access_token }),
+          refreshRefused(c.orders, res.body.refresh_token),
+        ]);
+      }
+      t.diagnostic(`${winners} of ${rounds} exchanges got a token before the revocation`);
+    });
+
+    it('20 races of an exchange on A against the revocation of the subject\'s client on B: every token the exchange returned is dead', async (t) => {
+      const rounds = 20;
+      let winners = 0;
+      for (let i = 0; i < rounds; i++) {
+        const c = await chain();
+        const subject = await rootToken(c.front);
+        const adminOnB = await adminSessionOn(b);
+        const [res, revoked] = await Promise.all([
+          tokenCall(c.orders, { grant_type: TX, subject_token: subject, subject_token_type: AT }, a),
+          adminOnB('POST', `/admin/clients/${c.front.clientId}/revoke`, { reason: 'race' }),
+        ]);
+        const t0 = Date.now();
+        assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+        if (res.status !== 200) {
+          assertOAuthError(res, 400, 'invalid_request');
+          continue;
+        }
+        winners++;
+        await Promise.all([
+          dead(a, t0, { [`race ${i}: the exchanged token`]: res.body.access_token }),
+          refreshRefused(c.orders, res.body.refresh_token),
+        ]);
+      }
+      t.diagnostic(`${winners} of ${rounds} exchanges got a token before the revocation`);
     });
   });
 
