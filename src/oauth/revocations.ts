@@ -4,12 +4,11 @@ import type { JWK } from 'jose';
 import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../storage/client-store.js';
 import type { Queryable } from '../storage/db.js';
-import type { SecurityEvent } from '../storage/security-events.js';
+import type { NewSecurityEvent, SecurityEvent } from '../storage/security-events.js';
 import type { RevocationList } from './revocation-list.js';
 import { setStatusBits, type StatusRef } from './status-list.js';
 import { familyAccessTokens, familyExpiries } from '../storage/refresh-tokens.js';
 import { liveChildren, liveTokensNaming, lockClientForRevocation, lockTokensForRevocation } from '../storage/token-lineage.js';
-import type { NewSecurityEvent } from '../storage/security-events.js';
 
 type Append = (e: NewSecurityEvent) => Promise<SecurityEvent | undefined>;
 
