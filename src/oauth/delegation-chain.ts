@@ -1,7 +1,7 @@
 // Delegation chains: the clients a token names (holder, subject, every actor of its nested `act`), how
 // deep it is, and issuing a token derived from another (token exchange, refresh) so that the chain's
-// revocation can never miss it. A derived token is issued in one Postgres transaction that locks the
-// chain against revocation, reads the truth (not the in-memory list), signs, and records the lineage.
+// revocation can never miss it. A signed derived token leaves only after one Postgres transaction has
+// locked its chain against revocation, read the truth there (not the in-memory list) and recorded it.
 import type { Db, Queryable } from '../storage/db.js';
 import { chainState, insertLineage, lockChainForIssuance, type LineageNode } from '../storage/token-lineage.js';
 import type { AccessTokenClaims } from './access-tokens.js';
