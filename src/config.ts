@@ -19,6 +19,8 @@ export interface Config {
   dataDir: string;
   accessTokenTtl: number;
   refreshTokenTtl: number;
+  /** MAX_DELEGATION_DEPTH: the most `act` levels (token exchange hops) a token may carry */
+  maxDelegationDepth: number;
   logLevel: string;
   signingAlg: SigningAlg;
   /** RFC 9449 §8 server nonces: when true every DPoP proof must carry a nonce the server issued */
@@ -207,6 +209,8 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR || './data'),
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 60, 365 * 86400),
+    // at most the depth every chain check reads (ACT_WALK_LIMIT in src/oauth/delegation-chain.ts)
+    maxDelegationDepth: integer(env, 'MAX_DELEGATION_DEPTH', 5, 1, 32),
     logLevel,
     signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', ['ES256', 'EdDSA', 'PS256']),
     dpopRequireNonce: oneOf(env, 'DPOP_NONCE', 'off', ['off', 'required']) === 'required',

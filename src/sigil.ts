@@ -34,6 +34,8 @@ import { isAccessTokenRevoked, type TokenDecisions } from './oauth/introspection
 import { RevocationList } from './oauth/revocation-list.js';
 import { RefreshTokens } from './oauth/refresh-tokens.js';
 import { pruneRefreshTokens } from './storage/refresh-tokens.js';
+import { DelegationChains } from './oauth/delegation-chain.js';
+import { pruneLineage } from './storage/token-lineage.js';
 import { Revocations } from './oauth/revocations.js';
 import { reconcileRecentRevocations, StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './oauth/status-list.js';
 import { statusListRoutes, statusListUri } from './server/status-lists.js';
@@ -178,7 +180,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => keyRing.current.publicJwks, algorithms: SIGNING_ALGS });
   const revocations = new Revocations(revocationList, clients, log, 3600, () => events.flush());
   const tokens: TokenDecisions = { verify, revocationList, revocations, statusListPrefix };
-  const refreshTokens = new RefreshTokens(db, revocationList, revocations, config.refreshTokenTtl, statusListPrefix);
+  const chains = new DelegationChains(db, statusListPrefix);
+  const refreshTokens = new RefreshTokens(db, revocationList, revocations, config.refreshTokenTtl, statusListPrefix, chains);
   // one per process, outliving provider rebuilds: its cache is what keeps partners' jwks_uri from being hammered
   const jwksUri = new JwksUriFetcher(config.jwksUri, log, { validate: jwksProblems });
   const initialAccessTokens = new InitialAccessTokens(db);
@@ -200,6 +203,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     statusIndices,
     tokens,
     refreshTokens,
+    chains,
     clients,
     nonceSecret,
     cookieKeys: [cookieKey],
@@ -252,6 +256,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     void statusPublisher.retire().catch(() => {});
     void pruneRefreshTokens(db).catch(() => {});
     void initialAccessTokens.prune().catch(() => {});
+    void pruneLineage(db).catch(() => {});
   }, 60_000);
   housekeeping.unref();
 

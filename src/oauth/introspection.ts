@@ -5,6 +5,7 @@ import type { AccessTokenClaims, AccessTokenVerifier } from './access-tokens.js'
 import type { RevocationList } from './revocation-list.js';
 import type { Revocations } from './revocations.js';
 import type { StatusRef } from './status-list.js';
+import { chainClientsOf } from './delegation-chain.js';
 
 export interface TokenDecisions {
   verify: AccessTokenVerifier;
@@ -17,16 +18,13 @@ export interface TokenDecisions {
 /**
  * Refused for any reason: the token itself revoked, or any client in its chain revoked — the holder
  * (client_id), the subject (for tokens that began with client_credentials, sub is a client), and
- * every actor that exchanged it on the way (act.sub, nested).
+ * every actor that exchanged it on the way (act.sub, nested). A chain that cannot be read whole
+ * (deeper than the walk) is refused too: a revoked actor must not hide below the walk's end.
  */
-export function isAccessTokenRevoked(list: RevocationList, claims: AccessTokenClaims): boolean {
+export function isAccessTokenRevoked(list: Pick<RevocationList, 'isTokenRevoked' | 'isClientRevoked'>, claims: AccessTokenClaims): boolean {
   if (typeof claims.jti === 'string' && list.isTokenRevoked(claims.jti)) return true;
-  if (list.isClientRevoked(claims.client_id)) return true;
-  if (typeof claims.sub === 'string' && list.isClientRevoked(claims.sub)) return true;
-  for (let act = claims.act as { sub?: unknown; act?: unknown } | undefined, depth = 0; act && depth < 32; act = act.act as typeof act, depth++) {
-    if (typeof act.sub === 'string' && list.isClientRevoked(act.sub)) return true;
-  }
-  return false;
+  const clients = chainClientsOf(claims);
+  return !clients || clients.some((c) => list.isClientRevoked(c));
 }
 
 export function statusRefOf(claims: AccessTokenClaims, prefix: string): StatusRef | undefined {

@@ -11,6 +11,7 @@ import { pendingClaims, type IssuedToken } from './grants/shared.js';
 import { parameters as exchangeParameters, TOKEN_EXCHANGE, tokenExchangeGrant } from './grants/token-exchange.js';
 import { parameters as refreshParameters, REFRESH_TOKEN, refreshTokenGrant } from './grants/refresh-token.js';
 import type { RefreshTokens } from './refresh-tokens.js';
+import type { DelegationChains } from './delegation-chain.js';
 import { looksLikeRefreshToken } from '../storage/refresh-tokens.js';
 import { resolveAudience } from './token-policy.js';
 import type { JWK } from 'jose';
@@ -53,6 +54,8 @@ export interface ProviderDeps {
   statusIndices: StatusIndexAllocator;
   tokens: TokenDecisions;
   refreshTokens: RefreshTokens;
+  /** issues exchanged and refreshed tokens under their chain's locks, recording their lineage */
+  chains: DelegationChains;
   /** the only way oidc-provider reaches out: SSRF-safe jwks_uri fetching */
   jwksUri: JwksUriFetcher;
   /** Sigil's DPoP proof check (oidc-provider's validateDpop is not used) */
@@ -224,6 +227,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     TOKEN_EXCHANGE,
     tokenExchangeGrant(provider, {
       clients: deps.clients, settings, proofs, verify: deps.tokens.verify, revocationList: deps.tokens.revocationList, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued,
+      chains: deps.chains, maxDepth: config.maxDelegationDepth,
     }),
     exchangeParameters,
   );

@@ -4,10 +4,13 @@ import type { JWK } from 'jose';
 import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../storage/client-store.js';
 import type { Queryable } from '../storage/db.js';
-import type { SecurityEvent } from '../storage/security-events.js';
+import type { NewSecurityEvent, SecurityEvent } from '../storage/security-events.js';
 import type { RevocationList } from './revocation-list.js';
 import { setStatusBits, type StatusRef } from './status-list.js';
-import { familyAccessTokens } from '../storage/refresh-tokens.js';
+import { familyAccessTokens, familyExpiries } from '../storage/refresh-tokens.js';
+import { liveChildren, liveTokensNaming, lockClientForRevocation, lockTokensForRevocation } from '../storage/token-lineage.js';
+
+type Append = (e: NewSecurityEvent) => Promise<SecurityEvent | undefined>;
 
 export interface TokenRevocationRecord {
   jti: string;
@@ -38,9 +41,15 @@ export class Revocations {
     private readonly flushIssued: () => Promise<void> = async () => {},
   ) {}
 
-  /** Revoke a client: no new tokens, every token it holds refused, its live tokens' status bits set. Idempotent. */
+  /**
+   * Revoke a client: no new tokens, every token it holds refused, and the status bits set of every
+   * live token naming it as holder, subject or actor (so gateways checking offline agree with
+   * introspection). Families whose chain names it are refused by the same checks. Idempotent.
+   */
   async revokeClient(clientId: string, actor: string, reason?: string): Promise<ClientRecord | undefined> {
     const changed = await this.list.transaction(async (tx, append) => {
+      // waits for exchanges and refreshes that checked this client as active, so their tokens are found below
+      await lockClientForRevocation(tx, clientId);
       const r = await tx.query(
         `UPDATE clients SET status = 'revoked', revoked_at = now(), revoked_by = $2, revoked_reason = $3, updated_at = now()
          WHERE client_id = $1 AND status = 'active' RETURNING client_id`,
@@ -53,9 +62,11 @@ export class Revocations {
          WHERE client_id = $1 AND outcome = 'issued' AND expires_at > now() AND status_list IS NOT NULL`,
         [clientId],
       );
-      const lists = await setStatusBits(tx, live.rows.map((x) => ({ listId: x.status_list, idx: x.status_idx })));
+      const derived = (await liveTokensNaming(tx, clientId)).filter((n) => n.statusList !== null);
+      const refs = [...live.rows.map((x) => ({ listId: x.status_list, idx: x.status_idx })), ...derived.map((n) => ({ listId: n.statusList!, idx: n.statusIdx! }))];
+      const lists = await setStatusBits(tx, refs);
       if (event) event.lists = lists;
-      await auditRow(tx, actor, 'client.revoke', clientId, reason, { live_tokens: live.rowCount });
+      await auditRow(tx, actor, 'client.revoke', clientId, reason, { live_tokens: live.rowCount, derived_tokens: derived.length });
       return true;
     });
     if (changed) this.log.info({ action: 'client.revoke', actor, client_id: clientId, reason }, 'client revoked');
@@ -88,8 +99,14 @@ export class Revocations {
       }
       const expiresAt = info?.expiresAt ?? Math.floor(Date.now() / 1000) + this.maxTokenTtlSeconds;
       const event = await append({ kind: 'token_revoked', target: jti, clientId: info?.clientId, expiresAt, actor, reason });
-      if (info?.status && event) event.lists = await setStatusBits(tx, [info.status]);
-      if (event) await auditRow(tx, actor, 'token.revoke', jti, reason, { client_id: info?.clientId });
+      const lists = new Set(info?.status && event ? await setStatusBits(tx, [info.status]) : []);
+      // everything exchanged (or refreshed) from it dies with it, also when it was revoked before
+      const derived = await this.#revokeDerived(tx, append, [jti], actor, reason ?? 'derived from a revoked token');
+      for (const l of derived.lists) lists.add(l);
+      if (event) {
+        event.lists = [...lists];
+        await auditRow(tx, actor, 'token.revoke', jti, reason, { client_id: info?.clientId, derived_tokens: derived.tokens });
+      }
       const existing = event ?? (await this.list.store.find('token_revoked', jti));
       return toRecord(existing, jti, !!info);
     });
@@ -115,12 +132,47 @@ export class Revocations {
           for (const l of await setStatusBits(tx, [{ listId: t.statusList, idx: t.statusIdx! }])) lists.add(l);
         }
       }
+      // and the tokens exchanged from them, and so on down
+      const derived = await this.#revokeDerived(tx, append, tokens.map((t) => t.jti), actor, reason);
+      for (const l of derived.lists) lists.add(l);
       family.lists = [...lists];
-      await auditRow(tx, actor, 'refresh_family.revoke', familyId, reason, { client_id: clientId, access_tokens: tokens.length });
+      await auditRow(tx, actor, 'refresh_family.revoke', familyId, reason, { client_id: clientId, access_tokens: tokens.length, derived_tokens: derived.tokens });
       return true;
     });
     if (changed) this.log.warn({ action: 'refresh_family.revoke', actor, family: familyId, client_id: clientId, reason }, 'refresh token family revoked');
     return changed;
+  }
+
+  /**
+   * Revoke every live token derived from `roots` (exchanged from them, or from the refresh families
+   * exchanged from them, and so on down), kill those families, and set the status bits — inside the
+   * caller's transaction. Each level is locked before its children are read: an exchange or refresh
+   * holding a parent's lock commits first and is found, one arriving later sees the revocation.
+   */
+  async #revokeDerived(tx: Queryable, append: Append, roots: string[], actor: string, reason: string): Promise<{ tokens: number; lists: string[] }> {
+    const seen = new Set(roots);
+    const refs: StatusRef[] = [];
+    const families = new Map<string, string>();
+    let frontier = roots;
+    let count = 0;
+    while (frontier.length) {
+      await lockTokensForRevocation(tx, frontier);
+      const children = (await liveChildren(tx, frontier)).filter((c) => !seen.has(c.jti));
+      for (const c of children) {
+        seen.add(c.jti);
+        count++;
+        await append({ kind: 'token_revoked', target: c.jti, clientId: c.clientId, expiresAt: c.expiresAt, actor, reason });
+        if (c.statusList !== null) refs.push({ listId: c.statusList, idx: c.statusIdx! });
+        if (c.familyId !== null) families.set(c.familyId, c.clientId);
+      }
+      frontier = children.map((c) => c.jti);
+    }
+    // a family whose parent died: its every token was a child of that parent, revoked above
+    const expiries = await familyExpiries(tx, [...families.keys()]);
+    for (const [familyId, clientId] of families) {
+      await append({ kind: 'family_revoked', target: familyId, clientId, expiresAt: expiries.get(familyId), actor, reason });
+    }
+    return { tokens: count, lists: await setStatusBits(tx, refs) };
   }
 
   /** Replace a client's public keys; every instance drops its cached copy (old keys refused at once). */

@@ -11,6 +11,8 @@ export interface RefreshTokenRecord {
   clientId: string;
   subject: string;
   subjectClientId: string;
+  /** the token the family was exchanged from (null for families from before lineage was kept) */
+  subjectJti: string | null;
   act: Record<string, unknown> | null;
   scope: string;
   audience: string;
@@ -33,6 +35,7 @@ interface Row {
   client_id: string;
   subject: string;
   subject_client_id: string;
+  subject_jti: string | null;
   act: Record<string, unknown> | null;
   scope: string;
   audience: string;
@@ -47,6 +50,7 @@ const fromRow = (r: Row): RefreshTokenRecord => ({
   clientId: r.client_id,
   subject: r.subject,
   subjectClientId: r.subject_client_id,
+  subjectJti: r.subject_jti,
   act: r.act,
   scope: r.scope,
   audience: r.audience,
@@ -86,10 +90,10 @@ export async function insertRefreshToken(
 ): Promise<void> {
   await q.query(
     `INSERT INTO refresh_tokens (token_hash, family_id, client_id, subject, subject_client_id, act, scope, audience, jkt,
-       family_expires_at, access_jti, access_expires_at, access_status_list, access_status_idx)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, to_timestamp($12), $13, $14)`,
+       family_expires_at, access_jti, access_expires_at, access_status_list, access_status_idx, subject_jti)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, to_timestamp($12), $13, $14, $15)`,
     [refreshTokenHash(token), r.familyId, r.clientId, r.subject, r.subjectClientId, r.act ? JSON.stringify(r.act) : null, r.scope, r.audience, r.jkt,
-      r.familyExpiresAt, access.jti, access.expiresAt, access.statusList ?? null, access.statusIdx ?? null],
+      r.familyExpiresAt, access.jti, access.expiresAt, access.statusList ?? null, access.statusIdx ?? null, r.subjectJti],
   );
 }
 
@@ -106,6 +110,16 @@ export async function familyAccessTokens(q: Queryable, familyId: string): Promis
     statusList: x.access_status_list,
     statusIdx: x.access_status_idx,
   }));
+}
+
+/** Each family's expiry (epoch s), for the revocation record of families a chain revocation kills. */
+export async function familyExpiries(q: Queryable, familyIds: string[]): Promise<Map<string, number>> {
+  if (!familyIds.length) return new Map();
+  const r = await q.query<{ family_id: string; expires_at: Date }>(
+    'SELECT family_id, max(family_expires_at) AS expires_at FROM refresh_tokens WHERE family_id = ANY($1::text[]) GROUP BY family_id',
+    [familyIds],
+  );
+  return new Map(r.rows.map((x) => [x.family_id, Math.floor(new Date(x.expires_at).getTime() / 1000)]));
 }
 
 export async function pruneRefreshTokens(q: Queryable): Promise<number> {

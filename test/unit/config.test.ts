@@ -25,6 +25,7 @@ describe('loadConfig', () => {
       dataDir: path.resolve('./data'),
       accessTokenTtl: 300,
       refreshTokenTtl: 86400,
+      maxDelegationDepth: 5,
       logLevel: 'info',
       signingAlg: 'ES256',
       dpopRequireNonce: false,
@@ -105,6 +106,15 @@ describe('loadConfig', () => {
   it('refuses an ISSUER that is not an http(s) URL', () => {
     refused({ ISSUER: 'auth.example.com' }, /ISSUER is not a URL/);
     refused({ ISSUER: 'ftp://auth.example.com' }, /ISSUER must use http: or https:/);
+  });
+
+  it('MAX_DELEGATION_DEPTH: 1 to 32 (the depth every chain check reads), default 5', () => {
+    assert.equal(loadConfig({}).maxDelegationDepth, 5);
+    assert.equal(loadConfig({ MAX_DELEGATION_DEPTH: '1' }).maxDelegationDepth, 1);
+    assert.equal(loadConfig({ MAX_DELEGATION_DEPTH: '32' }).maxDelegationDepth, 32);
+    refused({ MAX_DELEGATION_DEPTH: '0' }, /^MAX_DELEGATION_DEPTH must be between 1 and 32, got 0$/);
+    refused({ MAX_DELEGATION_DEPTH: '33' }, /MAX_DELEGATION_DEPTH must be between 1 and 32/);
+    refused({ MAX_DELEGATION_DEPTH: 'five' }, /MAX_DELEGATION_DEPTH must be a whole number/);
   });
 
   it('refuses ACCESS_TOKEN_TTL 3601 with a clear message', () => {

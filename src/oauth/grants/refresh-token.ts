@@ -43,29 +43,34 @@ export function refreshTokenGrant(provider: Provider, deps: RefreshDeps) {
     const scope = grantedScope(params.scope, record.scope ? record.scope.split(' ') : []).join(' ') || undefined;
     await bindToProofKey(provider, ctx, dPoP, { setThumbprint() {} });
 
-    let value = '';
-    let expiresIn = 0;
-    let tokenType = 'DPoP';
-    const rotated = await deps.refreshTokens.rotate(record, async () => {
-      const token = new provider.AccessToken({ accountId: record.subject, client, scope, gty: 'refresh_token', grantId: record.familyId });
-      token.resourceServer = new provider.ResourceServer(record.audience, {
-        audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: deps.settings.ttlSeconds, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
-      });
-      token.setThumbprint('jkt', record.jkt);
-      if (record.act) pendingClaims.set(token, { act: record.act });
-      ctx.oidc.entity('AccessToken', token);
-      value = await token.save();
-      expiresIn = token.expiration;
-      tokenType = token.tokenType;
-      const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: Math.floor(Date.now() / 1000) + token.expiration, grantType: REFRESH_TOKEN, extra: token.extra };
-      deps.onIssued(ctx, issued);
-      return issued;
+    // a refreshed access token never outlives its family (which never outlives its subject token)
+    const now = Math.floor(Date.now() / 1000);
+    const expiresAt = Math.min(now + deps.settings.ttlSeconds, record.familyExpiresAt);
+    if (expiresAt <= now) throw new errors.InvalidGrant('the refresh token family has expired');
+    const ttl = expiresAt - now;
+
+    const token = new provider.AccessToken({ accountId: record.subject, client, scope, gty: 'refresh_token', grantId: record.familyId });
+    token.resourceServer = new provider.ResourceServer(record.audience, {
+      audience: record.audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
     });
+    token.setThumbprint('jkt', record.jkt);
+    // an absolute exp, fixed before the locks are waited for: within the family's life
+    token.exp = expiresAt;
+    if (record.act) pendingClaims.set(token, { act: record.act });
+    ctx.oidc.entity('AccessToken', token);
+    // signed first, so no connection is held while it signs; it leaves only if the rotation commits
+    const value = await token.save();
+    const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt, grantType: REFRESH_TOKEN, extra: token.extra };
+    const rotated = await deps.refreshTokens.rotate(record, issued);
     if (rotated === 'reused') {
       await deps.refreshTokens.reused(record, caller.clientId);
       throw new errors.InvalidGrant('refresh token was already used; its family has been revoked');
     }
+    if ('dead' in rotated) throw new errors.InvalidGrant(rotated.dead);
+    // recorded only once committed: a refused rotation issued nothing
+    deps.onIssued(ctx, issued);
 
-    ctx.body = buildTokenResponse(provider, { accessToken: value, expiresIn, scope, tokenType, refreshToken: rotated.refreshToken });
+    const expiresIn = Math.max(0, expiresAt - Math.floor(Date.now() / 1000));
+    ctx.body = buildTokenResponse(provider, { accessToken: value, expiresIn, scope, tokenType: token.tokenType, refreshToken: rotated.refreshToken });
   };
 }

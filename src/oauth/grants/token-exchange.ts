@@ -1,13 +1,16 @@
 // RFC 8693 token exchange: a service trades the token it received for a narrower one for the next
-// hop. The new token keeps the subject's `sub`, records the caller in `act` (nested per hop), is
-// bound to the caller's DPoP key, and never outlives the subject token.
+// hop. The new token keeps the subject's `sub`, records the caller in `act` (nested per hop, at most
+// MAX_DELEGATION_DEPTH hops), is bound to the caller's DPoP key, and never outlives the subject token.
+// It is issued under the chain's locks and recorded in the lineage (see DelegationChains), so revoking
+// the subject token or any client of the chain reaches it.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import type { ClientStore } from '../../storage/client-store.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from '../access-tokens.js';
+import { actorsOf, ChainRevoked, type DelegationChains } from '../delegation-chain.js';
 import { isAccessTokenRevoked } from '../introspection.js';
 import type { RevocationList } from '../revocation-list.js';
-import type { RefreshTokens } from '../refresh-tokens.js';
+import { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
 import { bindToProofKey, pendingClaims, requireProofIf, tokenRequestProof, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';
 
@@ -27,6 +30,9 @@ export interface TokenExchangeDeps {
   verify: AccessTokenVerifier;
   revocationList: RevocationList;
   refreshTokens: RefreshTokens;
+  chains: DelegationChains;
+  /** MAX_DELEGATION_DEPTH */
+  maxDepth: number;
   onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
 }
 
@@ -61,10 +67,19 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     if (!audiencesOf(subject).some((aud) => caller.serves.includes(aud))) {
       throw new errors.InvalidRequest('subject_token is not addressed to an API this client serves');
     }
+    const subjectActors = actorsOf(subject.act);
+    if (!subjectActors) throw new errors.InvalidRequest('subject_token has been revoked');
+    // the new token names one actor more than its subject
+    if (subjectActors.length + 1 > deps.maxDepth) {
+      throw new errors.InvalidRequest(`the delegation chain would be ${subjectActors.length + 1} exchanges deep; at most ${deps.maxDepth} are allowed (MAX_DELEGATION_DEPTH)`);
+    }
+    let actor: AccessTokenClaims | undefined;
     if (params.actor_token !== undefined) {
       if (!SUBJECT_TYPES.includes(params.actor_token_type as string)) throw new errors.InvalidRequest('actor_token_type is missing or unsupported');
-      const actor = await sigilToken(params.actor_token, 'actor_token');
-      if (actor.sub !== caller.clientId) throw new errors.InvalidRequest('actor_token must be a token of the calling client');
+      actor = await sigilToken(params.actor_token, 'actor_token');
+      if (actor.sub !== caller.clientId || actor.client_id !== caller.clientId) throw new errors.InvalidRequest('actor_token must be a token of the calling client');
+      // a token the caller holds, not one it saw: bound to the key this very request is proven with
+      if (!dPoP || actor.cnf?.jkt !== dPoP.thumbprint) throw new errors.InvalidRequest('actor_token must be bound to the DPoP key this request is proven with');
     } else if (params.actor_token_type !== undefined) {
       throw new errors.InvalidRequest('actor_token_type given without actor_token');
     }
@@ -86,24 +101,33 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     token.resourceServer = new provider.ResourceServer(audience, {
       audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
     });
+    // an absolute exp, fixed now: the subject's at the latest, however long issuing takes
+    token.exp = now + ttl;
     pendingClaims.set(token, { act });
     await bindToProofKey(provider, ctx, dPoP, token);
 
     ctx.oidc.entity('AccessToken', token);
-    const value = await token.save();
-    const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: now + token.expiration, grantType: TOKEN_EXCHANGE, extra: token.extra };
-    deps.onIssued(ctx, issued);
 
     // a refresh token needs a key to be bound to: only with a DPoP proof
-    const refreshToken = caller.grantTypes.includes('refresh_token') && dPoP
-      ? await deps.refreshTokens.startFamily({
-        clientId: caller.clientId, subject: subject.sub!, subjectClientId: subject.client_id, act, scope: scope ?? '', audience, jkt: dPoP.thumbprint,
-      }, issued)
-      : undefined;
+    const withRefresh = caller.grantTypes.includes('refresh_token') && dPoP !== undefined;
+    const familyId = withRefresh ? RefreshTokens.newFamilyId() : null;
+    const value = await token.save();
+    const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp!, grantType: TOKEN_EXCHANGE, extra: token.extra };
+    const chain = { clients: [caller.clientId, subject.client_id, subject.sub!, ...subjectActors], parentJti: subject.jti!, tokens: actor ? [actor.jti!] : [] };
+    const place = { subject: subject.sub!, actors: [caller.clientId, ...subjectActors], parentJti: subject.jti!, familyId };
+    const refreshToken = await deps.chains.issue(chain, issued, place, async (tx) => familyId === null ? undefined : deps.refreshTokens.startFamily(tx, {
+      clientId: caller.clientId, subject: subject.sub!, subjectClientId: subject.client_id, subjectJti: subject.jti!, subjectExpiresAt: subject.exp!,
+      act, scope: scope ?? '', audience, jkt: dPoP!.thumbprint,
+    }, familyId, issued)).catch((err: unknown) => {
+      // this instance had not heard of the revocation yet; Postgres had (the signed token is dropped)
+      if (err instanceof ChainRevoked) throw new errors.InvalidRequest(`subject_token cannot be exchanged: ${err.message}`);
+      throw err;
+    });
+    deps.onIssued(ctx, issued);
 
     ctx.body = buildTokenResponse(provider, {
       accessToken: value,
-      expiresIn: token.expiration,
+      expiresIn: Math.max(0, issued.expiresAt - Math.floor(Date.now() / 1000)),
       scope,
       tokenType: token.tokenType,
       issuedTokenType: ACCESS_TOKEN_TYPE,
