@@ -11,6 +11,8 @@ export interface Config {
   issuer: string;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /** REDIS_CLUSTER=true: REDIS_URL names the seed nodes of a Redis (or Valkey) Cluster */
+  redisCluster: RedisClusterSettings | undefined;
   /** prefix of every Redis key and pub/sub channel, so test runs and deployments never collide */
   redisPrefix: string;
   dataDir: string;
@@ -43,6 +45,15 @@ export interface JwksUriSettings {
   maxCacheSeconds: number;
 }
 
+export interface RedisClusterSettings {
+  /** seed nodes; the rest of the cluster is discovered from them */
+  nodes: Array<{ host: string; port: number }>;
+  username: string | undefined;
+  password: string | undefined;
+  /** rediss:// seeds: TLS to every node */
+  tls: boolean;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -67,17 +78,45 @@ function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: r
   return raw as T;
 }
 
+/** a URL as it may appear in an error message: without its credentials */
+function redacted(raw: string): string {
+  return raw.replace(/\/\/[^/?#]*@/, '//***@');
+}
+
 function url(name: string, raw: string, protocols: string[]): string {
   let parsed: URL;
   try {
     parsed = new URL(raw);
   } catch {
-    throw new ConfigError(`${name} is not a URL: "${raw}"`);
+    throw new ConfigError(`${name} is not a URL: "${redacted(raw)}"`);
   }
   if (!protocols.includes(parsed.protocol)) {
     throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
   }
   return raw;
+}
+
+/** REDIS_CLUSTER=true: REDIS_URL is a comma-separated list of seed node URLs sharing scheme and credentials. */
+function redisClusterSettings(env: Env): RedisClusterSettings | undefined {
+  if (oneOf(env, 'REDIS_CLUSTER', 'false', ['true', 'false']) !== 'true') return undefined;
+  if (!env.REDIS_URL) throw new ConfigError('REDIS_CLUSTER=true needs REDIS_URL: the seed nodes, e.g. redis://10.0.0.1:7000,redis://10.0.0.2:7000');
+  const seeds = env.REDIS_URL.split(',').map((s) => s.trim());
+  const parsed = seeds.map((seed) => new URL(url('REDIS_URL', seed, ['redis:', 'rediss:'])));
+  for (const [i, u] of parsed.entries()) {
+    if (!u.hostname) throw new ConfigError(`REDIS_URL seed "${redacted(seeds[i]!)}" names no host`);
+    // a cluster has database 0 only
+    if (u.pathname !== '' && u.pathname !== '/' && u.pathname !== '/0') throw new ConfigError(`REDIS_URL seed "${redacted(seeds[i]!)}": a cluster has no database other than 0`);
+  }
+  const first = parsed[0]!;
+  if (parsed.some((u) => u.protocol !== first.protocol || u.username !== first.username || u.password !== first.password)) {
+    throw new ConfigError('REDIS_URL seeds of a cluster must share one scheme (redis:// or rediss://) and the same credentials');
+  }
+  return {
+    nodes: parsed.map((u) => ({ host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || 6379) })),
+    username: first.username ? decodeURIComponent(first.username) : undefined,
+    password: first.password ? decodeURIComponent(first.password) : undefined,
+    tls: first.protocol === 'rediss:',
+  };
 }
 
 function jwksUriSettings(env: Env): JwksUriSettings {
@@ -108,7 +147,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`ISSUER must be an origin without path or trailing slash, e.g. https://auth.example.com, got "${issuerRaw}"`);
   }
   const databaseUrl = env.DATABASE_URL ? url('DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']) : undefined;
-  const redisUrl = env.REDIS_URL ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined;
+  const redisCluster = redisClusterSettings(env);
+  if (!redisCluster && env.REDIS_URL?.includes(',')) throw new ConfigError('REDIS_URL names several nodes: set REDIS_CLUSTER=true for a Redis Cluster');
+  const redisUrl = env.REDIS_URL && !redisCluster ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : env.REDIS_URL || undefined;
   const logLevel = oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
   return {
@@ -117,6 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
     issuer: issuerUrl.origin,
     databaseUrl,
     redisUrl,
+    redisCluster,
     redisPrefix: env.REDIS_PREFIX || 'sigil:',
     dataDir: path.resolve(env.DATA_DIR || './data'),
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),
