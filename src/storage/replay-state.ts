@@ -8,8 +8,9 @@
 // refuse everything that could have been used before it. An assertion or proof used at t < T had
 // iat <= t + 5 s (Sigil refuses iat further ahead), so every iat below floor(T/1000) + 6 is refused
 // until no JWT used before T can still be presented (assertion exp <= 300 s ahead + 5 s tolerance;
-// proofs 60 + 5 s). Until that cut-off second has come, the instance answers 503 rather than 401,
-// so that a client making a fresh assertion and proof for each request only ever sees a retry.
+// proofs 60 + 5 s). Until that cut-off second has come (and a JWT made just before it has arrived),
+// the instance answers 503 rather than 401, so that a client making a fresh assertion and proof for
+// each request only ever sees a retry.
 // Pure: the clock is injected.
 
 /** the replay records are spread over this many shards (hash slots in a cluster); fixed, part of the key layout */
@@ -18,6 +19,8 @@ export const REPLAY_SHARDS = 16;
 export const IAT_SKEW_SECONDS = 5;
 /** the longest a used assertion or proof can still be presented: assertion exp 300 s ahead + 5 s tolerance */
 export const REPLAY_WINDOW_SECONDS = 305;
+/** past the cut-off second, how long a JWT made just before it may still be in flight: told to retry, not refused */
+export const QUARANTINE_GRACE_MS = 2000;
 
 /** A shard's generation marker: `<generation>:<created ms>:<cut-off ms>:<run id of the Redis that holds it>` */
 export interface GenerationMarker {
@@ -60,6 +63,11 @@ export function firstAcceptedIat(cutoffMs: number): number {
   return Math.floor(cutoffMs / 1000) + IAT_SKEW_SECONDS + 1;
 }
 
+/** Until when (epoch ms) JWTs dated before the cut-off are told to retry rather than refused. */
+export function quarantineEndMs(cutoffMs: number): number {
+  return firstAcceptedIat(cutoffMs) * 1000 + QUARANTINE_GRACE_MS;
+}
+
 /** What is to be done with a shard's marker as found in Redis. */
 export type MarkerAssessment =
   /** the expected one: nothing to do */
@@ -73,8 +81,8 @@ export type MarkerAssessment =
 
 /**
  * How a claimed id is judged: `ok`; `predates-loss`, the JWT was issued before a loss and could have
- * been used already; `quarantine`, the same but the cut-off second has not come yet, so a well-behaved
- * client could not have done better (answered 503: it retries with a fresh JWT).
+ * been used already; `quarantine`, the same but within the quarantine, when a well-behaved client
+ * could not have done better (answered 503: it retries with a fresh JWT).
  */
 export type Judgement = 'ok' | 'predates-loss' | 'quarantine';
 
@@ -128,13 +136,13 @@ export class ReplayState {
     const now = this.#now();
     // past the window nothing used before the loss is still valid: the usual checks suffice
     if (now >= (first + REPLAY_WINDOW_SECONDS) * 1000) return 'ok';
-    return now < first * 1000 ? 'quarantine' : 'predates-loss';
+    return now < quarantineEndMs(cutoff) ? 'quarantine' : 'predates-loss';
   }
 
-  /** epoch ms until which this instance refuses service (0 when it does not): the latest cut-off second */
+  /** epoch ms until which this instance refuses service (0 when it does not): the latest quarantine end */
   quarantineEndsMs(): number {
     let end = 0;
-    for (const cutoff of this.#cutoffs) if (cutoff) end = Math.max(end, firstAcceptedIat(cutoff) * 1000);
+    for (const cutoff of this.#cutoffs) if (cutoff) end = Math.max(end, quarantineEndMs(cutoff));
     return end > this.#now() ? end : 0;
   }
 }

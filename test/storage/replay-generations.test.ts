@@ -10,7 +10,7 @@ import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.
 import { migrate } from '../../src/storage/migrate.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { redisReplayGuard, type ReplayGuard } from '../../src/storage/replay-guard.js';
-import { firstAcceptedIat, parseMarker, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
+import { firstAcceptedIat, parseMarker, quarantineEndMs, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { makePgDb, silentLog, testRedisPrefix, until, withinGuard, type TestDb } from './helpers.js';
@@ -127,8 +127,8 @@ describe('replay generations on the shared Redis (own prefix)', () => {
     assert.equal(b.generations.ready(), false);
     assert.equal(b.generations.state.marker(SHARD)?.raw, m.raw);
 
-    clock.set(cutoffSecond * 1000);
-    assert.equal(a.generations.ready(), true, 'service resumes at the cut-off second');
+    clock.set(quarantineEndMs(a.generations.state.cutoffMs(SHARD)));
+    assert.equal(a.generations.ready(), true, 'service resumes once the cut-off second has come (and a little more)');
     assert.equal(b.generations.ready(), true);
     assert.equal(await claim(b.guard, 'used-2', usedIat), 'predates-loss', 'used before the loss: refused on every instance');
     assert.equal(await claim(a.guard, 'used-1', usedIat), 'replayed', 'presented again after the loss: a plain replay');
@@ -144,7 +144,7 @@ describe('replay generations on the shared Redis (own prefix)', () => {
     const c = await start();
     assert.ok(c.generations.state.cutoffMs(SHARD) > 0, 'started with a cut-off');
     assert.equal(c.generations.ready(), false);
-    clock.set(firstAcceptedIat(c.generations.state.cutoffMs(SHARD)) * 1000);
+    clock.set(quarantineEndMs(c.generations.state.cutoffMs(SHARD)));
     assert.equal(await claim(c.guard, 'used-while-down', Math.floor(c.generations.state.cutoffMs(SHARD) / 1000)), 'predates-loss');
   });
 
@@ -217,7 +217,7 @@ describe('replay generations across a failover to a replica that had not caught 
     // the reconnection is verified: the replica's run id is not the one in the markers
     await until('the loss is noticed', () => a.generations.state.cutoffMs(SHARD) > 0 && a.generations.ticket() !== undefined);
     assert.ok(a.generations.state.cutoffMs(SHARD) >= clock.now());
-    clock.set(firstAcceptedIat(a.generations.state.cutoffMs(SHARD)) * 1000);
+    clock.set(quarantineEndMs(a.generations.state.cutoffMs(SHARD)));
     assert.equal(await claim(a.guard, 'used-on-primary', usedIat), 'replayed', 'the untrusted answer did take the id on the replica');
     assert.equal(await claim(a.guard, 'also-used-on-primary', usedIat), 'predates-loss', 'lost with the primary, refused by the cut-off');
     assert.equal(await claim(a.guard, 'fresh', Math.floor(clock.now() / 1000)), 'free');

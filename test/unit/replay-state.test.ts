@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  firstAcceptedIat, IAT_SKEW_SECONDS, markerPrefix, parseMarker, REPLAY_SHARDS, REPLAY_WINDOW_SECONDS, ReplayState, shardOf, type GenerationMarker,
+  firstAcceptedIat, IAT_SKEW_SECONDS, markerPrefix, QUARANTINE_GRACE_MS, quarantineEndMs, parseMarker, REPLAY_SHARDS, REPLAY_WINDOW_SECONDS, ReplayState, shardOf, type GenerationMarker,
 } from '../../src/storage/replay-state.js';
 
 const RUN = 'a'.repeat(40);
@@ -90,22 +90,25 @@ describe('ReplayState.judge: after a loss noticed at T', () => {
     assert.equal(s.quarantineEndsMs(), 0);
   });
 
-  it('until the cut-off second: anything dated before it is told to retry (quarantine), never refused', () => {
+  it('until the cut-off second (and a JWT made just before it has arrived): anything dated before it is told to retry, never refused', () => {
     const c = clock(T);
     const s = new ReplayState(c.now);
     s.adopt(0, marker('02', T, T));
+    const end = cutoffSecond * 1000 + QUARANTINE_GRACE_MS;
+    assert.equal(quarantineEndMs(T), end);
     assert.equal(s.judge(0, cutoffSecond - 1), 'quarantine');
     assert.equal(s.judge(0, Math.floor(T / 1000)), 'quarantine', 'a JWT made right now');
     assert.equal(s.judge(0, undefined), 'quarantine', 'an assertion without iat');
     assert.equal(s.judge(0, cutoffSecond), 'ok', 'a client clock ahead by the skew Sigil accepts');
-    assert.equal(s.quarantineEndsMs(), cutoffSecond * 1000);
-    c.set(cutoffSecond * 1000 - 1);
-    assert.equal(s.judge(0, cutoffSecond - 1), 'quarantine');
-    assert.equal(s.quarantineEndsMs(), cutoffSecond * 1000);
+    assert.equal(s.quarantineEndsMs(), end);
+    c.set(end - 1);
+    assert.equal(s.judge(0, cutoffSecond - 1), 'quarantine', 'made in the last instant before the cut-off second, still in flight');
+    assert.equal(s.judge(0, cutoffSecond), 'ok');
+    assert.equal(s.quarantineEndsMs(), end);
   });
 
-  it('from the cut-off second on: what is dated before it is refused, a fresh JWT accepted, for the whole window', () => {
-    const c = clock(cutoffSecond * 1000);
+  it('after the quarantine: what is dated before the cut-off second is refused, a fresh JWT accepted, for the whole window', () => {
+    const c = clock(cutoffSecond * 1000 + QUARANTINE_GRACE_MS);
     const s = new ReplayState(c.now);
     s.adopt(0, marker('02', T, T));
     assert.equal(s.quarantineEndsMs(), 0);
@@ -133,7 +136,8 @@ describe('ReplayState.judge: after a loss noticed at T', () => {
     assert.equal(s.cutoffMs(0), T + 2000);
     s.noteLoss(0, T);
     assert.equal(s.cutoffMs(0), T + 2000);
-    assert.equal(s.judge(0, firstAcceptedIat(T)), 'quarantine', 'judged against the latest loss');
+    c.set(quarantineEndMs(T + 2000));
+    assert.equal(s.judge(0, firstAcceptedIat(T)), 'predates-loss', 'judged against the latest loss');
   });
 
   it('quarantine lasts until the latest cut-off second of any shard', () => {
@@ -141,10 +145,10 @@ describe('ReplayState.judge: after a loss noticed at T', () => {
     const s = new ReplayState(c.now);
     s.adopt(0, marker('02', T, T));
     s.adopt(5, marker('03', T + 3000, T + 3000));
-    assert.equal(s.quarantineEndsMs(), firstAcceptedIat(T + 3000) * 1000);
-    c.set(firstAcceptedIat(T) * 1000);
+    assert.equal(s.quarantineEndsMs(), quarantineEndMs(T + 3000));
+    c.set(quarantineEndMs(T));
     assert.ok(s.quarantineEndsMs() > 0, 'shard 5 is still in its quarantine');
-    c.set(firstAcceptedIat(T + 3000) * 1000);
+    c.set(quarantineEndMs(T + 3000));
     assert.equal(s.quarantineEndsMs(), 0);
   });
 });
