@@ -192,6 +192,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     async renderError(ctx, out) {
       ctx.type = 'application/json';
       ctx.body = out;
+      // a store away or replay records being recovered: the client should come back shortly
+      if (out.error === 'temporarily_unavailable') ctx.set('Retry-After', '1');
     },
   };
 

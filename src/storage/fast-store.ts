@@ -94,19 +94,21 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
   };
   // fail fast instead of queueing: a command that cannot run now must not yield a token later
   const single = { ...connection, enableOfflineQueue: false, retryStrategy: (times: number) => Math.min(50 * 2 ** times, 1000), lazyConnect: false };
-  const cluster = typeof target === 'string' ? undefined : new Cluster(target.nodes, {
-    enableOfflineQueue: false,
+  const clusterOptions = (enableOfflineQueue: boolean) => typeof target === 'string' ? undefined : {
+    enableOfflineQueue,
     clusterRetryStrategy: (times: number) => Math.min(50 * 2 ** times, 1000),
     slotsRefreshTimeout: 2000,
     redisOptions: { ...connection, username: target.username, password: target.password, ...(target.tls ? { tls: {} } : {}) },
-  });
+  };
+  const cluster = typeof target === 'string' ? undefined : new Cluster(target.nodes, clusterOptions(false));
   const commands: Redis | Cluster = cluster ?? new Redis(target as string, single);
   commands.defineCommand('sigilClaim', { lua: CLAIM_LUA });
   commands.defineCommand('sigilReadMarker', { numberOfKeys: 1, lua: READ_MARKER_LUA });
   commands.defineCommand('sigilStartGeneration', { numberOfKeys: 1, lua: START_GENERATION_LUA });
   const scripts = commands as unknown as Scripted;
-  // a Cluster carries subscriptions on a connection of its own; a single Redis needs a second one
-  const subscriber: Redis | Cluster = cluster ?? new Redis(target as string, { ...single, enableOfflineQueue: true, commandTimeout: undefined });
+  // subscriptions on connections of their own, queued until connected (made once, re-made by ioredis)
+  const subscriberCluster = typeof target === 'string' ? undefined : new Cluster(target.nodes, clusterOptions(true));
+  const subscriber: Redis | Cluster = subscriberCluster ?? new Redis(target as string, { ...single, enableOfflineQueue: true, commandTimeout: undefined });
 
   const handlers = new Map<string, BusHandler[]>();
   const reconnectHandlers: Array<() => void> = [];
@@ -147,30 +149,28 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
   let watchedSubscriber: Redis | undefined;
   /** a Cluster's subscriber connection, once it changed: its first 'ready' means messages may have been lost */
   const watchClusterSubscriber = () => {
-    const current = cluster && clusterSubscriberOf(cluster);
+    const current = subscriberCluster && clusterSubscriberOf(subscriberCluster);
     if (!current || current === watchedSubscriber) return;
     watchedSubscriber = current;
     if (current.status === 'ready') reconnected();
     else current.once('ready', reconnected);
   };
 
-  if (cluster) {
+  if (cluster && subscriberCluster) {
     cluster.on('error', onError('cluster'));
     cluster.on('node error', onError('cluster node'));
+    subscriberCluster.on('error', onError('cluster subscriber'));
+    subscriberCluster.on('node error', () => {});
     cluster.on('ready', onReady);
     // every node connection answers claims: each one's closing and readiness is a change
     cluster.on('+node', (node: Redis) => {
       node.on('ready', changed);
       node.on('close', changed);
       changed();
-      watchClusterSubscriber();
     });
-    cluster.on('-node', () => {
-      changed();
-      watchClusterSubscriber();
-    });
-    cluster.on('ready', watchClusterSubscriber);
-    cluster.on('message', (channel: string, message: string) => {
+    cluster.on('-node', changed);
+    for (const event of ['ready', '+node', '-node']) subscriberCluster.on(event, watchClusterSubscriber);
+    subscriberCluster.on('message', (channel: string, message: string) => {
       for (const h of handlers.get(channel) ?? []) h(message);
     });
   } else {

@@ -97,10 +97,16 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
 
   /** The answer once the instance serves again: 503 while Redis is away or the loss is being handled. */
   async function once503IsOver(what: string, attempt: () => Promise<RawResponse>): Promise<RawResponse> {
-    return waitFor(what, async () => {
-      const res = await attempt();
-      return res.status === 503 ? undefined : res;
+    const odd: string[] = [];
+    const res = await waitFor(what, async () => {
+      const r = await attempt();
+      if (r.status !== 503) return r;
+      // every 503 is the RFC 6749 JSON error and says when to retry
+      if (r.body?.error !== 'temporarily_unavailable' || r.headers.get('retry-after') !== '1') odd.push(`${r.text} (Retry-After: ${r.headers.get('retry-after')})`);
+      return undefined;
     }, RECOVERY_MS);
+    assert.deepEqual(odd, [], `${what}: 503s without temporarily_unavailable or Retry-After`);
+    return res;
   }
 
   /** A client doing everything right, all along, on both instances: fresh assertion and proof per request. */
