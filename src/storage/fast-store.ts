@@ -51,6 +51,8 @@ export interface ReplayShards {
   startGeneration(shard: number, replacing: string | undefined, prefix: string): Promise<MarkerRead & { found: string }>;
   /** change the expiry of a claimed id (no-op when absent) */
   expire(shard: number, id: string, ttlSeconds: number): Promise<void>;
+  /** each (master) node's maxmemory-policy, when it has a memory limit: only noeviction keeps every claim */
+  evictionPolicies(): Promise<string[]>;
 }
 
 export interface RedisStore extends FastStore, ReplayShards {
@@ -218,6 +220,11 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
     },
     async expire(shard, id, ttlSeconds) {
       await wrap(() => commands.expire(claimKey(shard, id), Math.max(1, Math.ceil(ttlSeconds))));
+    },
+    async evictionPolicies() {
+      const nodes = cluster ? cluster.nodes('master') : [commands as Redis];
+      const infos = await wrap(() => Promise.all(nodes.map((n) => n.info('memory'))));
+      return infos.filter((i) => !/^maxmemory:0\r?$/m.test(i)).map((i) => /^maxmemory_policy:(\S+)/m.exec(i)?.[1] ?? 'unknown');
     },
     async publish(channel, message) {
       await wrap(() => commands.publish(prefix + channel, message));

@@ -38,6 +38,7 @@ export class ReplayGenerations {
   /** Postgres knows generations exist (cached once true) */
   #recorded = false;
   #running: Promise<void> | undefined;
+  #policyChecked = false;
   #again = false;
   /** per shard: a settlement in progress, so a burst of claims meeting a new marker settles it once */
   readonly #settling = new Map<number, Promise<void>>();
@@ -115,6 +116,16 @@ export class ReplayGenerations {
     if (!this.#recorded) {
       await this.#db.query('INSERT INTO replay_generations (id) VALUES (1) ON CONFLICT (id) DO NOTHING');
       this.#recorded = true;
+    }
+    if (!this.#policyChecked) {
+      this.#policyChecked = true;
+      void this.#store.evictionPolicies().then((policies) => {
+        const evicting = policies.filter((p) => p !== 'noeviction');
+        // an evicting Redis drops claims but keeps the markers every claim touches: a loss no one sees
+        if (evicting.length) this.#log.error({ store: 'redis', maxmemory_policy: evicting[0] }, 'Redis may evict replay records: set maxmemory-policy noeviction');
+      }, () => {
+        this.#policyChecked = false;
+      });
     }
     if (this.#store.connectionEpoch() === epoch) this.#verifiedEpoch = epoch;
   }

@@ -3,8 +3,10 @@
 // marker missing at start is a loss when Postgres knows generations existed. Real Redis and Postgres;
 // the clock that judges iats is injected so the cut-off can be crossed without waiting for it.
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { createLogger } from '../../src/log.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { migrate } from '../../src/storage/migrate.js';
@@ -221,5 +223,32 @@ describe('replay generations across a failover to a replica that had not caught 
     assert.equal(await claim(a.guard, 'used-on-primary', usedIat), 'replayed', 'the untrusted answer did take the id on the replica');
     assert.equal(await claim(a.guard, 'also-used-on-primary', usedIat), 'predates-loss', 'lost with the primary, refused by the cut-off');
     assert.equal(await claim(a.guard, 'fresh', Math.floor(clock.now() / 1000)), 'free');
+  });
+});
+
+describe('replay generations: a Redis that may evict keys', () => {
+  it('is reported at start (an evicted claim leaves no trace the markers could show)', async () => {
+    const evicting = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] });
+    const careful = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'noeviction'] });
+    const db = await makePgDb();
+    const lines: string[] = [];
+    const log = createLogger('warn', new Writable({ write(chunk, _enc, done) { lines.push(String(chunk)); done(); } }));
+    const stores: RedisStore[] = [];
+    try {
+      await migrate(db.db);
+      for (const server of [evicting, careful]) {
+        const store = createRedisStore(server.url, 'eviction:', log);
+        stores.push(store);
+        await until('redis store ready', () => store.isReady());
+        await new ReplayGenerations(store, db.db, log).check();
+      }
+      await until('the evicting Redis is reported', () => lines.some((l) => l.includes('maxmemory-policy noeviction') && l.includes('allkeys-lru')));
+      assert.equal(lines.filter((l) => l.includes('maxmemory-policy noeviction')).length, 1, `only the evicting Redis is reported: ${lines.join('')}`);
+    } finally {
+      for (const s of stores) await s.close();
+      await evicting.close();
+      await careful.close();
+      await db.cleanup();
+    }
   });
 });
