@@ -291,6 +291,7 @@ async function unconfirmedClaims(ctx: KoaContextWithOIDC, deps: ProviderDeps): P
     if (ctx.status === 200) deps.log.error({ requestId: ctx.state.requestId, error: e.error }, 'a token was answered before its replay check; refused');
     ctx.status = e.statusCode ?? 500;
     ctx.body = { error: e.error ?? 'server_error', error_description: e.error_description ?? 'internal error' };
+    if (ctx.status === 503) ctx.set('Retry-After', '1');
   }
 }
 
