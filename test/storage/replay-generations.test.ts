@@ -3,6 +3,7 @@
 // marker missing at start is a loss when Postgres knows generations existed. Real Redis and Postgres;
 // the clock that judges iats is injected so the cut-off can be crossed without waiting for it.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -10,6 +11,7 @@ import { createLogger } from '../../src/log.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { migrate } from '../../src/storage/migrate.js';
+import { oidcAdapterFactory, type RequestLike } from '../../src/storage/oidc-adapter.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { redisReplayGuard, type ReplayGuard } from '../../src/storage/replay-guard.js';
 import { firstAcceptedIat, parseMarker, quarantineEndMs, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
@@ -139,6 +141,41 @@ describe('replay generations on the shared Redis (own prefix)', () => {
       assert.equal(await claim(g, `no-iat-${name}`, undefined), 'predates-loss', 'iat is required within the window');
     }
     await until('the loss recorded in Postgres', async () => Number((await db.sql<{ c: string | null }>('SELECT last_loss_cutoff_ms::text AS c FROM replay_generations'))[0]?.c) >= lossNoticed);
+  });
+
+  it('oidc-provider\'s replay checks (client authentication everywhere, the proof of exchange and refresh) refuse what predates the loss', async () => {
+    const [a] = instances as [Instance];
+    const jwt = (payload: Record<string, unknown>) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
+    let request: RequestLike | undefined;
+    const adapter = oidcAdapterFactory({
+      db: db.db, clients: undefined as never, replay: a.guard, metadataOf: () => ({}), isClientRevoked: () => false, currentRequest: () => request,
+    })('ReplayDetection');
+    /** a request as oidc-provider asks about it: the assertion's id first, then (in the grant) the proof's */
+    const ask = async (assertionIat: number, proofIat: number) => {
+      const proof = jwt({ jti: `p-${Math.random()}`, iat: proofIat });
+      request = { get: (h) => (h === 'dpop' ? proof : ''), oidc: { client: { clientId: CLIENT }, params: { client_assertion: jwt({ iat: assertionIat }) } } };
+      const proofJti = JSON.parse(Buffer.from(proof.split('.')[1]!, 'base64url').toString()).jti as string;
+      const id = (jti: string) => createHash('sha256').update(`${CLIENT}${jti}`).digest('base64url');
+      return {
+        assertion: () => adapter.find(id(`a-${Math.random()}`)),
+        proof: () => adapter.find(id(proofJti)),
+      };
+    };
+    await deleteKeys(raw, `${prefix.prefix}*`);
+    const old = Math.floor(clock.now() / 1000);
+    const during = await ask(old, old);
+    await assert.rejects(during.assertion(), isQuarantine);
+    const end = quarantineEndMs(a.generations.state.cutoffMs(SHARD));
+    clock.set(end);
+    const fresh = Math.floor(end / 1000);
+    const oldAssertion = await ask(old, fresh);
+    await assert.rejects(oldAssertion.assertion(), (err: Error & { error?: string }) => err.error === 'invalid_client');
+    const oldProof = await ask(fresh, old);
+    assert.equal(await oldProof.assertion(), undefined, 'the assertion is free');
+    await assert.rejects(oldProof.proof(), (err: Error & { error?: string }) => err.error === 'invalid_dpop_proof');
+    const good = await ask(fresh, fresh);
+    assert.equal(await good.assertion(), undefined);
+    assert.equal(await good.proof(), undefined);
   });
 
   it('a marker missing at start is a loss when Postgres knows generations existed (lost while every instance was down)', async () => {
