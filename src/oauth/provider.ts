@@ -192,8 +192,6 @@ export function createProvider(deps: ProviderDeps): Provider {
     async renderError(ctx, out) {
       ctx.type = 'application/json';
       ctx.body = out;
-      // a store away or replay records being recovered: the client should come back shortly
-      if (out.error === 'temporarily_unavailable') ctx.set('Retry-After', '1');
     },
   };
 
@@ -248,6 +246,8 @@ export function createProvider(deps: ProviderDeps): Provider {
 function structuredTokenAnswers(deps: ProviderDeps) {
   return async function structuredTokens(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
     await next();
+    // a store away, or replay records being recovered after a loss: the client should come back shortly
+    if (ctx.status === 503) ctx.set('Retry-After', '1');
     const route = ctx.oidc?.route;
     if (route === 'token') {
       await unconfirmedClaims(ctx, deps);
