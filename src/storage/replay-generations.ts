@@ -21,7 +21,7 @@ import { firstAcceptedIat, markerPrefix, parseMarker, REPLAY_SHARDS, ReplayState
 
 const QUARANTINE = {
   description: 'the server lost its replay records and refuses anything dated before it noticed; retry in a few seconds with a new assertion and proof',
-  detail: 'replay records lost: JWT dated before the cut-off, within the cut-off second',
+  detail: 'replay records lost: JWT dated before the cut-off, during the quarantine',
 };
 const NOT_VERIFIED = {
   description: 'the server is verifying its replay records after a Redis reconnection; retry shortly',

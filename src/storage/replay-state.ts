@@ -143,6 +143,7 @@ export class ReplayState {
   quarantineEndsMs(): number {
     let end = 0;
     for (const cutoff of this.#cutoffs) if (cutoff) end = Math.max(end, quarantineEndMs(cutoff));
-    return end > this.#now() ? end : 0;
+    // asked on every gated request: no clock read while no loss is known
+    return end > 0 && end > this.#now() ? end : 0;
   }
 }
