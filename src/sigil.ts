@@ -200,7 +200,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     proofs: adminProofs,
   });
   const probes: Probe[] = [{ name: 'postgres', ping: () => db.ping() }];
-  if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping() });
+  // a closed connection is known at once, as is the replay state it leaves unverified
+  if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping(), healthy: () => fast.isReady() });
   // the periodic check is how every instance learns of a loss another one noticed
   if (generations) probes.push({ name: 'replay', ping: () => generations.check(), healthy: () => generations.ready() });
   // listen only once Redis is connected, so a fresh instance does not start by refusing everything
