@@ -14,6 +14,8 @@ export interface Config {
   /** DATABASE_DIRECT_URL: a direct Postgres connection for migrations (e.g. past a PgBouncer); unset → databaseUrl */
   databaseDirectUrl: string | undefined;
   redisUrl: string | undefined;
+  /** REDIS_CLUSTER=true: REDIS_URL names the seed nodes of a Redis (or Valkey) Cluster */
+  redisCluster: RedisClusterSettings | undefined;
   /** prefix of every Redis key and pub/sub channel, so test runs and deployments never collide */
   redisPrefix: string;
   dataDir: string;
@@ -87,6 +89,15 @@ export interface JwksUriSettings {
   maxCacheSeconds: number;
 }
 
+export interface RedisClusterSettings {
+  /** seed nodes; the rest of the cluster is discovered from them */
+  nodes: Array<{ host: string; port: number }>;
+  username: string | undefined;
+  password: string | undefined;
+  /** rediss:// seeds: TLS to every node */
+  tls: boolean;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -123,6 +134,29 @@ function url(name: string, raw: string, protocols: string[]): string {
     throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
   }
   return raw;
+}
+
+/** REDIS_CLUSTER=true: REDIS_URL is a comma-separated list of seed node URLs sharing scheme and credentials. */
+function redisClusterSettings(env: Env): RedisClusterSettings | undefined {
+  if (oneOf(env, 'REDIS_CLUSTER', 'false', ['true', 'false']) !== 'true') return undefined;
+  if (!env.REDIS_URL) throw new ConfigError('REDIS_CLUSTER=true needs REDIS_URL: the seed nodes, e.g. redis://10.0.0.1:7000,redis://10.0.0.2:7000');
+  const seeds = env.REDIS_URL.split(',').map((s) => s.trim());
+  const parsed = seeds.map((seed) => new URL(url('REDIS_URL', seed, ['redis:', 'rediss:'])));
+  for (const [i, u] of parsed.entries()) {
+    if (!u.hostname) throw new ConfigError(`REDIS_URL seed "${redactUrl(seeds[i]!)}" names no host`);
+    // a cluster has database 0 only
+    if (u.pathname !== '' && u.pathname !== '/' && u.pathname !== '/0') throw new ConfigError(`REDIS_URL seed "${redactUrl(seeds[i]!)}": a cluster has no database other than 0`);
+  }
+  const first = parsed[0]!;
+  if (parsed.some((u) => u.protocol !== first.protocol || u.username !== first.username || u.password !== first.password)) {
+    throw new ConfigError('REDIS_URL seeds of a cluster must share one scheme (redis:// or rediss://) and the same credentials');
+  }
+  return {
+    nodes: parsed.map((u) => ({ host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || 6379) })),
+    username: first.username ? decodeURIComponent(first.username) : undefined,
+    password: first.password ? decodeURIComponent(first.password) : undefined,
+    tls: first.protocol === 'rediss:',
+  };
 }
 
 function jwksUriSettings(env: Env): JwksUriSettings {
@@ -194,7 +228,9 @@ export function loadConfig(env: Env = process.env): Config {
   const databaseDirectUrl = env.DATABASE_DIRECT_URL ? url('DATABASE_DIRECT_URL', env.DATABASE_DIRECT_URL, ['postgres:', 'postgresql:']) : undefined;
   // without DATABASE_URL the storage is embedded: a direct URL would silently go unused
   if (databaseDirectUrl && !databaseUrl) throw new ConfigError('DATABASE_DIRECT_URL needs DATABASE_URL (without it Sigil uses embedded storage)');
-  const redisUrl = env.REDIS_URL ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : undefined;
+  const redisCluster = redisClusterSettings(env);
+  if (!redisCluster && env.REDIS_URL?.includes(',')) throw new ConfigError('REDIS_URL names several nodes: set REDIS_CLUSTER=true for a Redis Cluster');
+  const redisUrl = env.REDIS_URL && !redisCluster ? url('REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']) : env.REDIS_URL || undefined;
   const logLevel = oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
   const http = httpLimits(env);
 
@@ -205,6 +241,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     databaseDirectUrl,
     redisUrl,
+    redisCluster,
     redisPrefix: env.REDIS_PREFIX || 'sigil:',
     dataDir: path.resolve(env.DATA_DIR || './data'),
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),

@@ -16,17 +16,18 @@ import { createApp } from './server/app.js';
 import { createMetrics, metricsEndpoint, metricsListener } from './server/metrics.js';
 import { closeServer, createHttpServer, listen } from './server/http-listener.js';
 import { StatusStreams } from './server/status-streams.js';
-import { Readiness } from './server/readiness.js';
+import { Readiness, type Probe } from './server/readiness.js';
 import { tokenOutcomes } from './server/token-outcomes.js';
 import { ClientStore, type ClientRecord } from './storage/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
-import { createMemoryStore, createRedisStore } from './storage/fast-store.js';
+import { createMemoryStore, createRedisStore, type FastStore } from './storage/fast-store.js';
 import { migrate } from './storage/migrate.js';
 import { HeldClaims, oidcAdapterFactory } from './storage/oidc-adapter.js';
 import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
 import { DpopProofVerifier } from './oauth/dpop-proof.js';
 import { holdsClaims } from './oauth/grants/shared.js';
 import { redisReplayGuard, sqlReplayGuard } from './storage/replay-guard.js';
+import { ReplayGenerations } from './storage/replay-generations.js';
 import { TokenEventLog } from './storage/token-events.js';
 import { importJWK, type CryptoKey } from 'jose';
 import { accessTokenVerifier } from './oauth/access-tokens.js';
@@ -100,11 +101,14 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const applied = await migrateDatabase(config, db);
   if (applied.length) log.info({ migrations: applied }, 'migrations applied');
 
-  const fast = config.redisUrl ? createRedisStore(config.redisUrl, config.redisPrefix, log) : createMemoryStore();
+  const redis = config.redisUrl ? createRedisStore(config.redisCluster ?? config.redisUrl, config.redisPrefix, log) : undefined;
+  const fast: FastStore = redis ?? createMemoryStore();
   if (!config.redisUrl) {
     log.warn('no REDIS_URL: using an in-process stand-in; run a single instance only (replay records stay in Postgres)');
   }
-  const replay = config.redisUrl ? redisReplayGuard(fast) : sqlReplayGuard(db);
+  // replay records in Redis come with the generation that tells when Redis lost them
+  const generations = redis && new ReplayGenerations(redis, db, log);
+  const replay = redis && generations ? redisReplayGuard(redis, generations) : sqlReplayGuard(db);
   const clients = new ClientStore(db, fast);
   const revocationList = new RevocationList(db, fast, log);
   await revocationList.start();
@@ -223,10 +227,14 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     replay,
     proofs: adminProofs,
   });
-  const probes = [{ name: 'postgres', ping: () => db.ping() }];
-  if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping() });
+  const probes: Probe[] = [{ name: 'postgres', ping: () => db.ping() }];
+  // a closed connection is known at once, as is the replay state it leaves unverified
+  if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping(), healthy: () => fast.isReady() });
+  // the periodic check is how every instance learns of a loss another one noticed
+  if (generations) probes.push({ name: 'replay', ping: () => generations.check(), healthy: () => generations.ready() });
   // listen only once Redis is connected, so a fresh instance does not start by refusing everything
   if (!(await fast.whenReady(5000))) log.error({ store: 'redis' }, 'redis not reachable at start; refusing tokens until it is');
+  await generations?.check().catch((err: Error) => log.error({ store: 'redis', reason: err.message }, 'replay records not verified at start; refusing tokens until they are'));
   const readiness = new Readiness(probes, log);
   await readiness.check();
 

@@ -268,6 +268,8 @@ async function onlyAdvertisedMetadata(ctx: KoaContextWithOIDC, next: () => Promi
 function structuredTokenAnswers(deps: ProviderDeps) {
   return async function structuredTokens(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
     await next();
+    // a store away, or replay records being recovered after a loss: the client should come back shortly
+    if (ctx.status === 503) ctx.set('Retry-After', '1');
     const route = ctx.oidc?.route;
     if (route === 'token') {
       await unconfirmedClaims(ctx, deps);
@@ -311,6 +313,7 @@ async function unconfirmedClaims(ctx: KoaContextWithOIDC, deps: ProviderDeps): P
     if (ctx.status === 200) deps.log.error({ requestId: ctx.state.requestId, error: e.error }, 'a token was answered before its replay check; refused');
     ctx.status = e.statusCode ?? 500;
     ctx.body = { error: e.error ?? 'server_error', error_description: e.error_description ?? 'internal error' };
+    if (ctx.status === 503) ctx.set('Retry-After', '1');
   }
 }
 

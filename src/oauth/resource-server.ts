@@ -48,9 +48,10 @@ export function createResourceServer(opts: {
     if (proof.thumbprint !== jkt) {
       throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was not made with the key the token is bound to');
     }
-    if (!(await opts.replay.claim(`rs:${claims.client_id}:${proof.jti}`, PROOF_MAX_AGE_SECONDS + PROOF_MAX_SKEW_SECONDS))) {
-      throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was already used');
-    }
+    // after the answer: the claim may be what reveals that Redis lost its replay records
+    const verdict = await opts.replay.claim(claims.client_id, { id: `rs:${claims.client_id}:${proof.jti}`, iat: () => proof.iat }, PROOF_MAX_AGE_SECONDS + PROOF_MAX_SKEW_SECONDS);
+    if (verdict === 'replayed') throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was already used');
+    if (verdict === 'predates-loss') throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was issued before the server lost its replay records; make a new one');
     return claims;
   };
 }

@@ -1,10 +1,13 @@
 // Knows whether the stores a safe answer depends on are reachable, by pinging them every interval.
-// While either is down, the token and admin paths answer 503 instead of guessing (fail closed).
+// While either is down, the token and admin paths answer 503 instead of guessing (fail closed). So
+// do they for a few seconds after Redis lost its replay records (see storage/replay-generations.ts).
 import type { Logger } from '../log.js';
 
 export interface Probe {
   name: string;
   ping(): Promise<void>;
+  /** known without a round trip, between pings: whether the probe's part is fit to serve now */
+  healthy?(): boolean;
 }
 
 export class Readiness {
@@ -38,11 +41,12 @@ export class Readiness {
 
   get ready(): boolean {
     for (const ok of this.#status.values()) if (!ok) return false;
+    for (const p of this.#probes) if (p.healthy && !p.healthy()) return false;
     return true;
   }
 
   report(): Record<string, 'up' | 'down'> {
-    return Object.fromEntries([...this.#status].map(([k, ok]) => [k, ok ? 'up' : 'down']));
+    return Object.fromEntries(this.#probes.map((p) => [p.name, this.#status.get(p.name) && (!p.healthy || p.healthy()) ? 'up' : 'down']));
   }
 
   stop(): void {

@@ -3,10 +3,10 @@
 //  - ReplayDetection: the atomic, shared claim (see replay-guard.ts);
 //  - everything else (grants, refresh tokens, registration tokens): rows in oidc_models.
 import { createHash } from 'node:crypto';
-import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { ClientRecord, ClientStore } from './client-store.js';
 import type { Db } from './db.js';
-import type { ReplayGuard } from './replay-guard.js';
+import type { ClaimVerdict, ReplayClaim, ReplayGuard } from './replay-guard.js';
 
 export type ClientMetadataOf = (record: ClientRecord) => AdapterPayload;
 
@@ -47,29 +47,41 @@ export interface RequestLike {
   oidc?: { route?: string; params?: Record<string, unknown>; client?: { clientId: string; grantTypeAllowed?(type: string): boolean } };
 }
 
-/**
- * The replay id oidc-provider will ask about for this request's DPoP proof: sha256(client_id + jti),
- * as in its ReplayDetection.unique(). Read from the proof without verifying it: it is claimed only
- * together with the (verified) client assertion, so it only ever burns that client's own jti.
- */
-function proofReplayId(req: RequestLike): string | undefined {
-  const clientId = req.oidc?.client?.clientId;
-  const payload = req.get('dpop').split('.')[1];
-  if (!clientId || !payload) return undefined;
+/** the payload of a compact JWT, not verified (undefined when it is not one) */
+function jwtPayload(jwt: unknown): Record<string, unknown> | undefined {
+  const payload = typeof jwt === 'string' ? jwt.split('.')[1] : undefined;
+  if (!payload) return undefined;
   try {
-    const { jti } = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { jti?: unknown };
-    return typeof jti === 'string' && jti ? createHash('sha256').update(`${clientId}${jti}`).digest('base64url') : undefined;
+    const value: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+const iatOf = (payload: Record<string, unknown> | undefined): number | undefined => (typeof payload?.iat === 'number' ? payload.iat : undefined);
+
+/**
+ * The claim oidc-provider will ask about for this request's DPoP proof: id sha256(client_id + jti),
+ * as in its ReplayDetection.unique(), and the proof's iat. Read from the proof without verifying it:
+ * it is claimed only together with the (verified) client assertion, so it only ever burns that
+ * client's own jti, and the proof is verified before anything is issued (same bytes, same iat).
+ */
+function proofClaim(req: RequestLike): ReplayClaim | undefined {
+  const clientId = req.oidc?.client?.clientId;
+  const payload = clientId ? jwtPayload(req.get('dpop')) : undefined;
+  const jti = payload?.jti;
+  if (typeof jti !== 'string' || !jti) return undefined;
+  const iat = iatOf(payload);
+  return { id: createHash('sha256').update(`${clientId}${jti}`).digest('base64url'), iat: () => iat };
 }
 
 /** which claim of a token request: its client assertion's jti (always the first) or its DPoP proof's */
 export type ClaimKind = 'assertion' | 'proof';
 export interface HeldClaim {
   kind: ClaimKind;
-  /** resolves true when the id was free (this request claimed it), false for a replay */
-  free: Promise<boolean>;
+  /** what the claim found (see ReplayGuard) */
+  verdict: Promise<ClaimVerdict>;
 }
 
 /**
@@ -85,7 +97,7 @@ export class HeldClaims {
 
   hold(req: object, claim: HeldClaim): void {
     // an answer nobody takes (the request failed first) must not surface as an unhandled rejection
-    claim.free.catch(() => {});
+    claim.verdict.catch(() => {});
     const list = this.#held.get(req);
     if (list) list.push(claim);
     else this.#held.set(req, [claim]);
@@ -99,6 +111,13 @@ export class HeldClaims {
   }
 }
 
+/** The refusal of a JWT that predates a loss of replay records: it may have been used before. */
+export function predatesLoss(kind: ClaimKind): errors.OIDCProviderError {
+  return kind === 'assertion'
+    ? new errors.InvalidClientAuth('client assertion was issued before the server lost its replay records (or has no iat); make a new one')
+    : new errors.InvalidDpopProof('DPoP proof was issued before the server lost its replay records; make a new one');
+}
+
 /**
  * oidc-provider's ReplayDetection.unique() does find() then upsert(). Making find() the atomic claim
  * closes the window between the two: of N concurrent copies exactly one finds nothing.
@@ -107,31 +126,35 @@ export class HeldClaims {
  * one after the other) and keeps the proof's answer for when oidc-provider asks.
  */
 class ReplayAdapter extends ReadOnly implements Adapter {
-  readonly #early = new WeakMap<object, Map<string, Promise<boolean>>>();
+  readonly #early = new WeakMap<object, Map<string, Promise<ClaimVerdict>>>();
 
   constructor(private readonly guard: ReplayGuard, private readonly currentRequest: CurrentRequest, private readonly held: HeldClaims | undefined) {
     super();
   }
 
-  /** whether `id` is free: claimed now, or answered by the request's first round trip */
-  #claim(id: string, req: RequestLike | undefined): { kind: ClaimKind; free: Promise<boolean> } {
-    if (!req) return { kind: 'assertion', free: this.guard.claim(id, REPLAY_CLAIM_TTL) };
+  /** what `id` found: claimed now, or answered by the request's first round trip */
+  #claim(id: string, req: RequestLike | undefined): HeldClaim {
+    // only requests reach here (client authentication, a grant's proof): each claim belongs to a client
+    const clientId = req?.oidc?.client?.clientId ?? '';
+    if (!req) return { kind: 'assertion', verdict: this.guard.claim(clientId, { id, iat: () => undefined }, REPLAY_CLAIM_TTL) };
     const early = this.#early.get(req);
     if (early) {
       const answer = early.get(id);
       early.delete(id);
-      return { kind: 'proof', free: answer ?? this.guard.claim(id, REPLAY_CLAIM_TTL) };
+      return { kind: 'proof', verdict: answer ?? this.guard.claim(clientId, { id, iat: () => iatOf(jwtPayload(req.get('dpop'))) }, REPLAY_CLAIM_TTL) };
     }
-    const claims = new Map<string, Promise<boolean>>();
+    const claims = new Map<string, Promise<ClaimVerdict>>();
     this.#early.set(req, claims);
-    const proofId = req.get('dpop') ? proofReplayId(req) : undefined;
-    if (!proofId || proofId === id) return { kind: 'assertion', free: this.guard.claim(id, REPLAY_CLAIM_TTL) };
-    const pair = this.guard.claimPair(id, proofId, REPLAY_CLAIM_TTL);
-    const proof = pair.then(([, claimed]) => claimed);
+    // read only when a loss makes it matter; oidc-provider verified the assertion before asking
+    const assertion: ReplayClaim = { id, iat: () => iatOf(jwtPayload(req.oidc?.params?.client_assertion)) };
+    const proof = req.get('dpop') ? proofClaim(req) : undefined;
+    if (!proof || proof.id === id) return { kind: 'assertion', verdict: this.guard.claim(clientId, assertion, REPLAY_CLAIM_TTL) };
+    const pair = this.guard.claimPair(clientId, assertion, proof, REPLAY_CLAIM_TTL);
+    const proofVerdict = pair.then(([, v]) => v);
     // an early answer nobody asks for (the request failed before) must not surface as unhandled
-    proof.catch(() => {});
-    claims.set(proofId, proof);
-    return { kind: 'assertion', free: pair.then(([claimed]) => claimed) };
+    proofVerdict.catch(() => {});
+    claims.set(proof.id, proofVerdict);
+    return { kind: 'assertion', verdict: pair.then(([v]) => v) };
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -141,15 +164,17 @@ class ReplayAdapter extends ReadOnly implements Adapter {
       this.held.hold(req, claim);
       return undefined;
     }
-    if (await claim.free) return undefined;
+    const verdict = await claim.verdict;
+    if (verdict === 'free') return undefined;
+    if (verdict === 'predates-loss') throw predatesLoss(claim.kind);
     // already claimed: answer with a record that oidc-provider accepts as "seen"
     const now = Math.floor(Date.now() / 1000);
     return { jti: id, kind: 'ReplayDetection', iat: now, exp: now + 60 };
   }
-  override async upsert(id: string, _payload: AdapterPayload, expiresIn: number): Promise<void> {
+  override async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     // the claim made by find() already lasts long enough for every assertion and proof Sigil accepts
     // (both live at most 300 s); only a longer life needs another round trip
-    if (expiresIn > REPLAY_CLAIM_TTL) await this.guard.extend(id, expiresIn);
+    if (expiresIn > REPLAY_CLAIM_TTL) await this.guard.extend(String(payload.iss ?? ''), id, expiresIn);
   }
 }
 

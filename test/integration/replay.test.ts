@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   assertIssued, assertOAuthError, decodePayload, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse,
 } from '../support/forge.js';
+import { shardOf } from '../../src/storage/replay-state.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin } from '../support/sigil.js';
@@ -85,7 +86,7 @@ async function assertIssuedInLog(storage: TestStorage, clientId: string, expecte
   assert.equal(await issuedCount(storage, clientId), expected, 'token_events must record exactly the tokens the responses carried');
 }
 
-function scenarios(label: string, withRedis: boolean, seen: (pair: Pair, id: string) => Promise<boolean>) {
+function scenarios(label: string, withRedis: boolean, seen: (pair: Pair, clientId: string, id: string) => Promise<boolean>) {
   describe(label, () => {
     let pair: Pair;
     before(async () => {
@@ -118,7 +119,7 @@ function scenarios(label: string, withRedis: boolean, seen: (pair: Pair, id: str
         const responses = await fire(pair, Array.from({ length: COPIES }, () => shot));
         exactlyOne(responses, [[401, 'invalid_client'], [400, 'invalid_dpop_proof']]);
         const jti = decodePayload(shot.assertion).jti as string;
-        assert.ok(await seen(pair, replayId(client.clientId, jti)), 'the assertion jti is recorded in the shared replay store');
+        assert.ok(await seen(pair, client.clientId, replayId(client.clientId, jti)), 'the assertion jti is recorded in the shared replay store');
       }
       await assertIssuedInLog(pair.storage, client.clientId, ROUNDS);
     });
@@ -143,7 +144,7 @@ function scenarios(label: string, withRedis: boolean, seen: (pair: Pair, id: str
         const token = exactlyOne(responses, [[400, 'invalid_dpop_proof']]);
         assert.equal(decodePayload(token).client_id, client.clientId);
         const jti = decodePayload(proof).jti as string;
-        assert.ok(await seen(pair, replayId(client.clientId, jti)), 'the proof jti is recorded in the shared replay store');
+        assert.ok(await seen(pair, client.clientId, replayId(client.clientId, jti)), 'the proof jti is recorded in the shared replay store');
       }
       await assertIssuedInLog(pair.storage, client.clientId, ROUNDS);
     });
@@ -151,8 +152,8 @@ function scenarios(label: string, withRedis: boolean, seen: (pair: Pair, id: str
 }
 
 describe('replay across two server processes', () => {
-  scenarios('with Redis (SET NX)', true, async (pair, id) => (await pair.storage.redis.exists(`${pair.storage.redisPrefix}replay:${id}`)) === 1);
-  scenarios('without REDIS_URL (Postgres INSERT ... ON CONFLICT)', false, async (pair, id) => {
+  scenarios('with Redis (SET NX)', true, async (pair, clientId, id) => (await pair.storage.redis.exists(`${pair.storage.redisPrefix}{replay-${shardOf(clientId)}}:id:${id}`)) === 1);
+  scenarios('without REDIS_URL (Postgres INSERT ... ON CONFLICT)', false, async (pair, _clientId, id) => {
     const rows = await pair.storage.sql('SELECT id FROM replay_records WHERE id = $1 AND expires_at > now()', [id]);
     return rows.length === 1;
   });

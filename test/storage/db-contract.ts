@@ -282,9 +282,10 @@ export function dbContract(name: string, makeDb: MakeDb): void {
       const a = sqlReplayGuard(ctx.t.db);
       const b = sqlReplayGuard(ctx.t.second());
       try {
-        assert.equal(await a.claim('shared-1', 60), true);
-        assert.equal(await b.claim('shared-1', 60), false);
-        assert.equal(await a.claim('shared-1', 60), false);
+        const shared = { id: 'shared-1', iat: () => undefined };
+        assert.equal(await a.claim('client', shared, 60), 'free');
+        assert.equal(await b.claim('client', shared, 60), 'replayed');
+        assert.equal(await a.claim('client', shared, 60), 'replayed');
         const rows = await ctx.t.sql<{ id: string }>("SELECT id FROM replay_records WHERE id = 'shared-1'");
         assert.equal(rows.length, 1);
       } finally {

@@ -1,11 +1,12 @@
-// The FastStore contract (one-time claims + the pub/sub bus every instance listens on), run against
-// Redis and the in-process store; and how the Redis store fails when Redis is not there.
+// The FastStore contract (the pub/sub bus every instance listens on), run against Redis and the
+// in-process store; and how the Redis store fails when Redis is not there. One-time claims are the
+// replay guard's (replay-guard.test.ts).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { errors } from 'oidc-provider';
 import { StorageUnavailable } from '../../src/storage/errors.js';
-import { createMemoryStore, createRedisStore, type FastStore } from '../../src/storage/fast-store.js';
+import { createMemoryStore, createRedisStore, type FastStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { silentLog, testRedisPrefix, until, withinGuard } from './helpers.js';
 
 interface Fleet {
@@ -39,43 +40,6 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
     const fleet = makeFleet();
     after(async () => {
       await fleet.cleanup();
-    });
-
-    it('claimOnce: true once, then false; keys are independent', async () => {
-      const s = await fleet.instance();
-      const k = uid('claim');
-      assert.equal(await s.claimOnce(k, 60), true);
-      assert.equal(await s.claimOnce(k, 60), false);
-      assert.equal(await s.claimOnce(`${k}-2`, 60), true);
-    });
-
-    it('claimOnce: 50 concurrent claims, exactly one true', async () => {
-      const s = await fleet.instance();
-      const k = uid('race');
-      const results = await Promise.all(Array.from({ length: 50 }, () => s.claimOnce(k, 60)));
-      assert.equal(results.filter(Boolean).length, 1);
-    });
-
-    it('claimOnce: an expired claim can be claimed again (polled)', async () => {
-      const s = await fleet.instance();
-      const k = uid('ttl');
-      assert.equal(await s.claimOnce(k, 1), true);
-      await until('the claim expires', () => s.claimOnce(k, 60));
-      assert.equal(await s.claimOnce(k, 60), false);
-    });
-
-    it('expire: lengthens a claim; on an absent key it is a no-op', async () => {
-      const s = await fleet.instance();
-      const probe = uid('probe');
-      const kept = uid('kept');
-      assert.equal(await s.claimOnce(probe, 1), true);
-      assert.equal(await s.claimOnce(kept, 1), true);
-      await s.expire(kept, 300);
-      await until('the probe expires', () => s.claimOnce(probe, 60));
-      assert.equal(await s.claimOnce(kept, 60), false, 'the extended claim still holds');
-      const absent = uid('absent');
-      await s.expire(absent, 300);
-      assert.equal(await s.claimOnce(absent, 60), true, 'expire() did not create a claim');
     });
 
     it('publish reaches every subscriber of the channel, and only that channel', async () => {
@@ -130,17 +94,9 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
         assert.deepEqual(real(gotA).sort(), ['from-a', 'from-b']);
         assert.deepEqual(real(gotB).sort(), ['from-a', 'from-b']);
       });
-
-      it('claims are shared: what one instance claimed, another cannot', async () => {
-        const a = await fleet.instance();
-        const b = await fleet.instance();
-        const k = uid('shared');
-        assert.equal(await a.claimOnce(k, 60), true);
-        assert.equal(await b.claimOnce(k, 60), false);
-      });
     }
 
-    it('a store on a different bus does not receive, and does not share claims', async () => {
+    it('a store on a different bus does not receive', async () => {
       const a = await fleet.instance();
       const stranger = await fleet.stranger();
       const strangerPeer = await fleet.stranger();
@@ -157,10 +113,6 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
       await strangerPeer.publish(channel, 'marker');
       await until('marker', () => heard.includes('marker'));
       assert.deepEqual(real(heard), ['marker']);
-
-      const k = uid('iso-claim');
-      assert.equal(await a.claimOnce(k, 60), true);
-      assert.equal(await stranger.claimOnce(k, 60), true, 'a different prefix is a different namespace');
     });
   });
 }
@@ -210,7 +162,7 @@ fastStoreContract('createMemoryStore', () => {
 }, { multiInstance: false });
 
 describe('createRedisStore: Redis unreachable', () => {
-  const stores: FastStore[] = [];
+  const stores: RedisStore[] = [];
   after(async () => {
     for (const s of stores) await s.close();
   });
@@ -232,16 +184,18 @@ describe('createRedisStore: Redis unreachable', () => {
     return true;
   };
 
-  it('claimOnce() rejects with StorageUnavailable (503 temporarily_unavailable) instead of hanging', async () => {
+  it('claim() rejects with StorageUnavailable (503 temporarily_unavailable) instead of hanging', async () => {
     const s = unreachable();
-    await assert.rejects(withinGuard(s.claimOnce('k', 60), 10_000, 'claimOnce'), isUnavailable);
+    await assert.rejects(withinGuard(s.claim(0, 'marker', ['k'], 60), 10_000, 'claim'), isUnavailable);
     // still refusing on later calls (reconnect attempts in the background)
-    await assert.rejects(withinGuard(s.claimOnce('k', 60), 10_000, 'claimOnce'), isUnavailable);
+    await assert.rejects(withinGuard(s.claim(0, 'marker', ['k'], 60), 10_000, 'claim'), isUnavailable);
   });
 
-  it('expire(), publish() and ping() reject the same way', async () => {
+  it('readMarker(), startGeneration(), expire(), publish() and ping() reject the same way', async () => {
     const s = unreachable();
-    await assert.rejects(withinGuard(s.expire('k', 60), 10_000, 'expire'), isUnavailable);
+    await assert.rejects(withinGuard(s.readMarker(0), 10_000, 'readMarker'), isUnavailable);
+    await assert.rejects(withinGuard(s.startGeneration(0, undefined, 'ab:1:0'), 10_000, 'startGeneration'), isUnavailable);
+    await assert.rejects(withinGuard(s.expire(0, 'k', 60), 10_000, 'expire'), isUnavailable);
     await assert.rejects(withinGuard(s.publish('c', 'm'), 10_000, 'publish'), isUnavailable);
     await assert.rejects(withinGuard(s.ping(), 10_000, 'ping'), isUnavailable);
   });
@@ -254,7 +208,11 @@ describe('createRedisStore: Redis unreachable', () => {
 
   it('redisReplayGuard over an unreachable store refuses (never answers "not a replay")', async () => {
     const { redisReplayGuard } = await import('../../src/storage/replay-guard.js');
-    const g = redisReplayGuard(unreachable());
-    await assert.rejects(withinGuard(g.claim('jti', 60), 10_000, 'claim'), isUnavailable);
+    const { ReplayGenerations } = await import('../../src/storage/replay-generations.js');
+    const store = unreachable();
+    const generations = new ReplayGenerations(store, undefined as never, silentLog);
+    await assert.rejects(withinGuard(generations.check(), 10_000, 'check'), isUnavailable);
+    const g = redisReplayGuard(store, generations);
+    await assert.rejects(withinGuard(g.claim('client', { id: 'jti', iat: () => undefined }, 60), 10_000, 'claim'), isUnavailable);
   });
 });

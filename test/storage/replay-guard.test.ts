@@ -1,12 +1,36 @@
 // The replay-guard contract (one-time use of a jti, shared by every instance), run against each
-// implementation: Redis SET NX, the in-process store, and INSERT ... ON CONFLICT on Postgres and PGlite.
+// implementation: the Redis claim script (with its replay generations) and INSERT ... ON CONFLICT on
+// Postgres and PGlite. What happens when Redis loses its records: replay-generations.test.ts.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { createMemoryStore, createRedisStore, type FastStore } from '../../src/storage/fast-store.js';
+import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { migrate } from '../../src/storage/migrate.js';
-import { redisReplayGuard, sqlReplayGuard, type ReplayGuard } from '../../src/storage/replay-guard.js';
+import { ReplayGenerations } from '../../src/storage/replay-generations.js';
+import { redisReplayGuard, sqlReplayGuard, type ReplayGuard as Guard } from '../../src/storage/replay-guard.js';
+import { shardOf } from '../../src/storage/replay-state.js';
 import { makePgDb, makePgliteDb, silentLog, testRedisPrefix, until, type TestDb } from './helpers.js';
+
+/** every claim of these tests belongs to one client, with a fresh iat */
+const CLIENT = 'contract-client';
+const now = () => Math.floor(Date.now() / 1000);
+
+/** The guard as the contract speaks of it: true when the id was free. */
+interface ReplayGuard {
+  claim(id: string, ttl: number): Promise<boolean>;
+  claimPair(first: string, second: string, ttl: number): Promise<[boolean, boolean]>;
+  extend(id: string, ttl: number): Promise<void>;
+  close(): void;
+}
+function simple(g: Guard): ReplayGuard {
+  const c = (id: string) => ({ id, iat: now });
+  return {
+    claim: async (id, ttl) => (await g.claim(CLIENT, c(id), ttl)) === 'free',
+    claimPair: async (a, b, ttl) => (await g.claimPair(CLIENT, c(a), c(b), ttl)).map((v) => v === 'free') as [boolean, boolean],
+    extend: (id, ttl) => g.extend(CLIENT, id, ttl),
+    close: () => g.close(),
+  };
+}
 
 interface GuardFixture {
   guard: ReplayGuard;
@@ -119,13 +143,13 @@ function sqlFixture(make: () => Promise<TestDb>) {
     const t = await make();
     await migrate(t.db);
     const guards: ReplayGuard[] = [];
-    const guard = sqlReplayGuard(t.db);
+    const guard = simple(sqlReplayGuard(t.db));
     guards.push(guard);
     return {
       guard,
       other: t.db.kind === 'postgres'
         ? async () => {
-            const g = sqlReplayGuard(t.second());
+            const g = simple(sqlReplayGuard(t.second()));
             guards.push(g);
             return g;
           }
@@ -140,50 +164,59 @@ function sqlFixture(make: () => Promise<TestDb>) {
 
 replayContract('redisReplayGuard(createRedisStore)', async () => {
   const r = testRedisPrefix('rg');
-  const stores: FastStore[] = [createRedisStore(r.url, r.prefix, silentLog)];
-  await until('redis ready', () => stores[0]!.isReady());
+  const t = await makePgDb();
+  await migrate(t.db);
+  const stores: RedisStore[] = [];
+  const make = async () => {
+    const s = createRedisStore(r.url, r.prefix, silentLog);
+    stores.push(s);
+    await until('redis ready', () => s.isReady());
+    const generations = new ReplayGenerations(s, t.db, silentLog);
+    await generations.check();
+    return simple(redisReplayGuard(s, generations));
+  };
   return {
-    guard: redisReplayGuard(stores[0]!),
-    other: async () => {
-      const s = createRedisStore(r.url, r.prefix, silentLog);
-      stores.push(s);
-      await until('redis ready', () => s.isReady());
-      return redisReplayGuard(s);
-    },
+    guard: await make(),
+    other: make,
     async cleanup() {
       for (const s of stores) await s.close();
       await r.cleanup();
+      await t.cleanup();
     },
   };
-});
-
-replayContract('redisReplayGuard(createMemoryStore)', async () => {
-  const store = createMemoryStore();
-  return { guard: redisReplayGuard(store), cleanup: () => store.close() };
 });
 
 replayContract('sqlReplayGuard(postgres)', sqlFixture(makePgDb));
 replayContract('sqlReplayGuard(pglite)', sqlFixture(makePgliteDb));
 
-describe('replay guard: redis records live under the store prefix', () => {
-  it('a claim is a key <prefix>replay:<id> with a ttl', async () => {
+describe('replay guard: redis records live under the store prefix, in their client\'s shard', () => {
+  it('a claim is a key <prefix>{replay-<shard>}:id:<id> with a ttl, beside the shard\'s generation marker', async () => {
     const r = testRedisPrefix('rgk');
+    const t = await makePgDb();
+    await migrate(t.db);
     const store = createRedisStore(r.url, r.prefix, silentLog);
     const { Redis } = await import('ioredis');
     const raw = new Redis(r.url, { maxRetriesPerRequest: 1 });
     try {
       await until('redis ready', () => store.isReady());
-      const guard = redisReplayGuard(store);
+      const generations = new ReplayGenerations(store, t.db, silentLog);
+      await generations.check();
+      const guard = simple(redisReplayGuard(store, generations));
       assert.equal(await guard.claim('abc', 30), true);
-      const ttl = await raw.ttl(`${r.prefix}replay:abc`);
+      const shard = shardOf(CLIENT);
+      const key = `${r.prefix}{replay-${shard}}:id:abc`;
+      const ttl = await raw.ttl(key);
       assert.ok(ttl > 0 && ttl <= 30, `ttl ${ttl}`);
       await guard.extend('abc', 500);
-      const ttl2 = await raw.ttl(`${r.prefix}replay:abc`);
+      const ttl2 = await raw.ttl(key);
       assert.ok(ttl2 > 30 && ttl2 <= 500, `ttl after extend ${ttl2}`);
+      assert.match(await raw.get(`${r.prefix}{replay-${shard}}:generation`) ?? '', /^[0-9a-f]+:\d+:0:[0-9a-f]{40}$/, 'a first generation, without a cut-off');
+      assert.equal(await raw.ttl(`${r.prefix}{replay-${shard}}:generation`), -1, 'the marker never expires');
     } finally {
       raw.disconnect();
       await store.close();
       await r.cleanup();
+      await t.cleanup();
     }
   });
 });
@@ -199,8 +232,8 @@ describe('replay guard: postgres records', () => {
   });
 
   it('50 claims racing from two separate Db objects (two pools): exactly one wins', async () => {
-    const a = sqlReplayGuard(t.db);
-    const b = sqlReplayGuard(t.second());
+    const a = simple(sqlReplayGuard(t.db));
+    const b = simple(sqlReplayGuard(t.second()));
     try {
       for (let round = 0; round < 3; round++) {
         const jti = id(`pools-${round}`);
@@ -214,7 +247,7 @@ describe('replay guard: postgres records', () => {
   });
 
   it('extend() sets the stored expiry', async () => {
-    const g = sqlReplayGuard(t.db);
+    const g = simple(sqlReplayGuard(t.db));
     try {
       assert.equal(await g.claim('ext-row', 5), true);
       await g.extend('ext-row', 3600);

@@ -45,7 +45,7 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-export async function startRedisServer(opts: { port?: number } = {}): Promise<RedisServer> {
+export async function startRedisServer(opts: { port?: number; /** more redis-server options, e.g. cluster mode */ args?: string[] } = {}): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
   const dir = await mkdtemp(path.join(tmpdir(), 'sigil-redis-'));
   const logs: string[] = [];
@@ -68,7 +68,7 @@ export async function startRedisServer(opts: { port?: number } = {}): Promise<Re
       if (alive()) return;
       const proc = spawn(
         REDIS_SERVER_BIN,
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice'],
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice', ...(opts.args ?? [])],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       child = proc;

@@ -21,6 +21,8 @@ export interface TcpProxy {
   /** how many connections were accepted since the proxy started */
   readonly acceptedConnections: number;
   cut(mode?: CutMode): void;
+  /** send new connections to another server (a failover behind one address); open ones are untouched */
+  retarget(target: { host: string; port: number }): void;
   /** forward again; held and blackholed connections are reset so their owners reconnect */
   restore(): void;
   close(): Promise<void>;
@@ -38,6 +40,7 @@ export async function startTcpProxy(target: { host: string; port: number }, opts
   const stalled = new Set<Socket>();
   let mode: CutMode | undefined;
   let accepted = 0;
+  let current = target;
 
   const reset = (s: Socket) => {
     if (!s.destroyed) s.resetAndDestroy();
@@ -56,7 +59,7 @@ export async function startTcpProxy(target: { host: string; port: number }, opts
     if (mode === 'refuse') return reset(client);
     if (mode === 'hold' || mode === 'blackhole') return stall(client);
 
-    const upstream = connect(target.port, target.host);
+    const upstream = connect(current.port, current.host);
     upstream.on('error', () => {});
     const pair: Pair = { client, upstream };
     pairs.add(pair);
@@ -109,6 +112,9 @@ export async function startTcpProxy(target: { host: string; port: number }, opts
           reset(pair.upstream);
         }
       }
+    },
+    retarget(next) {
+      current = next;
     },
     restore() {
       mode = undefined;

@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       databaseUrl: undefined,
       databaseDirectUrl: undefined,
       redisUrl: undefined,
+      redisCluster: undefined,
       redisPrefix: 'sigil:',
       dataDir: path.resolve('./data'),
       accessTokenTtl: 300,
@@ -196,5 +197,38 @@ describe('loadConfig', () => {
     refused({ METRICS_TOKEN: `${'t'.repeat(32)} x` }, /METRICS_TOKEN/);
     refused({ METRICS_PORT: '3000' }, /METRICS_PORT must differ from PORT/);
     refused({ METRICS_CLIENT_IDS: Array.from({ length: 101 }, (_, i) => `c${i}`).join(',') }, /METRICS_CLIENT_IDS may name at most 100/);
+  });
+
+  it('REDIS_CLUSTER=true reads REDIS_URL as the cluster\'s seed nodes', () => {
+    const c = loadConfig({ REDIS_CLUSTER: 'true', REDIS_URL: 'redis://10.0.0.1:7000, redis://10.0.0.2:7001,redis://[::1]' });
+    assert.deepEqual(c.redisCluster, {
+      nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7001 }, { host: '::1', port: 6379 }],
+      username: undefined, password: undefined, tls: false,
+    });
+    assert.equal(c.redisUrl, 'redis://10.0.0.1:7000, redis://10.0.0.2:7001,redis://[::1]', 'REDIS_URL is still what says Redis is used');
+    const tls = loadConfig({ REDIS_CLUSTER: 'true', REDIS_URL: 'rediss://sigil:p%40ss@a:7000,rediss://sigil:p%40ss@b:7000/0' });
+    assert.deepEqual(tls.redisCluster, { nodes: [{ host: 'a', port: 7000 }, { host: 'b', port: 7000 }], username: 'sigil', password: 'p@ss', tls: true });
+    assert.equal(loadConfig({ REDIS_CLUSTER: 'false', REDIS_URL: 'redis://a:1/2' }).redisCluster, undefined);
+  });
+
+  it('refuses a cluster configuration that cannot work, without printing a password', () => {
+    refused({ REDIS_CLUSTER: 'true' }, /REDIS_CLUSTER=true needs REDIS_URL/);
+    refused({ REDIS_CLUSTER: 'yes', REDIS_URL: 'redis://a:1' }, /REDIS_CLUSTER must be one of true, false/);
+    refused({ REDIS_CLUSTER: 'true', REDIS_URL: 'redis://a:1,http://b:2' }, /REDIS_URL must use redis: or rediss:/);
+    refused({ REDIS_CLUSTER: 'true', REDIS_URL: 'redis://a:1,rediss://b:2' }, /share one scheme/);
+    refused({ REDIS_CLUSTER: 'true', REDIS_URL: 'redis://u:secret1@a:1,redis://u:secret2@b:2' }, /same credentials/);
+    refused({ REDIS_URL: 'redis://a:1,redis://b:2' }, /set REDIS_CLUSTER=true/);
+    for (const env of [
+      { REDIS_CLUSTER: 'true', REDIS_URL: 'redis://u:hunter2@a:1/3' },
+      { REDIS_CLUSTER: 'true', REDIS_URL: 'redis://u:hunter2@a:1,redis://u:hunter2@b:99999' },
+      { REDIS_URL: 'redis://u:hunter2@a:notaport' },
+      { DATABASE_URL: 'postgres://u:hunter2@db:notaport/sigil' },
+    ]) {
+      assert.throws(() => loadConfig(env), (err: Error) => {
+        assert.ok(err instanceof ConfigError, err.message);
+        assert.doesNotMatch(err.message, /hunter2/, `the password is not in "${err.message}"`);
+        return true;
+      });
+    }
   });
 });

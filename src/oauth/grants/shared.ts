@@ -1,7 +1,7 @@
 // Steps every Sigil grant shares.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { SigningAlg } from '../../config.js';
-import type { HeldClaims, RequestLike } from '../../storage/oidc-adapter.js';
+import { predatesLoss, type HeldClaims, type RequestLike } from '../../storage/oidc-adapter.js';
 import { DpopProofError, type DpopProofVerifier, type VerifiedProof } from '../dpop-proof.js';
 
 export interface AccessTokenSettings {
@@ -75,13 +75,16 @@ export function holdsClaims(req: RequestLike): boolean {
 }
 
 /**
- * Waits for this request's held replay answers; a replayed client assertion is invalid_client, a
- * replayed proof invalid_dpop_proof. Rejects with StorageUnavailable (503) when Redis failed.
+ * Waits for this request's held replay answers; a replayed client assertion (or one issued before
+ * Redis lost its replay records) is invalid_client, such a proof invalid_dpop_proof. Rejects with
+ * StorageUnavailable (503) when Redis failed or is not trusted yet.
  */
 export async function confirmClaims(ctx: object, held: HeldClaims | undefined): Promise<void> {
   if (!held) return;
   for (const claim of held.take(ctx)) {
-    if (await claim.free) continue;
+    const verdict = await claim.verdict;
+    if (verdict === 'free') continue;
+    if (verdict === 'predates-loss') throw predatesLoss(claim.kind);
     throw claim.kind === 'assertion'
       ? new errors.InvalidClientAuth('client assertion tokens must only be used once')
       : new errors.InvalidDpopProof('DPoP proof JWT Replay detected');
