@@ -110,10 +110,15 @@ describe('sigil CLI: stored strings cannot drive the operator\'s terminal', () =
   });
 
   it('error messages on stderr are escaped, newlines included', async () => {
+    // the server refuses an id of such characters at its route table (a 404 naming the path)
     const run = await sigil(['clients', 'show', `nope\u009b2J\u202e\nsigil: all good`], opts);
-    assertFailure(run, 1, /no client with client_id/);
+    assertFailure(run, 1, /no client with client_id|no endpoint/);
     assertInert(run, 'stderr');
     assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
+    // the CLI's own usage errors echo what was typed
+    const usage = await sigil(['clients', 'show', `--bogus\u009b2J\u202e\nsigil: all good`], opts);
+    assertFailure(usage, 2, /unknown option --bogus\\x9b2J\\u202e\\x0asigil: all good/);
+    assertInert(usage, 'stderr of a usage error');
   });
 
   it('the admin API refuses such strings in new input (400 invalid_client_metadata) and stores nothing', async () => {
