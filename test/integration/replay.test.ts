@@ -148,6 +148,22 @@ function scenarios(label: string, withRedis: boolean, seen: (pair: Pair, clientI
       }
       await assertIssuedInLog(pair.storage, client.clientId, ROUNDS);
     });
+
+    it('a replayed assertion does no issuance work: 30 replays take no status-list index', async () => {
+      const client = await createClient(pair.admin, { name: 'replayed' });
+      const idxOf = (token: string) => decodePayload(token).status.status_list.idx as number;
+      const issue = async (assertion: string) => {
+        const proof = await forgeProof(client.dpopKey, 'POST', htu());
+        ledger.add(assertion, proof);
+        return ledger.addResponse(await postToken(`${pair.a.url}/token`, { assertion, proof }));
+      };
+      const used = await forgeAssertion(client.key, client.clientId, issuer());
+      const first = assertIssued(await issue(used));
+      for (let i = 0; i < 30; i++) assertOAuthError(await issue(used), 401, 'invalid_client');
+      const next = assertIssued(await issue(await forgeAssertion(client.key, client.clientId, issuer())));
+      // indices come from this instance's reserved block, one per token: the replays took none
+      assert.equal(idxOf(next), idxOf(first) + 1, 'the 30 refused replays must not have allocated status-list indices');
+    });
   });
 }
 

@@ -1,8 +1,8 @@
 // The client_credentials grant (RFC 6749 §4.4) as Sigil issues it. It replaces oidc-provider's own
 // handler so that Sigil's rules read top to bottom in one place: fresh DPoP proof, registered
 // audience, allowed scope (refused, not silently dropped), bound to the proof's key, recorded.
-// The one-time claims of the assertion and proof are answered while the token is made (see
-// HeldClaims); nothing leaves before they say "free".
+// The one-time claims of the assertion and proof are answered while the proof is checked (see
+// HeldClaims); the token is made only once they said "free".
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import type { ClientStore } from '../../storage/client-store.js';
@@ -24,7 +24,8 @@ export interface ClientCredentialsDeps {
 export function clientCredentialsGrant(provider: Provider, deps: ClientCredentialsDeps) {
   return async function clientCredentials(ctx: KoaContextWithOIDC): Promise<void> {
     const client = ctx.oidc.client!;
-    const { token, scope, value } = await whileConfirming(ctx, deps.held, async () => {
+    // the proof check overlaps the replay round trip; nothing is allocated or signed before its answer
+    const { token, scope } = await whileConfirming(ctx, deps.held, async () => {
       const record = await deps.clients.find(client.clientId);
       if (!record || record.status !== 'active') throw new errors.InvalidClient('client is not active');
 
@@ -45,8 +46,11 @@ export function clientCredentialsGrant(provider: Provider, deps: ClientCredentia
       await bindToProofKey(provider, ctx, dPoP, token);
 
       ctx.oidc.entity('ClientCredentials', token);
-      return { token, scope, value: await token.save() };
+      return { token, scope };
     });
+    // a replay is refused above: only a request whose assertion and proof were free reaches the
+    // status-list index and the signature
+    const value = await token.save();
     deps.onIssued(ctx, { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp ?? Math.floor(Date.now() / 1000) + token.expiration, grantType: CLIENT_CREDENTIALS, extra: token.extra });
 
     ctx.body = buildTokenResponse(provider, {
