@@ -92,6 +92,9 @@ export function adminApi(deps: AdminDeps) {
     const { kty, crv, x, y, n, e } = jwk;
     const publicJwk = Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined)) as JWK;
     const kid = (await calculateJwkThumbprint(publicJwk)).slice(0, 16);
+    // the admin key passes the same key rules as every other client key (no RSA e = 1, ...)
+    const keyProblems = jwksProblems({ keys: [{ ...publicJwk, kid, use: 'sig' }] });
+    if (keyProblems.length) return sendError(ctx, 400, 'invalid_request', `the admin key is not acceptable: ${keyProblems.join('; ')}`);
     const created = await deps.clients.create({
       clientId: ADMIN_CLIENT_ID,
       name: 'sigil admin',

@@ -394,6 +394,15 @@ describe('client authentication attacks (private_key_jwt)', () => {
         assertOAuthError(await send(forged, victim), 401, 'invalid_client');
       });
     }
+    it('sigil init (the admin bootstrap) refuses a key anyone can sign with, before anything else', async () => {
+      const weak = rsaExponentOneKey();
+      const t = epoch();
+      const proof = weak.sign({ alg: weak.alg, typ: 'sigil-bootstrap+jwt', jwk: weak.jwk }, { aud: `${server.issuer}/admin/bootstrap`, iat: t });
+      const res = await fetch(`${server.url}/admin/bootstrap`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ proof }) });
+      const body = await res.json() as { error?: string; error_description?: string };
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.match(body.error_description ?? '', /admin key is not acceptable/);
+    });
   });
 
   it('no server log line contains an assertion, proof or token of this file', async () => {
