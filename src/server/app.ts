@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
 import type { Metrics } from './metrics.js';
-import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
+import { bodyGuard, errorBoundary, formParameterGuard, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
 import type { TokenOutcomes } from './token-outcomes.js';
 
@@ -74,6 +74,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   app.use(bodyGuard());
+  app.use(formParameterGuard());
 
   app.use(async function failClosed(ctx, next) {
     const gated = NEEDS_STORAGE.has(ctx.path) || ctx.path.startsWith('/admin/') || ctx.path.startsWith('/status-lists') || ctx.path.startsWith('/register/');

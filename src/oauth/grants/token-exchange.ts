@@ -6,6 +6,7 @@ import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import type { ClientStore } from '../../storage/client-store.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from '../access-tokens.js';
 import { isAccessTokenRevoked } from '../introspection.js';
+import { MAX_DELEGATION_DEPTH } from '../input-limits.js';
 import type { RevocationList } from '../revocation-list.js';
 import type { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
@@ -28,6 +29,12 @@ export interface TokenExchangeDeps {
   revocationList: RevocationList;
   refreshTokens: RefreshTokens;
   onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
+}
+
+function delegationDepth(act: unknown): number {
+  let depth = 0;
+  for (let a = act as { act?: unknown } | undefined; a && typeof a === 'object'; a = a.act as typeof a) depth++;
+  return depth;
 }
 
 const audiencesOf = (c: AccessTokenClaims) => (Array.isArray(c.aud) ? c.aud : c.aud ? [c.aud] : []);
@@ -81,6 +88,8 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     const ttl = Math.min(deps.settings.ttlSeconds, subject.exp! - now);
     if (ttl <= 0) throw new errors.InvalidRequest('subject_token has expired');
     const act = { sub: caller.clientId, ...(subject.act ? { act: subject.act } : {}) };
+    // a longer chain would make a token no one could present again (see MAX_JSON_DEPTH)
+    if (delegationDepth(act) > MAX_DELEGATION_DEPTH) throw new errors.InvalidRequest(`a token may record at most ${MAX_DELEGATION_DEPTH} delegations (act)`);
 
     const token = new provider.AccessToken({ accountId: subject.sub!, client, scope, gty: 'token_exchange', grantId: subject.jti! });
     token.resourceServer = new provider.ResourceServer(audience, {
