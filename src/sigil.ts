@@ -14,7 +14,7 @@ import { clientMetadata, createProvider } from './oauth/provider.js';
 import { createResourceServer } from './oauth/resource-server.js';
 import { adminApi } from './server/admin-api.js';
 import { createApp } from './server/app.js';
-import { answerConnectionErrors } from './server/connection-errors.js';
+import { answerEveryRequest } from './server/http-connections.js';
 import { createMetrics } from './server/metrics.js';
 import { Readiness } from './server/readiness.js';
 import { tokenOutcomes } from './server/token-outcomes.js';
@@ -231,7 +231,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   housekeeping.unref();
 
   const server = app.listen(config.port, config.host);
-  answerConnectionErrors(server);
+  answerEveryRequest(server);
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;

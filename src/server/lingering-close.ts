@@ -36,6 +36,8 @@ export function lingerAfterResponse(req: IncomingMessage, bounds: LingerBounds =
  */
 export function lingeringClose(socket: Socket, bounds: LingerBounds = LINGER_BOUNDS, req?: IncomingMessage): void {
   if (socket.destroyed) return;
+  // the client closed its side already: nothing more will arrive
+  if (socket.readableEnded) return void socket.end(() => socket.destroy());
   const startBytes = socket.bytesRead;
   let total: NodeJS.Timeout | undefined;
   let idle: NodeJS.Timeout | undefined;

@@ -31,6 +31,13 @@ export function requestContext(app: Koa, issuer: string, log: Logger) {
     // created only when something logs for this request
     Object.defineProperty(ctx.state, 'log', { get: () => (child ??= log.child({ requestId })) });
     ctx.set('X-Request-Id', requestId);
+    // RFC 9112 §3.2 (Node's own check is off so that this answer is JSON like every other: http-connections.ts)
+    if (ctx.req.httpVersionMinor >= 1 && ctx.req.headers.host === undefined) {
+      ctx.set('Connection', 'close');
+      lingerAfterResponse(ctx.req);
+      sendError(ctx, 400, 'invalid_request', 'an HTTP/1.1 request needs a Host header');
+      return;
+    }
     // absolute-form targets (GET http://other/...) would let the request choose the URL it is checked against
     if (!ctx.originalUrl.startsWith('/')) {
       sendError(ctx, 400, 'invalid_request', 'request target must be a path');

@@ -286,6 +286,14 @@ describe('hostile input', () => {
       }
     });
 
+    it('a bootstrap proof nested deep → 400 invalid_request, before it is verified', async () => {
+      const { kid: _k, alg: _a, use: _u, ...jwk } = client.dpopKey.publicJwk;
+      const proofJwt = await signText(client.dpopKey, JSON.stringify({ alg: 'ES256', typ: 'sigil-bootstrap+jwt', jwk }),
+        `{"aud":"${server.issuer}/admin/bootstrap","iat":${Math.floor(Date.now() / 1000)},"x":${nested(17)}}`);
+      const res = await call('/admin/bootstrap', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ proof: proofJwt }) });
+      assertRefusal(res, 400, 'invalid_request', /sigil-bootstrap/);
+    });
+
     it('subject_token and actor_token nested deep or over 8 KiB, and a refresh_token or token over 8 KiB → 400 invalid_request', async () => {
       const deep = await signText(client.key, '{"alg":"ES256","typ":"at+jwt"}', `{"sub":"x","x":${nested(5_000)}}`);
       const long = `${b64('{"alg":"ES256"}')}.${b64(`{"pad":"${'a'.repeat(9 * 1024)}"}`)}.AAAA`;
@@ -368,6 +376,27 @@ describe('hostile input', () => {
         assert.equal(res.end, 'answered', `${what}: ${res.end} ${res.error ?? ''}`);
         assertRefusal(res.responses[0], status, 'invalid_request');
       }
+    });
+
+    it('a client that half-closes after sending its request still gets the answer (a token)', async () => {
+      for (let i = 0; i < 5; i++) {
+        const body = await authenticated(client, { grant_type: 'client_credentials' });
+        const bytes = rawRequestBytes('POST', '/token', [['Content-Type', 'application/x-www-form-urlencoded'], ['DPoP', await proof(client)]], body);
+        const res = await rawExchange(server.port, [bytes], { halfClose: true });
+        assert.equal(res.end, 'answered', `attempt ${i + 1}: ${res.end} ${res.error ?? ''}`);
+        assert.equal(res.responses[0]!.status, 200, res.responses[0]!.text);
+        assert.equal(typeof res.responses[0]!.json?.access_token, 'string');
+      }
+    });
+
+    it('an HTTP/1.1 request without Host → JSON 400; an Expect other than 100-continue → JSON 417', async () => {
+      const noHost = await rawExchange(server.port, ['GET /health HTTP/1.1\r\n\r\n']);
+      assertRefusal(noHost.responses[0], 400, 'invalid_request', /Host/);
+      const expect = await rawExchange(server.port, [rawRequestBytes('POST', '/token', [['Expect', 'something-else'], ['Content-Type', 'application/x-www-form-urlencoded']], 'a=b')]);
+      assertRefusal(expect.responses[0], 417, 'invalid_request');
+      // HTTP/1.0 needs no Host
+      const old = await rawExchange(server.port, ['GET /health HTTP/1.0\r\n\r\n']);
+      assert.equal(old.responses[0]?.status, 200);
     });
 
     it('a body cut short by the client closing its side → JSON 400', async () => {

@@ -45,6 +45,8 @@ export interface RawOptions {
   head?: boolean[];
   /** keep writing (and reading) until the server closes the connection, whatever it answered */
   untilClosed?: boolean;
+  /** write chunk i only once i responses have arrived (requests one after another on a keep-alive connection) */
+  sequential?: boolean;
   /** wait this long between chunks (a slow sender) */
   chunkDelayMs?: number;
   host?: string;
@@ -147,9 +149,12 @@ export function rawExchange(port: number, chunks: Iterable<Buffer | string>, opt
     let written = 0;
     let finished = false;
     let closeAfter = false;
+    /** wakes the writer waiting for a response (sequential) */
+    let answered: () => void = () => {};
     const finish = (end: RawEnd) => {
       if (finished) return;
       finished = true;
+      answered();
       clearTimeout(deadline);
       socket.destroy();
       resolve({ responses, end, error, written });
@@ -159,6 +164,7 @@ export function rawExchange(port: number, chunks: Iterable<Buffer | string>, opt
       const parsed = parseResponses(Buffer.concat(received), head, eof);
       responses = parsed.responses;
       closeAfter = parsed.closeAfter;
+      answered();
       if ((responses.length >= expect || closeAfter) && !opts.untilClosed) finish('answered');
     };
     socket.on('data', (d: Buffer) => {
@@ -180,7 +186,12 @@ export function rawExchange(port: number, chunks: Iterable<Buffer | string>, opt
       finish(error && /RESET|EPIPE/.test(error) ? 'reset' : 'closed');
     });
     socket.once('connect', async () => {
+      let index = 0;
       for (const chunk of chunks) {
+        if (opts.sequential) {
+          while (responses.length < index && !finished) await new Promise<void>((r) => (answered = r));
+        }
+        index++;
         if (finished || socket.destroyed || socket.writableEnded || (opts.stopOnResponse && received.length)) return;
         if (opts.chunkDelayMs) await new Promise((r) => setTimeout(r, opts.chunkDelayMs));
         const ok = socket.write(chunk);

@@ -1,13 +1,15 @@
-// Requests Node's HTTP layer refuses before Koa sees them. Left to Node, a malformed request gets a
-// bare 400 (dropped by a reset when the client is still sending), and CONNECT gets no answer at all:
-// Node destroys the socket, together with the answer to any request pipelined before it. Each gets
-// the RFC 6749 §5.2 JSON every other refusal gets, after any answer in flight, then a lingering close.
+// Every request on a connection gets an answer, also those Node's HTTP layer handles before Koa.
+// Left to Node: a client that half-closes after sending its request gets nothing (the socket is ended
+// before the answer is ready); CONNECT gets nothing (the socket is destroyed, with the answers to
+// requests pipelined before it); a malformed request, an unknown Expect or a missing Host get a bare
+// 400/417 (and a reset, when the client is still sending). Here each gets the RFC 6749 §5.2 JSON
+// every other refusal gets, after any answer in flight, then a lingering close.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { lingeringClose } from './lingering-close.js';
+import { lingerAfterResponse, lingeringClose } from './lingering-close.js';
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
+  400: 'Bad Request', 405: 'Method Not Allowed', 417: 'Expectation Failed', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
 };
 
 /** Node's parser and timeout error codes, and what the client is told (never anything it sent). */
@@ -63,7 +65,15 @@ function refuse(socket: HttpSocket, answer: string): void {
   inFlight.once('finish', () => socket.writable && lingeringClose(socket));
 }
 
-export function answerConnectionErrors(server: Server): void {
+type HttpServer = Server & { httpAllowHalfOpen?: boolean; requireHostHeader?: boolean };
+
+export function answerEveryRequest(server: Server): void {
+  const http = server as HttpServer;
+  // a client's FIN ends its requests, not the answers it is owed (Node: the answer in flight is sent, then the socket ends)
+  http.httpAllowHalfOpen = true;
+  // answered by Koa in JSON instead (requestContext in middleware.ts)
+  http.requireHostHeader = false;
+
   // the parser reports the same error again for every later chunk: the first answer is the answer
   const answered = new WeakSet<Socket>();
 
@@ -80,5 +90,13 @@ export function answerConnectionErrors(server: Server): void {
     if (answered.has(socket)) return;
     answered.add(socket);
     refuse(socket, rawJsonError(405, 'method CONNECT is not allowed'));
+  });
+
+  // only 100-continue is understood (Node answers it); anything else is 417 (RFC 9110 §10.1.1)
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify({ error: 'invalid_request', error_description: 'only Expect: 100-continue is supported' });
+    res.writeHead(417, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'close', 'Content-Length': Buffer.byteLength(body) });
+    lingerAfterResponse(req);
+    res.end(body);
   });
 }
