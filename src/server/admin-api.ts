@@ -40,11 +40,13 @@ export interface AdminDeps {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
 
-function jsonBody(ctx: Context): unknown {
+/** The request's JSON body: every admin route takes an object (`null` or `[]` would fail reading its fields). */
+function jsonBody(ctx: Context): Record<string, unknown> {
   if (!ctx.is('application/json')) throw new ClientInputError('send a JSON body (Content-Type: application/json)');
   const body = parseJsonBody(ctx);
   if (!body.ok) throw new ClientInputError(body.problem);
-  return body.value;
+  if (typeof body.value !== 'object' || body.value === null || Array.isArray(body.value)) throw new ClientInputError('the request body must be a JSON object');
+  return body.value as Record<string, unknown>;
 }
 
 export function adminApi(deps: AdminDeps) {

@@ -4,13 +4,9 @@
 // requests pipelined before it); a malformed request, an unknown Expect or a missing Host get a bare
 // 400/417 (and a reset, when the client is still sending). Here each gets the RFC 6749 §5.2 JSON
 // every other refusal gets, after any answer in flight, then a lingering close.
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { lingerAfterResponse, lingeringClose } from './lingering-close.js';
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 405: 'Method Not Allowed', 417: 'Expectation Failed', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
-};
 
 /** Node's parser and timeout error codes, and what the client is told (never anything it sent). */
 function refusalOf(code: string | undefined): { status: number; description: string } {
@@ -26,10 +22,11 @@ function refusalOf(code: string | undefined): { status: number; description: str
   }
 }
 
-function rawJsonError(status: number, description: string, extra = ''): string {
+/** A whole response, written to the socket itself: Node has no response object for these requests. */
+function rawJsonError(status: number, description: string): string {
   const body = JSON.stringify({ error: 'invalid_request', error_description: description });
-  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n`
-    + `Cache-Control: no-store\r\n${extra}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n`
+    + `Cache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };

@@ -22,12 +22,12 @@ const SECONDS = Number(process.env.SIGIL_FUZZ_SECONDS ?? 25);
 const SEED = process.env.SIGIL_FUZZ_SEED !== undefined ? Number(process.env.SIGIL_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
 const PATH = process.env.SIGIL_FUZZ_PATH;
 /** requests sent at once: concurrency finds what one at a time cannot */
-const BATCH = 6;
+const BATCH = Number(process.env.SIGIL_FUZZ_BATCH ?? 8);
 /** no answer by then is a hang (the server's own timeouts are longer: it must answer well before) */
 const DEADLINE_MS = 15_000;
 const ORDERS = 'https://api.example.com/orders';
 /** how long the fuzzer listens to an event stream before it moves on */
-const STREAM_WAIT_MS = 1000;
+const STREAM_WAIT_MS = 250;
 
 const keyObject = (pair: SigningKeyPair) => KeyObject.from(pair.privateKey);
 const publicJwkOf = (pair: SigningKeyPair) => {
@@ -37,6 +37,12 @@ const publicJwkOf = (pair: SigningKeyPair) => {
 
 function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+}
+
+/** CPU seconds a process has used (user + system), from /proc/<pid>/stat */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Why this exchange breaks a property, or undefined. */
@@ -125,6 +131,10 @@ describe('HTTP fuzzing (fast-check)', () => {
   it(`every endpoint answers hostile requests with a 4xx JSON error, never a 5xx, a reset or a hang (${SECONDS} s, seed ${SEED})`, async (t) => {
     const pid = server.child.pid!;
     const rssBefore = rssKiB(pid);
+    const cpuBefore = cpuSeconds(pid);
+    const ownCpuBefore = process.cpuUsage();
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssKiB(pid))), 1000);
     const counts = { exchanges: 0, requests: 0, fiveHundreds: 0, resets: 0, unanswered: 0, streams: 0, byStatus: new Map<number, number>() };
     const started = Date.now();
 
@@ -161,12 +171,16 @@ describe('HTTP fuzzing (fast-check)', () => {
       plugins: [fc.interruptAfterTimeLimit(SECONDS * 1000)],
     });
 
+    clearInterval(sampler);
     const seconds = (Date.now() - started) / 1000;
     const rssAfter = rssKiB(pid);
+    const serverCpu = cpuSeconds(pid) - cpuBefore;
+    const ownCpu = process.cpuUsage(ownCpuBefore);
     const statuses = [...counts.byStatus].sort(([a], [b]) => a - b).map(([s, n]) => `${s}:${n}`).join(' ');
     const report = `fuzz: seed ${SEED}, ${result.numRuns} runs, ${counts.exchanges} exchanges, ${counts.requests} requests in ${seconds.toFixed(1)} s `
       + `(${(counts.requests / seconds).toFixed(0)}/s, ${counts.streams} event streams); 5xx ${counts.fiveHundreds}, resets ${counts.resets}, unanswered ${counts.unanswered}; `
-      + `server RSS ${(rssBefore / 1024).toFixed(1)} → ${(rssAfter / 1024).toFixed(1)} MiB; statuses ${statuses}`;
+      + `server RSS ${(rssBefore / 1024).toFixed(1)} → ${(rssAfter / 1024).toFixed(1)} MiB (peak ${(rssPeak / 1024).toFixed(1)}); `
+      + `CPU s: server ${serverCpu.toFixed(1)}, fuzzer ${((ownCpu.user + ownCpu.system) / 1e6).toFixed(1)}; statuses ${statuses}`;
     t.diagnostic(report);
     process.stdout.write(`${report}\n`);
     if (result.failed) {

@@ -328,6 +328,20 @@ describe('hostile input', () => {
       assertRefusal(await exchange(token), 400, 'invalid_request', /delegations/);
     });
 
+    it('admin bodies that are JSON but not an object (null, [], 1, "x") → 400, on every route that takes a body', async () => {
+      const session = await adminSession(server.url, server.issuer, admin.key);
+      for (const [method, path] of [
+        ['POST', '/admin/clients'], ['PUT', `/admin/clients/${client.clientId}/jwks`], ['POST', `/admin/clients/no-such-client/revoke`],
+        ['POST', '/admin/tokens/revoke'], ['POST', '/admin/registration-tokens'], ['POST', '/admin/bootstrap'],
+      ] as const) {
+        for (const body of [null, [], 1, 'x']) {
+          const res = await session(method, path, body);
+          assert.equal(res.status, 400, `${method} ${path} ${JSON.stringify(body)}: ${res.status} ${JSON.stringify(res.body)}`);
+          assert.equal(typeof res.body?.error, 'string');
+        }
+      }
+    });
+
     it('registration bodies nested deeper than 16 (also 25,000 deep) and admin bodies 100 deep → 400', async () => {
       const created = await admin.call('POST', '/admin/registration-tokens', { scope: 'orders:read', audiences: [ORDERS] });
       for (const depth of [17, 25_000]) {
