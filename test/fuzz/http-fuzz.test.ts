@@ -3,7 +3,7 @@
 // the deadline), never a 5xx, and every refusal an RFC 6749 §5.2 JSON error; after the run the process
 // is alive, logged no error, and a valid token request still works.
 //
-// Seeded and bounded in time: SIGIL_FUZZ_SECONDS (default 25), SIGIL_FUZZ_SEED (default random,
+// Seeded and bounded in time: SIGIL_FUZZ_SECONDS (default 20), SIGIL_FUZZ_SEED (default random,
 // printed), SIGIL_FUZZ_PATH (replays the counterexample a failure printed, with its seed).
 // A long run: SIGIL_FUZZ_SECONDS=900 node --test --test-timeout=1200000 dist/test/fuzz/http-fuzz.test.js
 import assert from 'node:assert/strict';
@@ -18,7 +18,7 @@ import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
 import { renderRequest, requestRecipe, TOKEN_EXCHANGE, ACCESS_TOKEN_TYPE, type Material, type RenderedRequest } from './recipes.js';
 
-const SECONDS = Number(process.env.SIGIL_FUZZ_SECONDS ?? 25);
+const SECONDS = Number(process.env.SIGIL_FUZZ_SECONDS ?? 20);
 const SEED = process.env.SIGIL_FUZZ_SEED !== undefined ? Number(process.env.SIGIL_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
 const PATH = process.env.SIGIL_FUZZ_PATH;
 /** requests sent at once: concurrency finds what one at a time cannot */
