@@ -4,7 +4,7 @@ import { parse as parseForm } from 'node:querystring';
 import type Koa from 'koa';
 import type { Context, Next } from 'koa';
 import type { Logger } from '../log.js';
-import { hasControlCharacter, jwtShapeProblem, MAX_JWT_LENGTH } from '../oauth/input-limits.js';
+import { hasControlCharacter, jwtShapeProblem } from '../oauth/input-limits.js';
 import { sendError } from './http-errors.js';
 import { lingerAfterResponse } from './lingering-close.js';
 
@@ -142,13 +142,12 @@ const JWT_PARAMETERS: ReadonlyArray<[name: string, status: number, error: string
   ['subject_token', 400, 'invalid_request'],
   ['actor_token', 400, 'invalid_request'],
 ];
-/** form parameters that carry a token Sigil issued (a JWT access token or a refresh token) */
-const TOKEN_PARAMETERS = ['token', 'refresh_token'];
 
 /**
  * Form parameters no legitimate client sends, refused before oidc-provider parses them and before
  * they can reach SQL: any control character (RFC 6749 Appendix A allows none; Postgres cannot store
- * U+0000), and JWTs too long, not three segments or with JSON too deep or holding U+0000.
+ * U+0000), and JWTs too long, not three segments or with JSON too deep or holding U+0000. A `token`
+ * to introspect or revoke is not among them: RFC 7662/7009 answer a malformed one as inactive / 200.
  */
 export function formParameterGuard() {
   return function formParameterGuardMiddleware(ctx: Context, next: Next) {
@@ -160,10 +159,6 @@ export function formParameterGuard() {
     for (const [name, status, error] of JWT_PARAMETERS) {
       const problem = valuesOf(form[name]).map(jwtShapeProblem).find((p) => p !== undefined);
       if (problem) return sendError(ctx, status, error, `${name} ${problem}`);
-    }
-    for (const name of TOKEN_PARAMETERS) {
-      const value = valuesOf(form[name]).find((v) => v.length > MAX_JWT_LENGTH || (v.split('.').length === 3 && jwtShapeProblem(v)));
-      if (value !== undefined) return sendError(ctx, 400, 'invalid_request', `${name} ${jwtShapeProblem(value) ?? 'is malformed'}`);
     }
     return next();
   };
