@@ -39,8 +39,6 @@ export function lingeringClose(socket: Socket, bounds: LingerBounds = LINGER_BOU
   // the client closed its side already: nothing more will arrive
   if (socket.readableEnded) return void socket.end(() => socket.destroy());
   const startBytes = socket.bytesRead;
-  let total: NodeJS.Timeout | undefined;
-  let idle: NodeJS.Timeout | undefined;
   const stop = () => {
     clearTimeout(total);
     clearTimeout(idle);
@@ -48,10 +46,10 @@ export function lingeringClose(socket: Socket, bounds: LingerBounds = LINGER_BOU
   };
   const arrived = () => {
     if (socket.bytesRead - startBytes > bounds.maxBytes) return stop();
-    idle?.refresh();
+    idle.refresh();
   };
-  total = setTimeout(stop, bounds.totalMs);
-  idle = setTimeout(stop, bounds.idleMs);
+  const total = setTimeout(stop, bounds.totalMs);
+  const idle = setTimeout(stop, bounds.idleMs);
   socket.once('close', () => {
     clearTimeout(total);
     clearTimeout(idle);
