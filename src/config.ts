@@ -1,6 +1,7 @@
 // The only reader of process.env: every setting is parsed and validated here, once, with a clear error.
 import path from 'node:path';
 import { redactUrl } from './redact-url.js';
+import { DELEGATION_DEPTH_CEILING } from './oauth/input-limits.js';
 
 export type SigningAlg = 'ES256' | 'EdDSA' | 'PS256';
 
@@ -247,7 +248,7 @@ export function loadConfig(env: Env = process.env): Config {
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 60, 365 * 86400),
     // at most the depth every chain check reads (ACT_WALK_LIMIT in src/oauth/delegation-chain.ts)
-    maxDelegationDepth: integer(env, 'MAX_DELEGATION_DEPTH', 5, 1, 32),
+    maxDelegationDepth: integer(env, 'MAX_DELEGATION_DEPTH', 5, 1, DELEGATION_DEPTH_CEILING),
     logLevel,
     signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', ['ES256', 'EdDSA', 'PS256']),
     dpopRequireNonce: oneOf(env, 'DPOP_NONCE', 'off', ['off', 'required']) === 'required',

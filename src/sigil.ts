@@ -13,6 +13,7 @@ import { clientMetadata, createProvider } from './oauth/provider.js';
 import { createResourceServer } from './oauth/resource-server.js';
 import { adminApi } from './server/admin-api.js';
 import { createApp } from './server/app.js';
+import { answerEveryRequest } from './server/http-connections.js';
 import { createMetrics, metricsEndpoint, metricsListener } from './server/metrics.js';
 import { closeServer, createHttpServer, listen } from './server/http-listener.js';
 import { StatusStreams } from './server/status-streams.js';
@@ -270,6 +271,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
 
   const onDrop = () => metrics.connectionsDropped.inc();
   const server = createHttpServer(app.callback(), config.http, onDrop);
+  // every request gets an answer, also those Node's HTTP layer refuses before Koa
+  answerEveryRequest(server);
   const port = await listen(server, config.port, config.host);
   // METRICS_PORT: /metrics on its own listener (by default on loopback only), and not on PORT
   const metricsServer = config.metrics.port === undefined ? undefined

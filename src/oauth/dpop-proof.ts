@@ -8,6 +8,7 @@
 // its thread hop for a ~50 µs operation.
 import { constants, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { ed25519KeyProblem, jwkMembersProblem, p256KeyProblem, PRIVATE_MEMBERS, rsaKeyProblem } from './client-keys.js';
+import { jsonTextProblem } from './input-limits.js';
 
 /** A proof that passed every check but the replay check (its jti), which needs shared storage. */
 export interface VerifiedProof {
@@ -81,9 +82,13 @@ interface ProofKey {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function decodeJson(segment: string, what: string): Record<string, unknown> {
+  const text = Buffer.from(segment, 'base64url').toString('utf8');
+  // a jti holding U+0000 would reach SQL (the replay record); deep nesting, recursive code
+  const problem = jsonTextProblem(text);
+  if (problem) throw new DpopProofError(`DPoP proof ${what} ${problem}`);
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     throw new DpopProofError(`DPoP proof ${what} is not base64url-encoded JSON`);
   }

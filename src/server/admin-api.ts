@@ -8,6 +8,7 @@ import {
   ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience, ClientInputError, clientView, parseNewClient,
 } from '../oauth/admin-clients.js';
 import { CLIENT_SIGNING_ALGS } from '../oauth/client-keys.js';
+import { jwtShapeProblem } from '../oauth/input-limits.js';
 import { clientMetadata } from '../oauth/provider.js';
 import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from '../oauth/resource-server.js';
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/dpop-proof.js';
@@ -19,6 +20,7 @@ import type { Db } from '../storage/db.js';
 import { audit } from '../storage/token-events.js';
 import { printableTextProblem } from '../printable-text.js';
 import { sendError } from './http-errors.js';
+import { parseJsonBody } from './json-body.js';
 
 export interface AdminDeps {
   revocations: Revocations;
@@ -39,13 +41,13 @@ export interface AdminDeps {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
 
-function jsonBody(ctx: Context): unknown {
+/** The request's JSON body: every admin route takes an object (`null` or `[]` would fail reading its fields). */
+function jsonBody(ctx: Context): Record<string, unknown> {
   if (!ctx.is('application/json')) throw new ClientInputError('send a JSON body (Content-Type: application/json)');
-  try {
-    return JSON.parse((ctx.state.rawBody as string | undefined) ?? '');
-  } catch {
-    throw new ClientInputError('the request body is not valid JSON');
-  }
+  const body = parseJsonBody(ctx);
+  if (!body.ok) throw new ClientInputError(body.problem);
+  if (typeof body.value !== 'object' || body.value === null || Array.isArray(body.value)) throw new ClientInputError('the request body must be a JSON object');
+  return body.value as Record<string, unknown>;
 }
 
 export function adminApi(deps: AdminDeps) {
@@ -80,6 +82,7 @@ export function adminApi(deps: AdminDeps) {
     const body = jsonBody(ctx) as { proof?: unknown };
     let jwk: JWK;
     try {
+      if (jwtShapeProblem(body.proof)) throw new Error('shape');
       const { payload, protectedHeader } = await jwtVerify(String(body.proof), EmbeddedJWK, {
         typ: 'sigil-bootstrap+jwt', algorithms: [...CLIENT_SIGNING_ALGS], audience: `${audience}/bootstrap`,
         maxTokenAge: PROOF_MAX_AGE_SECONDS, clockTolerance: PROOF_MAX_SKEW_SECONDS,
@@ -159,7 +162,10 @@ export function adminApi(deps: AdminDeps) {
 
   async function revokeToken(ctx: Context, actor: string) {
     const body = jsonBody(ctx) as { jti?: unknown };
-    if (typeof body.jti !== 'string' || !body.jti || body.jti.length > 200) throw new ClientInputError('jti must be a non-empty string');
+    // a jti is an identifier: no control characters (U+0000 cannot even be stored)
+    if (typeof body.jti !== 'string' || !body.jti || body.jti.length > 200 || /[\u0000-\u001f\u007f]/.test(body.jti)) {
+      throw new ClientInputError('jti must be a non-empty string of printable characters');
+    }
     ctx.body = await deps.revocations.revokeToken(body.jti, actor, reasonOf(body));
   }
 

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
 import type { Metrics, MetricsAnswer } from './metrics.js';
-import { bodyGuard, errorBoundary, requestContext } from './middleware.js';
+import { bodyGuard, errorBoundary, formParameterGuard, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
 import { rawPath, ROUTES, RouteTable, type Endpoint, type Resolution } from './routes.js';
 import type { TokenOutcomes } from './token-outcomes.js';
@@ -58,6 +58,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   app.use(bodyGuard());
+  app.use(formParameterGuard());
 
   const toProvider = currentProvider(deps.provider);
   const handlers: Record<Endpoint, Koa.Middleware> = {

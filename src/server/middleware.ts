@@ -1,14 +1,15 @@
 // Small middleware, one job each, composed in app.ts.
 import { randomUUID } from 'node:crypto';
+import { parse as parseForm } from 'node:querystring';
 import type Koa from 'koa';
 import type { Context, Next } from 'koa';
 import type { Logger } from '../log.js';
+import { hasControlCharacter, jwtShapeProblem } from '../oauth/input-limits.js';
 import { sendError } from './http-errors.js';
+import { lingerAfterResponse } from './lingering-close.js';
 
 /** oidc-provider reads at most 56 KiB; Sigil refuses anything larger up front with 413 */
 export const BODY_LIMIT_BYTES = 56 * 1024;
-/** an oversized streamed body is drained up to this size before answering, then the connection is closed */
-const BODY_DRAIN_CAP_BYTES = 4 * 1024 * 1024;
 
 /**
  * Request id, per-request logger, and URL pinning: every URL-bound check (DPoP htu, assertion aud)
@@ -30,9 +31,21 @@ export function requestContext(app: Koa, issuer: string, log: Logger) {
     // created only when something logs for this request
     Object.defineProperty(ctx.state, 'log', { get: () => (child ??= log.child({ requestId })) });
     ctx.set('X-Request-Id', requestId);
+    // RFC 9112 §3.2 (Node's own check is off so that this answer is JSON like every other: http-connections.ts)
+    if (ctx.req.httpVersionMinor >= 1 && ctx.req.headers.host === undefined) {
+      ctx.set('Connection', 'close');
+      lingerAfterResponse(ctx.req);
+      sendError(ctx, 400, 'invalid_request', 'an HTTP/1.1 request needs a Host header');
+      return;
+    }
     // absolute-form targets (GET http://other/...) would let the request choose the URL it is checked against
     if (!ctx.originalUrl.startsWith('/')) {
       sendError(ctx, 400, 'invalid_request', 'request target must be a path');
+      return;
+    }
+    // path parameters (client ids, jtis) reach SQL, which cannot hold U+0000; no URL needs a control
+    if (hasControlCharacter(ctx.originalUrl)) {
+      sendError(ctx, 400, 'invalid_request', 'the request target must not contain control characters');
       return;
     }
     await next();
@@ -73,25 +86,16 @@ export function bodyGuard() {
   return async function bodyGuardMiddleware(ctx: Context, next: Next) {
     const hasBody = ctx.request.length !== undefined ? ctx.request.length > 0 : ctx.get('transfer-encoding') !== '';
     if (!hasBody || ctx.method === 'GET' || ctx.method === 'HEAD') return next();
-    if (ctx.request.length !== undefined && ctx.request.length > BODY_LIMIT_BYTES) {
-      ctx.set('Connection', 'close');
-      sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
-      return;
-    }
-    let read: BodyRead;
+    if (ctx.request.length !== undefined && ctx.request.length > BODY_LIMIT_BYTES) return tooLarge(ctx);
+    let read: BodyRead | 'too_large';
     try {
-      read = await readBody(ctx.req, BODY_LIMIT_BYTES, BODY_DRAIN_CAP_BYTES);
+      read = await readBody(ctx.req, BODY_LIMIT_BYTES);
     } catch {
       sendError(ctx, 400, 'invalid_request', 'the request body could not be read');
       return;
     }
+    if (read === 'too_large') return tooLarge(ctx);
     const { chunks, size } = read;
-    if (size > BODY_LIMIT_BYTES) {
-      // past the drain cap the client is still sending: stop reading and close after answering
-      if (size > BODY_DRAIN_CAP_BYTES) ctx.set('Connection', 'close');
-      sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
-      return;
-    }
     const body = Buffer.concat(chunks, size);
     if (ctx.request.length !== undefined && size !== ctx.request.length) {
       sendError(ctx, 400, 'invalid_request', 'the request body does not match its Content-Length');
@@ -125,6 +129,43 @@ export function bodyGuard() {
   };
 }
 
+/** 413, readable by a client still sending its body: answered, then a bounded lingering close. */
+function tooLarge(ctx: Context): void {
+  ctx.set('Connection', 'close');
+  lingerAfterResponse(ctx.req);
+  sendError(ctx, 413, 'invalid_request', `request body exceeds ${BODY_LIMIT_BYTES} bytes`);
+}
+
+/** form parameters that carry JWTs, and what a malformed one is: RFC 7523 §3.2 for the assertion */
+const JWT_PARAMETERS: ReadonlyArray<[name: string, status: number, error: string]> = [
+  ['client_assertion', 401, 'invalid_client'],
+  ['subject_token', 400, 'invalid_request'],
+  ['actor_token', 400, 'invalid_request'],
+];
+
+/**
+ * Form parameters no legitimate client sends, refused before oidc-provider parses them and before
+ * they can reach SQL: any control character (RFC 6749 Appendix A allows none; Postgres cannot store
+ * U+0000), and JWTs too long, not three segments or with JSON too deep or holding U+0000. A `token`
+ * to introspect or revoke is not among them: RFC 7662/7009 answer a malformed one as inactive / 200.
+ */
+export function formParameterGuard() {
+  return function formParameterGuardMiddleware(ctx: Context, next: Next) {
+    const raw = ctx.state.rawBody as string | undefined;
+    if (raw === undefined || !ctx.is('application/x-www-form-urlencoded')) return next();
+    if (hasControlCharacter(raw)) return sendError(ctx, 400, 'invalid_request', 'parameters must not contain control characters');
+    // parsed as oidc-provider parses it, so the values checked are the values it will see
+    const form = parseForm(raw);
+    for (const [name, status, error] of JWT_PARAMETERS) {
+      const problem = valuesOf(form[name]).map(jwtShapeProblem).find((p) => p !== undefined);
+      if (problem) return sendError(ctx, status, error, `${name} ${problem}`);
+    }
+    return next();
+  };
+}
+
+const valuesOf = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
 async function* once(chunk: Buffer): AsyncGenerator<Buffer> {
   yield chunk;
 }
@@ -152,29 +193,26 @@ interface BodyRead {
 
 /**
  * Reads a body with stream events (cheaper than an async iterator on the token path), keeping at
- * most `limit` bytes, discarding up to `cap` more so the client can read a 413, then giving up.
+ * most `limit` bytes; past it, gives up at once ('too_large') and leaves the rest to the lingering close.
  */
-function readBody(req: NodeJS.ReadableStream, limit: number, cap: number): Promise<BodyRead> {
+function readBody(req: NodeJS.ReadableStream, limit: number): Promise<BodyRead | 'too_large'> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const done = (err?: Error) => {
+    const done = (result: BodyRead | 'too_large' | Error) => {
       req.removeListener('data', onData);
       req.removeListener('end', onEnd);
       req.removeListener('error', onError);
       req.removeListener('close', onClose);
-      if (err) reject(err);
-      else resolve({ chunks, size });
+      if (result instanceof Error) reject(result);
+      else resolve(result);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
-      else if (size > cap) {
-        req.pause();
-        done();
-      }
+      else done('too_large');
     };
-    const onEnd = () => done();
+    const onEnd = () => done({ chunks, size });
     const onError = (err: Error) => done(err);
     const onClose = () => done(new Error('request closed before its body was read'));
     req.on('data', onData);

@@ -14,6 +14,7 @@ import type { ClientRecord, ClientStore, NewClient } from '../storage/client-sto
 import type { Db, Queryable } from '../storage/db.js';
 import type { ClientRegistrations, InitialAccessToken, InitialAccessTokens } from '../storage/initial-access-tokens.js';
 import { sendError } from './http-errors.js';
+import { parseJsonBody } from './json-body.js';
 import { RegistrationThrottle } from './registration-throttle.js';
 
 export interface RegistrationDeps {
@@ -52,11 +53,9 @@ function unauthorized(ctx: Context, description: string): void {
 
 function jsonBody(ctx: Context, what: string): unknown {
   if (!ctx.is('application/json')) throw new RegistrationError(`send the ${what} as JSON (Content-Type: application/json)`);
-  try {
-    return JSON.parse((ctx.state.rawBody as string | undefined) ?? '');
-  } catch {
-    throw new RegistrationError('the request body is not valid JSON');
-  }
+  const body = parseJsonBody(ctx);
+  if (!body.ok) throw new RegistrationError(body.problem);
+  return body.value;
 }
 
 async function auditRow(q: Queryable, actor: string, action: string, target: string, details?: unknown, reason?: string): Promise<void> {

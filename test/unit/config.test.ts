@@ -109,12 +109,12 @@ describe('loadConfig', () => {
     refused({ ISSUER: 'ftp://auth.example.com' }, /ISSUER must use http: or https:/);
   });
 
-  it('MAX_DELEGATION_DEPTH: 1 to 32 (the depth every chain check reads), default 5', () => {
+  it('MAX_DELEGATION_DEPTH: 1 to 10 (the depth every chain check reads), default 5', () => {
     assert.equal(loadConfig({}).maxDelegationDepth, 5);
     assert.equal(loadConfig({ MAX_DELEGATION_DEPTH: '1' }).maxDelegationDepth, 1);
-    assert.equal(loadConfig({ MAX_DELEGATION_DEPTH: '32' }).maxDelegationDepth, 32);
-    refused({ MAX_DELEGATION_DEPTH: '0' }, /^MAX_DELEGATION_DEPTH must be between 1 and 32, got 0$/);
-    refused({ MAX_DELEGATION_DEPTH: '33' }, /MAX_DELEGATION_DEPTH must be between 1 and 32/);
+    assert.equal(loadConfig({ MAX_DELEGATION_DEPTH: '10' }).maxDelegationDepth, 10);
+    refused({ MAX_DELEGATION_DEPTH: '0' }, /^MAX_DELEGATION_DEPTH must be between 1 and 10, got 0$/);
+    refused({ MAX_DELEGATION_DEPTH: '11' }, /MAX_DELEGATION_DEPTH must be between 1 and 10/);
     refused({ MAX_DELEGATION_DEPTH: 'five' }, /MAX_DELEGATION_DEPTH must be a whole number/);
   });
 
