@@ -37,7 +37,6 @@ type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
  * its answer, unless that answer has started already.
  */
 function refuse(socket: HttpSocket, answer: string): void {
-  const inFlight = socket._httpMessage;
   let sent = false;
   const send = () => {
     if (sent) return;
@@ -46,20 +45,29 @@ function refuse(socket: HttpSocket, answer: string): void {
     socket.write(answer);
     lingeringClose(socket);
   };
-  if (!inFlight) return send();
-  if (inFlight.req?.complete) {
-    inFlight.once('finish', send);
-    // never sent (the client went away): nothing to wait for
-    inFlight.once('close', () => setImmediate(send));
-    return;
-  }
-  if (!inFlight.headersSent) {
-    // the handler still reading this body is released when the socket closes (its request aborts)
-    inFlight.detachSocket(socket);
-    return send();
-  }
-  // its own answer is on the way: close after it, as the parser cannot read this connection any further
-  inFlight.once('finish', () => socket.writable && lingeringClose(socket));
+  let waitingFor: ServerResponse | undefined;
+  const afterAnswersInFlight = () => {
+    const inFlight = socket._httpMessage;
+    if (!inFlight) return send();
+    if (inFlight === waitingFor) return;
+    if (inFlight.req?.complete) {
+      // Node hands the socket to the next pipelined response when one finishes (before this listener
+      // runs): every complete request before the refused one is answered first, in order
+      waitingFor = inFlight;
+      inFlight.once('finish', afterAnswersInFlight);
+      // never sent (the client went away): nothing to wait for
+      inFlight.once('close', () => setImmediate(afterAnswersInFlight));
+      return;
+    }
+    if (!inFlight.headersSent) {
+      // the handler still reading this body is released when the socket closes (its request aborts)
+      inFlight.detachSocket(socket);
+      return send();
+    }
+    // its own answer is on the way: close after it, as the parser cannot read this connection any further
+    inFlight.once('finish', () => socket.writable && lingeringClose(socket));
+  };
+  afterAnswersInFlight();
 }
 
 type HttpServer = Server & { httpAllowHalfOpen?: boolean; requireHostHeader?: boolean };

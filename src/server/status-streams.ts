@@ -85,6 +85,13 @@ export class StatusStreams {
     res.once('close', () => this.end(stream, 'client'));
     res.writeHead(200, SSE_HEADERS);
     this.write(stream, `retry: ${RETRY_MIN_MS + Math.floor(Math.random() * RETRY_SPREAD_MS)}\n\n`);
+    // half-open connections are allowed (http-connections.ts): a reader's FIN means it has gone, and
+    // its slot must be free now, not at the next failed keepalive write
+    if (req.socket.readableEnded) {
+      this.end(stream, 'client');
+      return undefined;
+    }
+    req.socket.once('end', () => this.end(stream, 'client'));
     this.opts.liveListIds().then(
       (ids) => this.write(stream, event('ready', { status_lists: ids.map(this.opts.uriOf) })),
       () => this.end(stream, 'store'),

@@ -110,9 +110,9 @@ describe('sigil CLI: stored strings cannot drive the operator\'s terminal', () =
   });
 
   it('error messages on stderr are escaped, newlines included', async () => {
-    // the server refuses an id of such characters at its route table (a 404 naming the path)
+    // the server refuses such an id before its route table (control characters in the target)
     const run = await sigil(['clients', 'show', `nope\u009b2J\u202e\nsigil: all good`], opts);
-    assertFailure(run, 1, /no client with client_id|no endpoint/);
+    assertFailure(run, 1, /no client with client_id|no endpoint|must not contain control characters/);
     assertInert(run, 'stderr');
     assert.equal(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
     // the CLI's own usage errors echo what was typed

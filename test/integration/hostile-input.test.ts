@@ -384,6 +384,16 @@ describe('hostile input', () => {
       assertRefusal(res.responses[1], 405, 'invalid_request');
     });
 
+    it('every complete request pipelined before a malformed one is answered, in order, before its 400 (found by the fuzz suite)', async () => {
+      // /token answers asynchronously: its answer is not written yet when /health's is done
+      const bytes = Buffer.concat([rawRequestBytes('GET', '/health', []), rawRequestBytes('POST', '/token', [['content-type', 'application/x-www-form-urlencoded']], 'grant_type=client_credentials'), Buffer.from('\u0000garbage\r\n\r\n')]);
+      const res = await rawExchange(server.port, [bytes], { expect: 3 });
+      assert.equal(res.end, 'answered', `${res.end} ${res.error ?? ''}: ${res.responses.length} responses`);
+      assert.equal(res.responses[0]?.status, 200);
+      assertRefusal(res.responses[1], 401, 'invalid_client');
+      assertRefusal(res.responses[2], 400, 'invalid_request');
+    });
+
     it('what the HTTP parser refuses (bad method, bad header, bad chunk, header overflow) → JSON 400 / 431', async () => {
       const cases: Array<[string, string | Buffer, number]> = [
         ['an unknown method', 'FROB /token HTTP/1.1\r\nHost: x\r\n\r\n', 400],

@@ -79,6 +79,10 @@ function parseResponses(buf: Buffer, head: boolean[], eof: boolean): { responses
     let body: Buffer;
     if (isHead || status === 204 || status === 304) {
       body = Buffer.alloc(0);
+    } else if (/^text\/event-stream/i.test(headers['content-type'] ?? '')) {
+      // an event stream never ends (chunked or not): its headers are the answer
+      body = Buffer.alloc(0);
+      after = Buffer.alloc(0);
     } else if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
       const parts: Buffer[] = [];
       let complete = false;
@@ -105,10 +109,6 @@ function parseResponses(buf: Buffer, head: boolean[], eof: boolean): { responses
       if (after.length < length) break;
       body = after.subarray(0, length);
       after = after.subarray(length);
-    } else if (/^text\/event-stream/i.test(headers['content-type'] ?? '')) {
-      // an event stream never ends: its headers are the answer
-      body = Buffer.alloc(0);
-      after = Buffer.alloc(0);
     } else {
       // delimited by the end of the connection
       if (!eof) break;
