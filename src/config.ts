@@ -1,7 +1,7 @@
 // The only reader of process.env: every setting is parsed and validated here, once, with a clear error.
 import path from 'node:path';
 import { redactUrl } from './redact-url.js';
-import { DELEGATION_DEPTH_CEILING } from './oauth/input-limits.js';
+import { DELEGATION_DEPTH_CEILING } from './input/input-limits.js';
 
 export type SigningAlg = 'ES256' | 'EdDSA' | 'PS256';
 
@@ -32,7 +32,7 @@ export interface Config {
   jwksMaxAgeSeconds: number;
   /** the `ttl` of status list tokens: how long a gateway may cache a list before fetching it again */
   statusListTtlSeconds: number;
-  /** how client jwks_uri documents are fetched (SSRF limits); see src/oauth/jwks-fetch.ts */
+  /** how client jwks_uri documents are fetched (SSRF limits); see src/outbound/jwks-fetch.ts */
   jwksUri: JwksUriSettings;
   /** key-encryption key for signing keys at rest (else the file `kek` in keysDir) */
   kek: string | undefined;
@@ -247,7 +247,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR || './data'),
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 60, 365 * 86400),
-    // at most the depth every chain check reads (ACT_WALK_LIMIT in src/oauth/delegation-chain.ts)
+    // at most the depth every chain check reads (ACT_WALK_LIMIT in src/tokens/delegation-chain.ts)
     maxDelegationDepth: integer(env, 'MAX_DELEGATION_DEPTH', 5, 1, DELEGATION_DEPTH_CEILING),
     logLevel,
     signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', ['ES256', 'EdDSA', 'PS256']),

@@ -3,7 +3,7 @@
 import {
   dpopProof, requestToken, TokenError, type SigningKeyPair,
 } from '../client/oauth-client.js';
-import { ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience } from '../oauth/admin-clients.js';
+import { ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience } from '../clients/admin-clients.js';
 import type { CliIo } from './command.js';
 import { readAdminKey } from './admin-key.js';
 import { CliError } from './errors.js';

@@ -1,6 +1,6 @@
 // `sigil clients create|list|show|revoke` and `sigil clients keys set`: register, inspect, revoke and re-key
 // the clients of the server through the admin API.
-import { GRANT_TYPES } from '../storage/client-store.js';
+import { GRANT_TYPES } from '../clients/client-store.js';
 import { AdminSession } from './admin-session.js';
 import {
   flag, listOption, MAX_REASON, reasonOption, requiredString, stringOption, type Command, type CommandInput, type CommandResult, type OptionValues,

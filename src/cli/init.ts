@@ -2,7 +2,7 @@
 // private key. Safe to run any number of times; it never replaces a key the server knows.
 import { SignJWT } from 'jose';
 import { generateClientKey, keyPairFromPrivateJwk, type SigningKeyPair } from '../client/oauth-client.js';
-import { ADMIN_CLIENT_ID } from '../oauth/admin-clients.js';
+import { ADMIN_CLIENT_ID } from '../clients/admin-clients.js';
 import { readAdminKey, stageKeyFile } from './admin-key.js';
 import { AdminKeyRefused, AdminSession } from './admin-session.js';
 import type { Command, CommandInput, CommandResult } from './command.js';

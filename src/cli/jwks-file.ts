@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
-import { jwksProblems } from '../oauth/client-keys.js';
+import { jwksProblems } from '../clients/client-keys.js';
 import { UsageError } from './errors.js';
 
 /** Larger than any JWKS of at most 10 keys; stops an accidental multi-gigabyte read. */

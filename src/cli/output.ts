@@ -1,7 +1,7 @@
 // The readable (non --json) forms. JSON output is the server's objects untouched; these are for people.
 // Every value is escaped (terminal-text.ts): a stored name or kid must not be able to drive the terminal.
 import type { JWK } from 'jose';
-import type { clientView } from '../oauth/admin-clients.js';
+import type { clientView } from '../clients/admin-clients.js';
 import { escapeValue } from './terminal-text.js';
 
 /** The client object as the admin API sends it (and `--json` prints it). */
@@ -58,7 +58,7 @@ export function formatClientList(clients: ClientObject[]): string {
 }
 
 /** What `POST /admin/tokens/revoke` answers (and `sigil tokens revoke --json` prints). */
-export type TokenRevocationObject = import('../oauth/revocations.js').TokenRevocationRecord;
+export type TokenRevocationObject = import('../revocation/revocations.js').TokenRevocationRecord;
 
 export function formatTokenRevocation(r: TokenRevocationObject): string {
   return fields([

@@ -1,8 +1,8 @@
 // Text on its way to a terminal. Whatever the server holds (a partner's client name, a kid, a URI, an
 // error description) is printed escaped, so that no stored string can drive the operator's terminal
 // (ESC/OSC/CSI sequences, C1 controls, bidi overrides, fake lines). The server refuses such strings
-// in new input (src/printable-text.ts); this also covers records stored before it did.
-import { NOT_PRINTABLE } from '../printable-text.js';
+// in new input (src/input/printable-text.ts); this also covers records stored before it did.
+import { NOT_PRINTABLE } from '../input/printable-text.js';
 
 const NOT_PRINTABLE_ALL = new RegExp(NOT_PRINTABLE.source, 'gu');
 

@@ -6,19 +6,19 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import {
   ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience, ClientInputError, clientView, parseNewClient,
-} from '../oauth/admin-clients.js';
-import { CLIENT_SIGNING_ALGS } from '../oauth/client-keys.js';
-import { jwtShapeProblem } from '../oauth/input-limits.js';
-import { clientMetadata } from '../oauth/provider.js';
-import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from '../oauth/resource-server.js';
-import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../oauth/dpop-proof.js';
-import type { ClientStore, NewClient } from '../storage/client-store.js';
-import type { Revocations } from '../oauth/revocations.js';
+} from '../clients/admin-clients.js';
+import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
+import { jwtShapeProblem } from '../input/input-limits.js';
+import { clientMetadata } from '../oidc/provider.js';
+import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from './resource-server.js';
+import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../tokens/dpop-proof.js';
+import type { ClientStore, NewClient } from '../clients/client-store.js';
+import type { Revocations } from '../revocation/revocations.js';
 import type { KeyRing } from '../keys/key-ring.js';
-import { jwksProblems } from '../oauth/client-keys.js';
+import { jwksProblems } from '../clients/client-keys.js';
 import type { Db } from '../storage/db.js';
-import { audit } from '../storage/token-events.js';
-import { printableTextProblem } from '../printable-text.js';
+import { audit } from '../tokens/token-events.js';
+import { printableTextProblem } from '../input/printable-text.js';
 import { sendError } from './http-errors.js';
 import { parseJsonBody } from './json-body.js';
 

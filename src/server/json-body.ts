@@ -1,7 +1,7 @@
 // The one way a JSON request body is read (registration, admin API): refused before JSON.parse when
 // nested deeper than any legitimate body or holding what Postgres cannot store (U+0000, lone surrogates).
 import type { Context } from 'koa';
-import { jsonTextProblem } from '../oauth/input-limits.js';
+import { jsonTextProblem } from '../input/input-limits.js';
 
 export type JsonBody = { ok: true; value: unknown } | { ok: false; problem: string };
 

@@ -4,9 +4,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CLIENT_CREDENTIALS } from '../oauth/grants/client-credentials.js';
-import { REFRESH_TOKEN } from '../oauth/grants/refresh-token.js';
-import { TOKEN_EXCHANGE } from '../oauth/grants/token-exchange.js';
+import { CLIENT_CREDENTIALS } from '../tokens/grants/client-credentials.js';
+import { REFRESH_TOKEN } from '../tokens/grants/refresh-token.js';
+import { TOKEN_EXCHANGE } from '../tokens/grants/token-exchange.js';
 
 /** the label value of everything outside a label's known set */
 export const OTHER = 'other';

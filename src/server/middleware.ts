@@ -4,7 +4,7 @@ import { parse as parseForm } from 'node:querystring';
 import type Koa from 'koa';
 import type { Context, Next } from 'koa';
 import type { Logger } from '../log.js';
-import { hasControlCharacter, jwtShapeProblem } from '../oauth/input-limits.js';
+import { hasControlCharacter, jwtShapeProblem } from '../input/input-limits.js';
 import { sendError } from './http-errors.js';
 import { lingerAfterResponse } from './lingering-close.js';
 

@@ -4,18 +4,18 @@
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
-import type { JwksUriFetcher } from '../oauth/jwks-fetch.js';
-import { clientMetadata } from '../oauth/provider.js';
+import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';
+import { clientMetadata } from '../oidc/provider.js';
 import {
   newRegisteredClient, parseGrant, parseKeyUpdate, parseRegistration, RegistrationError, registrationView,
-} from '../oauth/registration.js';
-import type { Revocations } from '../oauth/revocations.js';
-import type { ClientRecord, ClientStore, NewClient } from '../storage/client-store.js';
+} from '../registration/registration.js';
+import type { Revocations } from '../revocation/revocations.js';
+import type { ClientRecord, ClientStore, NewClient } from '../clients/client-store.js';
 import type { Db, Queryable } from '../storage/db.js';
-import type { ClientRegistrations, InitialAccessToken, InitialAccessTokens } from '../storage/initial-access-tokens.js';
+import type { ClientRegistrations, InitialAccessToken, InitialAccessTokens } from '../registration/initial-access-tokens.js';
 import { sendError } from './http-errors.js';
 import { parseJsonBody } from './json-body.js';
-import { RegistrationThrottle } from './registration-throttle.js';
+import { RegistrationThrottle } from '../registration/registration-throttle.js';
 
 export interface RegistrationDeps {
   issuer: string;

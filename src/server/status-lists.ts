@@ -3,7 +3,7 @@
 //   GET /status-lists/{id}      a list's signed status list token (application/statuslist+jwt)
 //   GET /status-lists/events    Server-Sent Events: which lists changed, as soon as they change
 import type { Context, Next } from 'koa';
-import { statusListPath, type StatusListPublisher } from '../oauth/status-list.js';
+import { statusListPath, type StatusListPublisher } from '../revocation/status-list.js';
 import { sendError } from './http-errors.js';
 import type { StatusStreams } from './status-streams.js';
 

@@ -2,11 +2,11 @@
 // reason, never a credential) and recorded in token_events — from wherever in the stack it happened.
 import type { Context } from 'koa';
 import type { Logger } from '../log.js';
-import type { IssuedToken } from '../oauth/grants/shared.js';
-import type { Refusal } from '../oauth/provider.js';
-import type { TokenEventLog } from '../storage/token-events.js';
-import type { AccessTokenClaims } from '../oauth/access-tokens.js';
-import { statusRefOf } from '../oauth/introspection.js';
+import type { IssuedToken } from '../tokens/grants/shared.js';
+import type { Refusal } from '../oidc/provider.js';
+import type { TokenEventLog } from '../tokens/token-events.js';
+import type { AccessTokenClaims } from '../tokens/access-tokens.js';
+import { statusRefOf } from '../tokens/introspection.js';
 import type { Metrics } from './metrics.js';
 
 export interface TokenOutcomes {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
 import { generateClientKey, keyPairFromPrivateJwk } from '../../src/client/oauth-client.js';
-import { NOT_PRINTABLE } from '../../src/printable-text.js';
+import { NOT_PRINTABLE } from '../../src/input/printable-text.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { adminWithKey, type Admin } from '../support/sigil.js';

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { LINGER_BOUNDS } from '../../src/server/lingering-close.js';
-import { DELEGATION_DEPTH_CEILING } from '../../src/oauth/input-limits.js';
+import { DELEGATION_DEPTH_CEILING } from '../../src/input/input-limits.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { rawExchange, rawRequestBytes, type RawResponse } from '../support/raw-http.js';
 import { startServer, type ServerProcess } from '../support/server.js';

@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, generateClientKey, requestToken, TokenError, type TokenResponse } from '../../src/client/oauth-client.js';
 import { MIGRATIONS_DIR } from '../../src/storage/migrate.js';
-import { refreshTokenHash } from '../../src/storage/refresh-tokens.js';
+import { refreshTokenHash } from '../../src/tokens/refresh-token-store.js';
 import { ASSERTION_TYPE, postToken, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, requestToken } from '../../src/client/oauth-client.js';
-import { encodeStatusList, LIST_CAPACITY } from '../../src/oauth/status-list.js';
+import { encodeStatusList, LIST_CAPACITY } from '../../src/revocation/status-list.js';
 import { ASSERTION_TYPE, decodePayload, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';

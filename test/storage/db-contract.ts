@@ -10,13 +10,13 @@ import { loadSigningKeys, readKeys, sharedSecret } from '../../src/keys/signing-
 import { KeyDecryptionError } from '../../src/keys/key-encryption.js';
 
 const KEK = Buffer.alloc(32, 3);
-import { ClientStore } from '../../src/storage/client-store.js';
+import { ClientStore } from '../../src/clients/client-store.js';
 import type { Db } from '../../src/storage/db.js';
 import { createMemoryStore, createRedisStore, type FastStore } from '../../src/storage/fast-store.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
-import { oidcAdapterFactory } from '../../src/storage/oidc-adapter.js';
+import { oidcAdapterFactory } from '../../src/oidc/adapter.js';
 import { sqlReplayGuard } from '../../src/storage/replay-guard.js';
-import { TokenEventLog, type TokenEvent } from '../../src/storage/token-events.js';
+import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
 import { sampleClient, silentLog, testRedisPrefix, until, type MakeDb, type TestDb } from './helpers.js';
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createLogger, type Logger } from '../../src/log.js';
-import type { NewClient } from '../../src/storage/client-store.js';
+import type { NewClient } from '../../src/clients/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from '../../src/storage/db.js';
 import { createTestStorage, PG_ADMIN_URL, REDIS_URL } from '../support/infra.js';
 

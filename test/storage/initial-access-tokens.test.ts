@@ -4,11 +4,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ClientStore } from '../../src/storage/client-store.js';
+import { ClientStore } from '../../src/clients/client-store.js';
 import { createMemoryStore } from '../../src/storage/fast-store.js';
 import {
   ClientRegistrations, DEAD_TOKEN_RETENTION_SECONDS, InitialAccessTokens, type SecretCheckAdmission,
-} from '../../src/storage/initial-access-tokens.js';
+} from '../../src/registration/initial-access-tokens.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { makePgDb, makePgliteDb, sampleClient, type MakeDb, type TestDb } from './helpers.js';
 

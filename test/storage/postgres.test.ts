@@ -11,7 +11,7 @@ const KEK = Buffer.alloc(32, 3);
 import { createPgDb, type Db } from '../../src/storage/db.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
-import { TokenEventLog, type TokenEvent } from '../../src/storage/token-events.js';
+import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
 import { lateDatabase, silentLog, withinGuard } from './helpers.js';
 

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/log.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { migrate } from '../../src/storage/migrate.js';
-import { oidcAdapterFactory, type RequestLike } from '../../src/storage/oidc-adapter.js';
+import { oidcAdapterFactory, type RequestLike } from '../../src/oidc/adapter.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { redisReplayGuard, type ReplayGuard } from '../../src/storage/replay-guard.js';
 import { firstAcceptedIat, parseMarker, quarantineEndMs, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';

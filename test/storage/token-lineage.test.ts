@@ -8,7 +8,7 @@ import type { Queryable } from '../../src/storage/db.js';
 import { migrate } from '../../src/storage/migrate.js';
 import {
   chainState, insertLineage, liveChildren, liveTokensNaming, lockChainForIssuance, lockClientForRevocation, lockTokensForRevocation, pruneLineage, type LineageNode,
-} from '../../src/storage/token-lineage.js';
+} from '../../src/tokens/token-lineage.js';
 import { makePgDb, makePgliteDb, until, type MakeDb, type TestDb } from './helpers.js';
 
 const now = () => Math.floor(Date.now() / 1000);

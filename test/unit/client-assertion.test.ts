@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { generateClientKey } from '../../src/client/oauth-client.js';
 import {
   acceptedAssertionAudiences, assertionAudienceProblem, assertionTypeProblem, CLIENT_AUTHENTICATION_TYP, registeredKeysProblem,
-} from '../../src/oauth/client-assertion.js';
+} from '../../src/clients/client-assertion.js';
 import { rsaExponentOneKey } from '../support/forge.js';
 
 const ISSUER = 'https://sigil.example';

@@ -3,7 +3,7 @@ import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { jwksProblems, MAX_CLIENT_KEYS, MAX_KID_LENGTH } from '../../src/oauth/client-keys.js';
+import { jwksProblems, MAX_CLIENT_KEYS, MAX_KID_LENGTH } from '../../src/clients/client-keys.js';
 import { ed25519IdentityKey, rsaExponentOneKey } from '../support/forge.js';
 
 const PRIVATE = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];

@@ -3,9 +3,9 @@
 // so a revoked actor cannot hide below the walk's end (issue 10, finding 4).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ACT_WALK_LIMIT, actorsOf, chainClientsOf } from '../../src/oauth/delegation-chain.js';
-import { isAccessTokenRevoked } from '../../src/oauth/introspection.js';
-import type { AccessTokenClaims } from '../../src/oauth/access-tokens.js';
+import { ACT_WALK_LIMIT, actorsOf, chainClientsOf } from '../../src/tokens/delegation-chain.js';
+import { isAccessTokenRevoked } from '../../src/tokens/introspection.js';
+import type { AccessTokenClaims } from '../../src/tokens/access-tokens.js';
 
 /** act nested `depth` levels: act.sub = actor-0 (outermost), act.act.sub = actor-1, ... */
 function nested(depth: number, sub = (i: number): unknown => `actor-${i}`): Record<string, unknown> | undefined {

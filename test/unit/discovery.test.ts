@@ -1,7 +1,7 @@
 // The discovery allow-list alone: whatever oidc-provider puts in its document, only Sigil's fields leave.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADVERTISED_METADATA, advertisedMetadata } from '../../src/oauth/discovery.js';
+import { ADVERTISED_METADATA, advertisedMetadata } from '../../src/oidc/discovery.js';
 
 const ISSUER = 'https://as.example';
 

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
 import { generateClientKey, keyPairFromPrivateJwk, type KeyAlg, type SigningKeyPair } from '../../src/client/oauth-client.js';
-import { DpopProofError, DpopProofVerifier, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type ProofExpectations } from '../../src/oauth/dpop-proof.js';
+import { DpopProofError, DpopProofVerifier, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type ProofExpectations } from '../../src/tokens/dpop-proof.js';
 import {
   b64url, dpopJwk, ed25519IdentityKey, forgeProof, rfc7638Thumbprint, rsaExponentOneKey, signJws, unsignedJwt, type ForgeOptions,
 } from '../support/forge.js';

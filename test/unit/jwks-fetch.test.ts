@@ -14,11 +14,11 @@ import type { JWK } from 'jose';
 import { clientAssertion, generateClientKey, keyPairFromPrivateJwk, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
-import { jwksProblems } from '../../src/oauth/client-keys.js';
+import { jwksProblems } from '../../src/clients/client-keys.js';
 import { ed25519IdentityKey, rsaExponentOneKey } from '../support/forge.js';
 import {
   addressProblem, classifyAddress, ipv6Bytes, jwksUriProblem, JwksUriFetcher, type AddressClass, type JwksUriPolicy, type Resolver,
-} from '../../src/oauth/jwks-fetch.js';
+} from '../../src/outbound/jwks-fetch.js';
 
 const log = createLogger('silent');
 const NONE = { allowHttpLoopback: false, allowedHosts: [] as string[] };

@@ -1,10 +1,10 @@
-// What partner- and admin-supplied strings may contain (src/printable-text.ts), and how the CLI escapes
+// What partner- and admin-supplied strings may contain (src/input/printable-text.ts), and how the CLI escapes
 // whatever reaches a terminal anyway (src/cli/terminal-text.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { escapeJson, escapeText, escapeValue } from '../../src/cli/terminal-text.js';
-import { NOT_PRINTABLE, printableTextProblem, uriTextProblem } from '../../src/printable-text.js';
+import { NOT_PRINTABLE, printableTextProblem, uriTextProblem } from '../../src/input/printable-text.js';
 
 /** Strings that drive a terminal or fake its layout: ESC/OSC/CSI, 8-bit C1 CSI, bidi, separators, zero width. */
 const HOSTILE = {

@@ -2,7 +2,7 @@
 // token id and per source address, on an injected clock (no waiting, no timing).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PER_ADDRESS, PER_TOKEN, RegistrationThrottle, sourceKey } from '../../src/server/registration-throttle.js';
+import { PER_ADDRESS, PER_TOKEN, RegistrationThrottle, sourceKey } from '../../src/registration/registration-throttle.js';
 
 function clock() {
   let ms = 1_000_000;

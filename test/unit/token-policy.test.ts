@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { errors } from 'oidc-provider';
-import { grantedScope, resolveAudience } from '../../src/oauth/token-policy.js';
-import type { ClientRecord } from '../../src/storage/client-store.js';
+import { grantedScope, resolveAudience } from '../../src/tokens/token-policy.js';
+import type { ClientRecord } from '../../src/clients/client-store.js';
 
 function client(audiences: string[]): ClientRecord {
   return {

@@ -2,8 +2,8 @@
 // issued to (also for confidential clients), one use each, reuse revokes the family.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
-import type { ClientStore } from '../../storage/client-store.js';
-import { looksLikeRefreshToken } from '../../storage/refresh-tokens.js';
+import type { ClientStore } from '../../clients/client-store.js';
+import { looksLikeRefreshToken } from '../refresh-token-store.js';
 import type { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope } from '../token-policy.js';
 import { bindToProofKey, pendingClaims, tokenRequestProof, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';

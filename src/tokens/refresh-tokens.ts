@@ -6,13 +6,13 @@ import { randomUUID } from 'node:crypto';
 import type { Db, Queryable } from '../storage/db.js';
 import {
   consumeRefreshToken, findRefreshToken, insertRefreshToken, newRefreshToken, refreshTokenHash, type RefreshTokenRecord,
-} from '../storage/refresh-tokens.js';
-import type { ClientRecord } from '../storage/client-store.js';
+} from './refresh-token-store.js';
+import type { ClientRecord } from '../clients/client-store.js';
 import type { IssuedToken } from './grants/shared.js';
 import { statusRefOf } from './introspection.js';
 import type { AccessTokenClaims } from './access-tokens.js';
-import type { RevocationList } from './revocation-list.js';
-import type { Revocations } from './revocations.js';
+import type { RevocationList } from '../revocation/revocation-list.js';
+import type { Revocations } from '../revocation/revocations.js';
 import { actorsOf, type ChainOfIssue, type DelegationChains } from './delegation-chain.js';
 
 export type FamilyStart = Omit<RefreshTokenRecord, 'tokenHash' | 'consumed' | 'familyId' | 'familyExpiresAt'> & {

@@ -3,8 +3,8 @@
 // instances allow N times the rate). Only argon2 checks are counted: a dead or unknown token id, a
 // malformed token and a secret this instance already verified cost none (initial-access-tokens.ts).
 import { isIPv6 } from 'node:net';
-import { ipv6Bytes } from '../oauth/jwks-fetch.js';
-import type { SecretCheckAdmission } from '../storage/initial-access-tokens.js';
+import { ipv6Bytes } from '../outbound/jwks-fetch.js';
+import type { SecretCheckAdmission } from './initial-access-tokens.js';
 
 export interface BucketRule {
   /** checks allowed at once */

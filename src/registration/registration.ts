@@ -2,11 +2,11 @@
 // registered client becomes, and what a registrant may later change. Refusals name what to fix.
 import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
-import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../storage/client-store.js';
-import { uriTextProblem } from '../printable-text.js';
-import { ClientInputError, clientNameProblem, parseNewClient } from './admin-clients.js';
-import { CLIENT_SIGNING_ALGS, jwksProblems } from './client-keys.js';
-import { jwksUriProblem, type JwksUriPolicy } from './jwks-fetch.js';
+import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../clients/client-store.js';
+import { uriTextProblem } from '../input/printable-text.js';
+import { ClientInputError, clientNameProblem, parseNewClient } from '../clients/admin-clients.js';
+import { CLIENT_SIGNING_ALGS, jwksProblems } from '../clients/client-keys.js';
+import { jwksUriProblem, type JwksUriPolicy } from '../outbound/jwks-fetch.js';
 
 /** A refusal of client metadata: 400 invalid_client_metadata with this message as error_description. */
 export class RegistrationError extends Error {

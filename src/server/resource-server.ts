@@ -1,8 +1,8 @@
 // How a protected API of Sigil's own (the admin API) checks a request: a DPoP-bound JWT access token
 // signed by Sigil, for this audience, and a fresh, unreplayed DPoP proof made with the bound key.
 import type { ReplayGuard } from '../storage/replay-guard.js';
-import type { AccessTokenClaims, AccessTokenVerifier } from './access-tokens.js';
-import { DpopProofError, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type DpopProofVerifier, type VerifiedProof } from './dpop-proof.js';
+import type { AccessTokenClaims, AccessTokenVerifier } from '../tokens/access-tokens.js';
+import { DpopProofError, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type DpopProofVerifier, type VerifiedProof } from '../tokens/dpop-proof.js';
 
 export class RequestAuthError extends Error {
   constructor(readonly status: 401 | 403, readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'insufficient_scope', description: string) {

@@ -3,7 +3,7 @@
 // revocation can never miss it. A signed derived token leaves only after one Postgres transaction has
 // locked its chain against revocation, read the truth there (not the in-memory list) and recorded it.
 import type { Db, Queryable } from '../storage/db.js';
-import { chainState, insertLineage, lockChainForIssuance, type LineageNode } from '../storage/token-lineage.js';
+import { chainState, insertLineage, lockChainForIssuance, type LineageNode } from './token-lineage.js';
 import type { AccessTokenClaims } from './access-tokens.js';
 import type { IssuedToken } from './grants/shared.js';
 import { statusRefOf } from './introspection.js';

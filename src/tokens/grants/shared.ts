@@ -1,7 +1,7 @@
 // Steps every Sigil grant shares.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { SigningAlg } from '../../config.js';
-import { predatesLoss, type HeldClaims, type RequestLike } from '../../storage/oidc-adapter.js';
+import { predatesLoss, type HeldClaims, type RequestLike } from '../../oidc/adapter.js';
 import { DpopProofError, type DpopProofVerifier, type VerifiedProof } from '../dpop-proof.js';
 
 export interface AccessTokenSettings {

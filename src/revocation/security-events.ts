@@ -1,6 +1,6 @@
 // The numbered log of security events (revocations, key changes) in Postgres. Appends serialise on
 // one counter row, so versions commit in order and "seen version N" means "seen everything up to N".
-import type { Db, Queryable } from './db.js';
+import type { Db, Queryable } from '../storage/db.js';
 
 export type SecurityEventKind = 'client_revoked' | 'token_revoked' | 'family_revoked' | 'client_keys_changed';
 

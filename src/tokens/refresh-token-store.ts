@@ -1,7 +1,7 @@
 // Refresh tokens, stored by SHA-256 only. consume() is the atomic "use once": of two concurrent
 // uses exactly one gets the row back.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Queryable } from './db.js';
+import type { Queryable } from '../storage/db.js';
 
 export const REFRESH_TOKEN_PREFIX = 'srt_';
 

@@ -1,7 +1,7 @@
 // The issuance/refusal log. The token endpoint only appends to an in-memory buffer; a timer writes
 // batches to Postgres, so no token response ever waits on a database write.
 import type { Logger } from '../log.js';
-import type { Db } from './db.js';
+import type { Db } from '../storage/db.js';
 
 export interface TokenEvent {
   at: Date;

@@ -2,7 +2,7 @@
 // argon2id hashes, used up atomically) and registration access tokens (RFC 7592, kept only as SHA-256).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import argon2 from 'argon2';
-import type { Db, Queryable } from './db.js';
+import type { Db, Queryable } from '../storage/db.js';
 
 /** `sit_<id>.<secret>`: the id finds the row, the 256-bit secret is checked against its argon2id hash */
 const INITIAL_ACCESS_TOKEN = /^sit_([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$/;

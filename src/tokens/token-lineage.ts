@@ -3,7 +3,7 @@
 // parent token, then reads their state; a revocation takes the same locks exclusively before it
 // changes that state and before it looks for what was derived. So a derived token is either refused
 // (its issuer saw the revocation) or found by the revocation (it committed first) — never neither.
-import type { Queryable } from './db.js';
+import type { Queryable } from '../storage/db.js';
 
 export interface LineageNode {
   jti: string;

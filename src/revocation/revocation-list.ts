@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js';
 import type { Db } from '../storage/db.js';
 import type { FastStore } from '../storage/fast-store.js';
-import { SecurityEventStore, type NewSecurityEvent, type SecurityEvent } from '../storage/security-events.js';
+import { SecurityEventStore, type NewSecurityEvent, type SecurityEvent } from './security-events.js';
 import type { Queryable } from '../storage/db.js';
 
 const CHANNEL = 'security-events';

@@ -8,7 +8,7 @@ import https from 'node:https';
 import { isIP, isIPv4, isIPv6, type LookupFunction } from 'node:net';
 import { compactVerify, decodeProtectedHeader, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { Logger } from '../log.js';
-import { CLIENT_SIGNING_ALGS } from './client-keys.js';
+import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
 
 // ---------------------------------------------------------------------------------------------
 // IP ranges

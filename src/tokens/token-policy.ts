@@ -1,7 +1,7 @@
 // Sigil's rules for what a token request may ask for. oidc-provider drops what it does not know;
 // Sigil refuses instead, so a client never silently gets less (or other) than it asked for.
 import { errors } from 'oidc-provider';
-import type { ClientRecord } from '../storage/client-store.js';
+import type { ClientRecord } from '../clients/client-store.js';
 
 /** The audience of the token: the requested `resource`, which must be registered, else the first registered one. */
 export function resolveAudience(resource: unknown, client: ClientRecord): string {

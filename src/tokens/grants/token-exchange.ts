@@ -5,11 +5,11 @@
 // the subject token or any client of the chain reaches it.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
-import type { ClientStore } from '../../storage/client-store.js';
+import type { ClientStore } from '../../clients/client-store.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from '../access-tokens.js';
 import { actorsOf, ChainRevoked, type DelegationChains } from '../delegation-chain.js';
 import { isAccessTokenRevoked } from '../introspection.js';
-import type { RevocationList } from '../revocation-list.js';
+import type { RevocationList } from '../../revocation/revocation-list.js';
 import { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
 import { bindToProofKey, pendingClaims, requireProofIf, tokenRequestProof, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';

@@ -5,8 +5,8 @@
 // HeldClaims); the token is made only once they said "free".
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
-import type { ClientStore } from '../../storage/client-store.js';
-import type { HeldClaims } from '../../storage/oidc-adapter.js';
+import type { ClientStore } from '../../clients/client-store.js';
+import type { HeldClaims } from '../../oidc/adapter.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
 import { bindToProofKey, requireProofIf, tokenRequestProof, whileConfirming, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';
 

@@ -7,8 +7,8 @@
 // time. Signatures are checked with node:crypto, synchronously: cheaper than a WebCrypto job and
 // its thread hop for a ~50 µs operation.
 import { constants, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { ed25519KeyProblem, jwkMembersProblem, p256KeyProblem, PRIVATE_MEMBERS, rsaKeyProblem } from './client-keys.js';
-import { jsonTextProblem } from './input-limits.js';
+import { ed25519KeyProblem, jwkMembersProblem, p256KeyProblem, PRIVATE_MEMBERS, rsaKeyProblem } from '../clients/client-keys.js';
+import { jsonTextProblem } from '../input/input-limits.js';
 
 /** A proof that passed every check but the replay check (its jti), which needs shared storage. */
 export interface VerifiedProof {

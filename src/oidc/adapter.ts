@@ -4,9 +4,9 @@
 //  - everything else (grants, refresh tokens, registration tokens): rows in oidc_models.
 import { createHash } from 'node:crypto';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
-import type { ClientRecord, ClientStore } from './client-store.js';
-import type { Db } from './db.js';
-import type { ClaimVerdict, ReplayClaim, ReplayGuard } from './replay-guard.js';
+import type { ClientRecord, ClientStore } from '../clients/client-store.js';
+import type { Db } from '../storage/db.js';
+import type { ClaimVerdict, ReplayClaim, ReplayGuard } from '../storage/replay-guard.js';
 
 export type ClientMetadataOf = (record: ClientRecord) => AdapterPayload;
 

@@ -2,13 +2,13 @@
 // status-list bits, audit row); the revocation list then announces it to every instance.
 import type { JWK } from 'jose';
 import type { Logger } from '../log.js';
-import type { ClientRecord, ClientStore } from '../storage/client-store.js';
+import type { ClientRecord, ClientStore } from '../clients/client-store.js';
 import type { Queryable } from '../storage/db.js';
-import type { NewSecurityEvent, SecurityEvent } from '../storage/security-events.js';
+import type { NewSecurityEvent, SecurityEvent } from './security-events.js';
 import type { RevocationList } from './revocation-list.js';
 import { setStatusBits, type StatusRef } from './status-list.js';
-import { familyAccessTokens, familyExpiries } from '../storage/refresh-tokens.js';
-import { liveChildren, liveTokensNaming, lockClientForRevocation, lockTokensForRevocation } from '../storage/token-lineage.js';
+import { familyAccessTokens, familyExpiries } from '../tokens/refresh-token-store.js';
+import { liveChildren, liveTokensNaming, lockClientForRevocation, lockTokensForRevocation } from '../tokens/token-lineage.js';
 
 type Append = (e: NewSecurityEvent) => Promise<SecurityEvent | undefined>;
 

@@ -1,10 +1,10 @@
 // RFC 7662 introspection and RFC 7009 revocation of Sigil's JWT access tokens. oidc-provider answers
 // both with unsupported_token_type for JWTs (after authenticating the client); Sigil answers instead.
-import type { ClientRecord } from '../storage/client-store.js';
+import type { ClientRecord } from '../clients/client-store.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from './access-tokens.js';
-import type { RevocationList } from './revocation-list.js';
-import type { Revocations } from './revocations.js';
-import type { StatusRef } from './status-list.js';
+import type { RevocationList } from '../revocation/revocation-list.js';
+import type { Revocations } from '../revocation/revocations.js';
+import type { StatusRef } from '../revocation/status-list.js';
 import { chainClientsOf } from './delegation-chain.js';
 
 export interface TokenDecisions {

@@ -1,8 +1,8 @@
 // Clients as Sigil knows them (metadata + status), persisted in Postgres. Reads on the token path are
 // served from an in-process cache that every instance drops on a `client` event from the bus.
 import type { JWK } from 'jose';
-import type { Db, Queryable } from './db.js';
-import type { FastStore } from './fast-store.js';
+import type { Db, Queryable } from '../storage/db.js';
+import type { FastStore } from '../storage/fast-store.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const GRANT_TYPES = ['client_credentials', TOKEN_EXCHANGE, 'refresh_token'] as const;

@@ -1,8 +1,8 @@
 // Creating clients: the input the admin API accepts, checked once, and the JSON shape the CLI prints.
 import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
-import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../storage/client-store.js';
-import { printableTextProblem, uriTextProblem } from '../printable-text.js';
+import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from './client-store.js';
+import { printableTextProblem, uriTextProblem } from '../input/printable-text.js';
 import { jwksProblems } from './client-keys.js';
 
 export const ADMIN_CLIENT_ID = 'sigil-admin';
