@@ -3,7 +3,7 @@
 // instances allow N times the rate). Only argon2 checks are counted: a dead or unknown token id, a
 // malformed token and a secret this instance already verified cost none (initial-access-tokens.ts).
 import { isIPv6 } from 'node:net';
-import { ipv6Bytes } from '../outbound/jwks-fetch.js';
+import { ipv6Bytes } from '../outbound/address-ranges.js';
 import type { SecretCheckAdmission } from './initial-access-tokens.js';
 
 export interface BucketRule {

@@ -16,9 +16,11 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { jwksProblems } from '../../src/clients/client-keys.js';
 import { ed25519IdentityKey, rsaExponentOneKey } from '../support/forge.js';
-import {
-  addressProblem, classifyAddress, ipv6Bytes, jwksUriProblem, JwksUriFetcher, type AddressClass, type JwksUriPolicy, type Resolver,
-} from '../../src/outbound/jwks-fetch.js';
+import ipaddr from 'ipaddr.js';
+import { classifyAddress, ipv6Bytes, KNOWN_RANGE_NAMES, type AddressClass } from '../../src/outbound/address-ranges.js';
+import { addressProblem } from '../../src/outbound/destination.js';
+import { jwksUriProblem, JwksUriFetcher, type JwksUriPolicy } from '../../src/outbound/jwks-fetch.js';
+import type { Resolver } from '../../src/outbound/pinned-resolution.js';
 
 const log = createLogger('silent');
 const NONE = { allowHttpLoopback: false, allowedHosts: [] as string[] };
@@ -87,6 +89,21 @@ describe('classifyAddress: IPv6', () => {
     assert.equal(hex('64:ff9b::192.0.2.33'), '0064ff9b0000000000000000c0000221');
     assert.equal(hex('1:2:3:4:5:6:1.2.3.4'), '00010002000300040005000601020304');
     assert.equal(hex('FE80::ABCD%en0'), 'fe80000000000000000000000000abcd');
+  });
+});
+
+describe('classifyAddress: what it assumes of ipaddr.js', () => {
+  // a range name a newer ipaddr.js adds would be classified reserved (refused) until mapped: fail here, by name
+  it('every special-purpose range ipaddr.js names is one the classifier maps', () => {
+    const names = (cls: unknown) => Object.keys((cls as { prototype: { SpecialRanges: object } }).prototype.SpecialRanges);
+    assert.deepEqual(names(ipaddr.IPv4).filter((n) => !KNOWN_RANGE_NAMES.ipv4.includes(n)), []);
+    assert.deepEqual(names(ipaddr.IPv6).filter((n) => !KNOWN_RANGE_NAMES.ipv6.includes(n)), []);
+  });
+
+  it('the deprecated IPv4-compatible ::a.b.c.d is not read as IPv4-mapped (ipaddr.js alone would)', () => {
+    assert.equal(ipaddr.IPv6.parse('::8.8.8.8').range(), 'ipv4Mapped', 'the library quirk the classifier works around');
+    assert.equal(classifyAddress('::8.8.8.8'), 'reserved');
+    assert.equal(classifyAddress('::ffff:8.8.8.8'), 'public');
   });
 });
 
