@@ -11,7 +11,7 @@ import { EmbeddedJWK, jwtVerify } from 'jose';
 import { generateClientKey, keyPairFromPrivateJwk, type KeyAlg, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { MAX_JSON_DEPTH } from '../../src/input/input-limits.js';
 import { DpopProofError, DpopProofVerifier, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type ProofExpectations } from '../../src/tokens/dpop-proof.js';
-import { b64url, dpopJwk, ed25519IdentityKey, rsaExponentOneKey, signJws, unsignedJwt } from '../support/forge.js';
+import { b64url, dpopJwk, ed25519IdentityKey, rsaExponentOneKey, signJws, unsignedJwt, type WeakKey } from '../support/forge.js';
 
 const ALGS: readonly KeyAlg[] = ['ES256', 'EdDSA', 'PS256', 'RS256'];
 const URL_ = 'https://sigil.example/token';
@@ -32,6 +32,9 @@ interface Keys {
   privateJwk: Record<KeyAlg, Record<string, unknown>>;
   other: SigningKeyPair;
   rsa1024: SigningKeyPair;
+  /** keys anyone can sign with (made once: an RSA key takes a while) */
+  rsaExponentOne: WeakKey;
+  ed25519Identity: WeakKey;
 }
 
 interface Params {
@@ -130,14 +133,8 @@ const MUTATIONS: Mutation[] = [
   { name: 'ath of another token', expected: { sigilOnly: /ath mismatch/ }, build: async (k, p) => ({ proof: await signed(k, p, { ath: createHash('sha256').update(`${ACCESS_TOKEN}${p.jti}`).digest('base64url') }), expect: { accessToken: ACCESS_TOKEN } }) },
   { name: 'nonce where nonces are not in use', expected: { sigilOnly: /nonces are not in use/ }, build: proofOnly((k, p) => signed(k, p, { nonce: p.jti })) },
   { name: 'jwk kid with a control character', expected: { sigilOnly: /jwk has a kid that is not 1 to/ }, build: proofOnly((k, p) => signed(k, { ...p, kid: `k\u001b]0;${p.jti}` })) },
-  { name: 'RSA key with e = 1 (signs anything)', expected: { sigilOnly: /jwk has the RSA exponent e = "AQ"/ }, build: proofOnly((_k, p) => {
-    const weak = rsaExponentOneKey();
-    return weak.sign({ alg: weak.alg, typ: 'dpop+jwt', jwk: weak.jwk }, claimsOf(p));
-  }) },
-  { name: 'Ed25519 key of small order (signs anything)', expected: { sigilOnly: /jwk is an Ed25519 point of small order/ }, build: proofOnly((_k, p) => {
-    const weak = ed25519IdentityKey();
-    return weak.sign({ alg: weak.alg, typ: 'dpop+jwt', jwk: weak.jwk }, claimsOf(p));
-  }) },
+  { name: 'RSA key with e = 1 (signs anything)', expected: { sigilOnly: /jwk has the RSA exponent e = "AQ"/ }, build: proofOnly(({ rsaExponentOne: weak }, p) => weak.sign({ alg: weak.alg, typ: 'dpop+jwt', jwk: weak.jwk }, claimsOf(p))) },
+  { name: 'Ed25519 key of small order (signs anything)', expected: { sigilOnly: /jwk is an Ed25519 point of small order/ }, build: proofOnly(({ ed25519Identity: weak }, p) => weak.sign({ alg: weak.alg, typ: 'dpop+jwt', jwk: weak.jwk }, claimsOf(p))) },
   // jose has the same floor (its checkKeyLength)
   { name: '1024-bit RSA key', expected: { both: 'refuse' }, build: proofOnly((k, p) => signRaw(headerOf(k.rsa1024, p), claimsOf(p), k.rsa1024)) },
 ];
@@ -236,6 +233,8 @@ describe('DPoP proof check: Sigil against jose (jwtVerify + EmbeddedJWK)', async
     privateJwk: Object.fromEntries(ALGS.map((alg) => [alg, generated[alg].privateJwk])) as Record<KeyAlg, Record<string, unknown>>,
     other: await pairOf('ES256'),
     rsa1024: await keyPairFromPrivateJwk({ ...rsa1024, alg: 'RS256', kid: randomUUID() }),
+    rsaExponentOne: rsaExponentOneKey(),
+    ed25519Identity: ed25519IdentityKey(),
   };
   const tally: Tally = { proofs: 0, agreedAccept: 0, agreedRefuse: 0, sigilOnly: 0, byMutation: new Map() };
 
