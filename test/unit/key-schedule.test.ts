@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { JWK } from 'jose';
 import { KeyRing, schedule, type KeySnapshot, type KeyState, type KeyTimings } from '../../src/keys/key-ring.js';
-import type { StoredKey } from '../../src/keys/signing-keys.js';
+import { stageNextKey, type StoredKey } from '../../src/keys/signing-keys.js';
 import { createLogger } from '../../src/log.js';
 import { createPgDb, type Db } from '../../src/storage/db.js';
 import { createMemoryStore } from '../../src/storage/fast-store.js';
@@ -271,5 +271,66 @@ describe('KeyRing on Postgres: staging a key and how long the JWKS may be cached
     assert.equal(ring.jwksMaxAge(next - 1999), 1, 'whole seconds, rounded down');
     assert.equal(ring.jwksMaxAge(next - 999), 0);
     assert.equal(ring.jwksMaxAge(next + 5 * S), 0, 'past a change not yet recomputed: not cached at all');
+  });
+});
+
+describe('KeyRing on Postgres: changes at their scheduled instant, retired keys leave the database', () => {
+  let storage: TestStorage;
+  let db: Db;
+  let ring: KeyRing;
+  const kek = randomBytes(32);
+  // a long propagation slack: the ring's safety poll (every third of it) cannot be what makes the change
+  const timings: KeyTimings = { jwksMaxAgeSeconds: 300, propagationSeconds: 600, retireAfterSeconds: 600 };
+
+  before(async () => {
+    storage = await createTestStorage('keysched2');
+    db = createPgDb(storage.databaseUrl, 2);
+    await migrate(db);
+    ring = new KeyRing(db, kek, 'ES256', timings, createMemoryStore(), createLogger('silent'));
+    await ring.start();
+  });
+  after(async () => {
+    ring?.stop();
+    await db?.close();
+    await storage?.cleanup();
+  });
+
+  it('a staged key starts signing at its activation instant, without a reload, and listeners are told', async () => {
+    const original = ring.current.active.kid;
+    const activateAt = Date.now() + 300;
+    const kid = await stageNextKey(db, 'ES256', kek, new Date(activateAt));
+    assert.ok(kid);
+    await ring.reload();
+    assert.equal(ring.current.active.kid, original);
+    assert.equal(ring.current.views.find((v) => v.kid === kid)?.state, 'next');
+    const changed = await new Promise<{ snapshot: KeySnapshot; at: number }>((resolve, reject) => {
+      const guard = setTimeout(() => reject(new Error('no key change within 10 s')), 10_000);
+      ring.onChange((snapshot) => {
+        clearTimeout(guard);
+        resolve({ snapshot, at: Date.now() });
+      });
+    });
+    assert.ok(changed.at >= activateAt, 'not before its activation instant');
+    assert.equal(changed.snapshot.active.kid, kid);
+    assert.equal(ring.current.active.kid, kid);
+    assert.deepEqual(states(ring.current), { [original]: 'retiring', [kid]: 'active' });
+  });
+
+  it('a key retired for more than a day is deleted from the database; a retiring one is kept', async () => {
+    const day = 86_400 * S;
+    const old = await stageNextKey(db, 'ES256', kek, new Date(Date.now() - 3 * day));
+    const older = await stageNextKey(db, 'ES256', kek, new Date(Date.now() - 4 * day));
+    assert.ok(old && older);
+    await ring.reload();
+    // `older` retired when its successor `old` activated, 4 days ago + 600 s: deleted. `old`, whose
+    // successor is the first key (activated minutes ago), is retiring and stays, as do the other two.
+    const kids = async () => (await storage.sql<{ kid: string }>('SELECT kid FROM signing_keys')).map((r) => r.kid);
+    let left = await kids();
+    // the deletion is not awaited by reload(): read until it shows (each read is a round trip, no sleep)
+    for (let i = 0; i < 200 && left.includes(older); i++) left = await kids();
+    assert.equal(left.includes(older), false, 'retired for over a day: deleted');
+    assert.equal(left.length, 3, 'every key still published is kept');
+    assert.deepEqual(states(ring.current)[old], 'retiring');
+    assert.deepEqual(Object.values(states(ring.current)).sort(), ['active', 'retired', 'retiring', 'retiring'], 'the snapshot still shows the deleted key as retired');
   });
 });
