@@ -469,6 +469,29 @@ describe('revocation list: the writing instance', () => {
   });
 });
 
+describe('security events in Postgres: pruning', () => {
+  it('drops revocations expired over a minute ago and key-change notices over a day old; keeps the rest', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const longExpired = await revokeToken({ expiresAt: now - 120 });
+    const justExpired = await revokeToken({ expiresAt: now - 10 });
+    const live = await record({ kind: 'family_revoked', expiresAt: now + 60 });
+    const client = await record({ kind: 'client_revoked' });
+    const oldNotice = await record({ kind: 'client_keys_changed' });
+    const newNotice = await record({ kind: 'client_keys_changed' });
+    await storage.sql(`UPDATE security_events SET at = now() - interval '25 hours' WHERE version = $1`, [oldNotice.event!.version]);
+    await writer.store.prune();
+    const left = new Set((await storage.sql<{ version: string }>('SELECT version FROM security_events')).map((r) => Number(r.version)));
+    assert.equal(left.has(longExpired.event.version), false, 'expired two minutes ago');
+    assert.equal(left.has(oldNotice.event!.version), false, 'a key-change notice of yesterday');
+    for (const [label, e] of [['expired 10 s ago (a minute of grace)', justExpired.event], ['unexpired', live.event], ['a client revocation (never expires)', client.event], ['a fresh notice', newNotice.event]] as const) {
+      assert.equal(left.has(e!.version), true, label);
+    }
+    // and a catch-up from before them all never returns what no longer matters
+    const since = await writer.store.since(longExpired.event.version - 1);
+    assert.deepEqual(since.map((e) => e.version), [live.event!.version, client.event!.version, newNotice.event!.version]);
+  });
+});
+
 describe('revocation list over real Redis', () => {
   let writerRedis: FastStore;
   let readerRedis: FastStore;
