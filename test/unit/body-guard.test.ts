@@ -61,26 +61,26 @@ after(async () => {
   await new Promise((r) => server.close(r));
 });
 
-interface Answer {
+interface GuardAnswer {
   status: number;
   headers: Headers;
   json: Seen & { error?: string; error_description?: string };
 }
 
-async function post(path: string, body: string | Uint8Array<ArrayBuffer>, contentType = FORM, headers: Record<string, string> = {}): Promise<Answer> {
+async function post(path: string, body: string | Uint8Array<ArrayBuffer>, contentType = FORM, headers: Record<string, string> = {}): Promise<GuardAnswer> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': contentType, ...headers }, body });
-  return { status: res.status, headers: res.headers, json: (await res.json()) as Answer['json'] };
+  return { status: res.status, headers: res.headers, json: (await res.json()) as GuardAnswer['json'] };
 }
 
-function assertReached(a: Answer | RawResponse, label: string): Seen {
+function assertReached(a: GuardAnswer | RawResponse, label: string): Seen {
   const json = 'json' in a ? a.json : undefined;
   assert.equal(a.status, 200, `${label}: reaches the handler (got ${a.status} ${JSON.stringify(json)})`);
   assert.equal(json?.reached, true, label);
   return json as Seen;
 }
 
-function assertRefused(a: Answer | RawResponse, status: number, error: string, description: RegExp, label: string): void {
-  const json = a.json as Answer['json'];
+function assertRefused(a: GuardAnswer | RawResponse, status: number, error: string, description: RegExp, label: string): void {
+  const json = a.json as GuardAnswer['json'];
   assert.equal(a.status, status, `${label}: status (got ${JSON.stringify(json)})`);
   assert.equal(json?.reached, undefined, `${label}: the handler is not reached`);
   assert.equal(json?.error, error, label);
