@@ -108,13 +108,16 @@ export class RevocationList {
   }
 
   #onMessage(message: string): void {
-    let e: SecurityEvent;
+    let parsed: unknown;
     try {
-      e = JSON.parse(message) as SecurityEvent;
+      parsed = JSON.parse(message);
     } catch {
       return;
     }
-    if (typeof e.version !== 'number') return;
+    // anything on the channel that is not an event (null, a number, an array) is ignored, never thrown on:
+    // a throw here is an uncaught exception in the Redis client's handler, which ends the process
+    if (parsed === null || typeof parsed !== 'object' || !Number.isSafeInteger((parsed as SecurityEvent).version)) return;
+    const e = parsed as SecurityEvent;
     const gap = e.version > this.#version + 1;
     // applying is idempotent, so apply at once, and fetch whatever the gap hides
     this.#apply(e);
