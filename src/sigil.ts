@@ -103,7 +103,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   if (applied.length) log.info({ migrations: applied }, 'migrations applied');
 
   const redis = config.redisUrl ? createRedisStore(config.redisCluster ?? config.redisUrl, config.redisPrefix, log) : undefined;
-  const fast: FastStore = redis ?? createMemoryStore();
+  const fast: FastStore = redis ?? createMemoryStore(log);
   if (!config.redisUrl) {
     log.warn('no REDIS_URL: using an in-process stand-in; run a single instance only (replay records stay in Postgres)');
   }

@@ -113,6 +113,17 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
   const subscriber: Redis | Cluster = subscriberCluster ?? new Redis(target as string, { ...single, enableOfflineQueue: true, commandTimeout: undefined });
 
   const handlers = new Map<string, BusHandler[]>();
+  // anyone who can publish on the channel chooses the message: a handler that throws on it is logged,
+  // never an uncaught exception in ioredis's event (which would end the process)
+  const deliver = (channel: string, message: string) => {
+    for (const h of handlers.get(channel) ?? []) {
+      try {
+        h(message);
+      } catch (err) {
+        log.error({ store: 'redis', channel, reason: (err as Error).message }, 'a pub/sub message handler failed');
+      }
+    }
+  };
   const reconnectHandlers: Array<() => void> = [];
   const connectionHandlers: Array<() => void> = [];
   let epoch = 0;
@@ -172,9 +183,7 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
     });
     cluster.on('-node', changed);
     for (const event of ['ready', '+node', '-node']) subscriberCluster.on(event, watchClusterSubscriber);
-    subscriberCluster.on('message', (channel: string, message: string) => {
-      for (const h of handlers.get(channel) ?? []) h(message);
-    });
+    subscriberCluster.on('message', deliver);
   } else {
     const conn = commands as Redis;
     const sub = subscriber as Redis;
@@ -185,9 +194,7 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
     conn.on('ready', changed);
     conn.on('close', changed);
     sub.on('ready', reconnected);
-    sub.on('message', (channel: string, message: string) => {
-      for (const h of handlers.get(channel) ?? []) h(message);
-    });
+    sub.on('message', deliver);
   }
 
   const ready = (): boolean => {
@@ -262,7 +269,7 @@ export function createRedisStore(target: string | RedisClusterSettings, prefix: 
 }
 
 /** In-process stand-in for the bus: correct for exactly one instance. */
-export function createMemoryStore(): FastStore {
+export function createMemoryStore(log?: Logger): FastStore {
   const bus = new EventEmitter();
   bus.setMaxListeners(0);
   return {
@@ -272,7 +279,14 @@ export function createMemoryStore(): FastStore {
       setImmediate(() => bus.emit(channel, message));
     },
     subscribe(channel, handler) {
-      bus.on(channel, handler);
+      // as on Redis: a handler that throws is logged, and never stops the process or the other handlers
+      bus.on(channel, (message: string) => {
+        try {
+          handler(message);
+        } catch (err) {
+          log?.error({ store: 'memory', channel, reason: (err as Error).message }, 'a pub/sub message handler failed');
+        }
+      });
     },
     onReconnect() {},
     isReady: () => true,

@@ -64,6 +64,22 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
       assert.deepEqual(otherChannel.filter((m) => !m.startsWith('probe-')), ['marker']);
     });
 
+    it('a handler that throws is contained: the other handlers still get the message, and later ones too', async () => {
+      const s = await fleet.instance();
+      const channel = uid('throws');
+      await connected(s, s, channel);
+      const got: string[] = [];
+      s.subscribe(channel, (m) => {
+        if (!m.startsWith('probe-')) throw new TypeError(`cannot handle ${m}`);
+      });
+      s.subscribe(channel, (m) => got.push(m));
+      await s.publish(channel, 'first');
+      await s.publish(channel, 'second');
+      // an escaped throw is an uncaught exception: node:test fails the run
+      await until('both delivered past the throwing handler', () => real(got).length === 2);
+      assert.deepEqual(real(got), ['first', 'second']);
+    });
+
     it('publish never calls handlers synchronously', async () => {
       const s = await fleet.instance();
       const channel = uid('async');
