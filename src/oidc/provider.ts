@@ -29,6 +29,8 @@ import { rewriteRefusal } from './error-rewrites.js';
 import { ReplayClaims, type ClaimingRequest } from './replay-claims.js';
 import { registerGrant, type TokenEndpointDeps } from './token-endpoint.js';
 
+export type { Provider };
+
 /** an assertion may live at most this long: bounds how long its jti must be remembered */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
 

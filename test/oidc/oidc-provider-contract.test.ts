@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +12,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import Provider, { type Adapter, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
+import { providerReadable } from '../../src/oidc/body-handoff.js';
 import { ERROR_REWRITES, rewriteRefusal, type CorrectedRoute } from '../../src/oidc/error-rewrites.js';
 import { proofReplayId, refusalOf } from '../../src/oidc/replay-claims.js';
 import { serverNonces } from '../../src/oidc/server-nonces.js';
@@ -220,6 +221,43 @@ describe('oidc-provider contract (the assumptions Sigil makes about 9.13.3)', ()
       });
     }
   }
+
+  /** a server that reads the body first, as Sigil's body guard does, then hands the request to oidc-provider as `handOff` makes it */
+  async function afterBodyRead(handOff: (req: IncomingMessage, body: Buffer) => IncomingMessage, form: Record<string, string>): Promise<Answer> {
+    const reading = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => void provider.callback()(handOff(req, Buffer.concat(chunks)), res));
+    });
+    await new Promise<void>((resolve) => reading.listen(0, '127.0.0.1', resolve));
+    try {
+      const res = await fetch(`http://127.0.0.1:${(reading.address() as AddressInfo).port}/token`, {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form), signal: AbortSignal.timeout(10_000),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    } finally {
+      await new Promise<void>((resolve) => reading.close(() => resolve()));
+    }
+  }
+  const malformedAssertion = { grant_type: 'client_credentials', client_id: CLIENT, client_assertion_type: ASSERTION_TYPE, client_assertion: 'not-a-jwt' };
+
+  it('body hand-off: the parser reads a readable ctx.req through req.iterator(), so bytes Sigil already read reach it (providerReadable)', async () => {
+    const answer = await afterBodyRead(providerReadable, malformedAssertion);
+    assert.equal(answer.body.error_description, 'invalid client_assertion format', 'the form was parsed from the handed-over bytes');
+  });
+
+  it('body hand-off: a pre-parsed body is accepted but makes oidc-provider print a WARNING (not a JSON log line), which is why Sigil hands over a stream', async () => {
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => void warnings.push(args.join(' '));
+    try {
+      const answer = await afterBodyRead((req, body) => Object.assign(Object.create(req, { readable: { value: false } }), { body: body.toString('utf8') }) as IncomingMessage, malformedAssertion);
+      assert.equal(answer.body.error_description, 'invalid client_assertion format');
+    } finally {
+      console.warn = warn;
+    }
+    assert.ok(warnings.some((w) => w.includes('oidc-provider WARNING') && w.includes('already parsed request body')), JSON.stringify(warnings));
+  });
 
   it('deep import lib/helpers/grants.js buildTokenResponse(provider, {...}): maps to RFC 6749 §5.1 members and leaves undefined ones out', () => {
     assert.equal(typeof buildTokenResponse, 'function');
