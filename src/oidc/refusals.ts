@@ -7,6 +7,6 @@ export const {
   InvalidClient, InvalidClientAuth, InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, UseDpopNonce,
 } = errors;
 
-/** Every refusal oidc-provider renders: status, error code and description (and the real reason, error_detail). */
-export const Refusal = errors.OIDCProviderError;
-export type Refusal = errors.OIDCProviderError;
+/** Every refusal oidc-provider renders (RFC 6749 §5.2): status, error code, description, and the real reason (error_detail). */
+export const OAuthError = errors.OIDCProviderError;
+export type OAuthError = errors.OIDCProviderError;

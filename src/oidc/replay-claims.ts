@@ -8,7 +8,7 @@
 // grants oidc-provider is answered at once, as it would be without Sigil.
 import { createHash } from 'node:crypto';
 import type { ClaimVerdict, ReplayClaim, ReplayGuard } from '../storage/replay-guard.js';
-import { InvalidClientAuth, InvalidDpopProof, type Refusal } from './refusals.js';
+import { InvalidClientAuth, InvalidDpopProof, type OAuthError } from './refusals.js';
 
 /** ttl of a claim; the adapter's upsert() extends it when oidc-provider asks for longer */
 export const REPLAY_CLAIM_TTL = 600;
@@ -39,14 +39,14 @@ export interface ProofToClaim {
 }
 
 /** The refusal of a JWT that predates a loss of replay records: it may have been used before. */
-export function predatesLoss(kind: ClaimKind): Refusal {
+export function predatesLoss(kind: ClaimKind): OAuthError {
   return kind === 'assertion'
     ? new InvalidClientAuth('client assertion was issued before the server lost its replay records (or has no iat); make a new one')
     : new InvalidDpopProof('DPoP proof was issued before the server lost its replay records; make a new one');
 }
 
 /** A replay, or a JWT that predates a loss: the refusal; undefined when the claim was free. */
-export function refusalOf(verdict: ClaimVerdict | undefined, kind: ClaimKind): Refusal | undefined {
+export function refusalOf(verdict: ClaimVerdict | undefined, kind: ClaimKind): OAuthError | undefined {
   if (verdict === 'free') return undefined;
   if (verdict === 'predates-loss') return predatesLoss(kind);
   return kind === 'assertion'
@@ -100,7 +100,8 @@ export class ReplayClaims {
     if (!req || clientId === undefined || this.#requests.has(req)) return this.#seen(clientId ?? '', id, req);
     // read only when a loss makes it matter; oidc-provider verified the assertion before asking
     const assertion: ReplayClaim = { id, iat: () => iatOf(jwtPayload(req.oidc?.params?.client_assertion)) };
-    const proof = req.get('dpop') ? jwtPayload(req.get('dpop')) : undefined;
+    const header = req.get('dpop');
+    const proof = header ? jwtPayload(header) : undefined;
     const proofJti = typeof proof?.jti === 'string' && proof.jti ? proof.jti : undefined;
     const proofId = proofJti === undefined ? undefined : proofReplayId(clientId, proofJti);
     const verdicts: Promise<readonly ClaimVerdict[]> = proofId === undefined || proofId === id
