@@ -26,7 +26,7 @@ const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 let events: string[] = [];
 /** what the ReplayDetection adapter saw of the request it was asked from */
 let seenInFind: { route?: string; clientId?: string; grantType?: unknown; hasAssertion: boolean } | undefined;
-/** ids find() answers as seen */
+/** ids find() answers as seen: those upsert()ed, as a store would */
 const seen = new Set<string>();
 /** tokens extraTokenClaims was called with */
 const extraTokenClaimsOf: object[] = [];
@@ -43,7 +43,9 @@ class RecordingAdapter implements Adapter {
     return { jti: id, kind: 'ReplayDetection', iat: now, exp: now + 60 };
   }
   async upsert(id: string, _payload: AdapterPayload, expiresIn: number): Promise<void> {
-    if (this.model === 'ReplayDetection') events.push(`upsert ${id} ${expiresIn}`);
+    if (this.model !== 'ReplayDetection') return;
+    events.push(`upsert ${id} ${expiresIn}`);
+    seen.add(id);
   }
   async findByUid(): Promise<undefined> {
     return undefined;
@@ -159,7 +161,6 @@ describe('oidc-provider contract (the assumptions Sigil makes about 9.13.3)', ()
     assert.equal(events.length, 2);
     assert.equal(events[0], `find ${id}`);
     assert.match(events[1]!, new RegExp(`^upsert ${id} (299|300)$`));
-    seen.add(id);
     assert.equal(await provider.ReplayDetection.unique(CLIENT, jti, exp), false, 'a payload from find() is "seen"');
   });
 
@@ -195,6 +196,36 @@ describe('oidc-provider contract (the assumptions Sigil makes about 9.13.3)', ()
     assert.equal(sigils.error, 'invalid_client');
     assert.equal((sigils as { error_detail?: string }).error_detail, detail);
   });
+
+  it('a request refused after client authentication (a duplicated parameter) had its assertion claimed and never reaches the grant (why ReplayClaims.settle() exists)', async () => {
+    events = [];
+    const body = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
+    body.append('scope', 'a');
+    body.append('scope', 'b');
+    const res = await fetch(`${issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as { error: string }).error, 'invalid_request');
+    assert.ok(events.some((e) => e.startsWith('find ')), 'the assertion was claimed');
+    assert.ok(!events.includes('grant'));
+  });
+
+  it('a refusal at /token is emitted as grant.error(ctx, err) with the real reason in err.error_detail (Sigil\'s onRefused records it)', async () => {
+    let emitted: { route?: string; error?: string; detail?: string } | undefined;
+    provider.once('grant.error', (ctx: KoaContextWithOIDC, err: { error?: string; error_detail?: string }) => (emitted = { route: ctx.oidc?.route, error: err.error, detail: err.error_detail }));
+    const replayed = await assertion();
+    await post('/token', { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: replayed });
+    await post('/token', { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: replayed });
+    assert.deepEqual(emitted, { route: 'token', error: 'invalid_client', detail: 'client assertion tokens must only be used once' });
+  });
+
+  for (const [route, path] of [['introspection', '/introspect'], ['revocation', '/revoke']] as const) {
+    it(`${route}: a JWT-shaped token is refused with unsupported_token_type once the client authenticated (Sigil answers it itself, provider.ts)`, async () => {
+      const jwtShaped = `${Buffer.from('{"alg":"ES256"}').toString('base64url')}.e30.sig`;
+      const answer = await post(path, { token: jwtShaped, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
+      assert.equal(answer.status, 400, JSON.stringify(answer.body));
+      assert.equal(answer.body.error, 'unsupported_token_type');
+    });
+  }
 
   it('extraTokenClaims(ctx, token) is called by token.save() with the very token saved (pendingClaims is keyed by it)', async () => {
     const answer = await post('/token', { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
