@@ -1,5 +1,6 @@
 // Builds the oidc-provider instance with Sigil's policy: private_key_jwt only, an explicit algorithm
-// allow-list, DPoP, JWT access tokens, and Sigil's own client_credentials grant.
+// allow-list, DPoP, JWT access tokens, and Sigil's own grants (how a /token request reaches them:
+// token-endpoint.ts). Everything Sigil knows about oidc-provider lives in this folder.
 import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config, SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';

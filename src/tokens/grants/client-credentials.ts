@@ -20,6 +20,7 @@ export interface ClientCredentialsDeps {
 
 export function clientCredentialsGrant(deps: ClientCredentialsDeps): SigilGrant {
   return async function clientCredentials(request) {
+    // authentication: done before the grant runs (oidc-provider with Sigil's rules): request.clientId
     // decision
     const record = await deps.clients.find(request.clientId);
     if (!record || record.status !== 'active') throw new InvalidClient('client is not active');
