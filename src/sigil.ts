@@ -8,7 +8,6 @@ import { sharedSecret } from './keys/signing-keys.js';
 import { loadKek } from './keys/key-encryption.js';
 import { KeyRing, type KeySnapshot } from './keys/key-ring.js';
 import { adminAudience } from './clients/admin-clients.js';
-import Provider from 'oidc-provider';
 import { clientMetadata, createProvider } from './oidc/provider.js';
 import { createResourceServer } from './server/resource-server.js';
 import { adminApi } from './server/admin-api.js';
@@ -23,10 +22,8 @@ import { ClientStore, type ClientRecord } from './clients/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
 import { createMemoryStore, createRedisStore, type FastStore } from './storage/fast-store.js';
 import { migrate } from './storage/migrate.js';
-import { HeldClaims, oidcAdapterFactory } from './oidc/adapter.js';
-import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
+import { serverNonces } from './oidc/server-nonces.js';
 import { DpopProofVerifier } from './tokens/dpop-proof.js';
-import { holdsClaims } from './tokens/grants/shared.js';
 import { redisReplayGuard, sqlReplayGuard } from './storage/replay-guard.js';
 import { ReplayGenerations } from './storage/replay-generations.js';
 import { TokenEventLog } from './tokens/token-events.js';
@@ -130,12 +127,10 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   // one per process, outliving provider rebuilds: it keeps the proof keys services present
   const tokenProofs = new DpopProofVerifier({
     algorithms: CLIENT_SIGNING_ALGS,
-    ...(config.dpopRequireNonce ? { nonces: new ServerChallenge(nonceSecret, 'DPoP') } : {}),
+    ...(config.dpopRequireNonce ? { nonces: serverNonces(nonceSecret, 'DPoP') } : {}),
   });
   // the admin API hands out no nonces
   const adminProofs = new DpopProofVerifier({ algorithms: CLIENT_SIGNING_ALGS, maxKeys: 100 });
-  // client_credentials requests answer their replay claims while the token is made
-  const held = new HeldClaims(holdsClaims);
   const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
   const events = new TokenEventLog(db, log);
   const metrics = createMetrics({ clientIds: config.metrics.clientIds });
@@ -199,12 +194,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     jwksUri,
     signing: { alg: keys.active.alg, kid: keys.active.kid },
     privateJwks: keys.privateJwks,
-    adapter: oidcAdapterFactory({
-      db, clients, replay, metadataOf: (r) => metadataOf(r, keyRing.current.active.alg), isClientRevoked: (id) => revocationList.isClientRevoked(id),
-      currentRequest: () => Provider.ctx, held,
-    }),
+    storage: { db, replay, metadataOf: (r) => metadataOf(r, keyRing.current.active.alg), isClientRevoked: (id) => revocationList.isClientRevoked(id) },
     proofs: tokenProofs,
-    held,
     statusIndices,
     tokens,
     refreshTokens,

@@ -4,7 +4,7 @@
 // signing. A PS256 (RSA 3072) signature takes milliseconds and goes to the pool, off the event loop.
 import { constants, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
-import { ExternalSigningKey } from 'oidc-provider';
+import { ExternalSigningKey } from '../oidc/external-signing.js';
 import type { SigningAlg } from '../config.js';
 
 type Signer = (data: Uint8Array, key: KeyObject) => Buffer | Promise<Buffer>;

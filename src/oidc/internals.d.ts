@@ -1,16 +1,14 @@
 // oidc-provider's grant helpers (lib/helpers/grants.js). They are not part of its public, semver-covered
 // API, which is why package.json pins oidc-provider to an exact version. Only what Sigil uses is typed.
 declare module 'oidc-provider/lib/helpers/grants.js' {
-  import type { KoaContextWithOIDC } from 'oidc-provider';
   import type Provider from 'oidc-provider';
   export function buildTokenResponse(provider: Provider, input: {
     accessToken: string;
-    expiresIn: number | undefined;
-    scope?: string;
+    expiresIn?: number | undefined;
+    scope?: string | undefined;
     tokenType: string;
-    refreshToken?: string;
-    issuedTokenType?: string;
-    [extra: string]: unknown;
+    refreshToken?: string | undefined;
+    issuedTokenType?: string | undefined;
   }): Record<string, unknown>;
 }
 

@@ -1,13 +1,14 @@
 // Builds the oidc-provider instance with Sigil's policy: private_key_jwt only, an explicit algorithm
-// allow-list, DPoP, JWT access tokens, and Sigil's own client_credentials grant.
-import Provider, { errors, type Adapter, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+// allow-list, DPoP, JWT access tokens, and Sigil's own grants (how a /token request reaches them:
+// token-endpoint.ts). Everything Sigil knows about oidc-provider lives in this folder.
+import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config, SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../clients/client-store.js';
 import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
 import { acceptedAssertionAudiences, assertionAudienceProblem, assertionTypeProblem, registeredKeysProblem } from '../clients/client-assertion.js';
 import { CLIENT_CREDENTIALS, clientCredentialsGrant, parameters as clientCredentialsParameters } from '../tokens/grants/client-credentials.js';
-import { pendingClaims, type IssuedToken } from '../tokens/grants/shared.js';
+import type { IssuedToken } from '../tokens/grants/shared.js';
 import { parameters as exchangeParameters, TOKEN_EXCHANGE, tokenExchangeGrant } from '../tokens/grants/token-exchange.js';
 import { parameters as refreshParameters, REFRESH_TOKEN, refreshTokenGrant } from '../tokens/grants/refresh-token.js';
 import type { RefreshTokens } from '../tokens/refresh-tokens.js';
@@ -20,10 +21,16 @@ import { introspectAccessToken, revokeOwnAccessToken, type TokenDecisions } from
 import { statusListPath, type StatusIndexAllocator } from '../revocation/status-list.js';
 import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';
 import type { DpopProofVerifier } from '../tokens/dpop-proof.js';
-import type { HeldClaims } from './adapter.js';
 import { NodeSigningKey } from '../keys/node-signing-key.js';
-import { confirmClaims } from '../tokens/grants/shared.js';
+import type { Db } from '../storage/db.js';
+import type { ReplayGuard } from '../storage/replay-guard.js';
+import { oidcAdapterFactory, type ClientMetadataOf } from './adapter.js';
 import { advertisedMetadata, DISCOVERY_MAX_AGE_SECONDS } from './discovery.js';
+import { rewriteRefusal } from './error-rewrites.js';
+import { ReplayClaims, type ClaimingRequest } from './replay-claims.js';
+import { registerGrant, type TokenEndpointDeps } from './token-endpoint.js';
+
+export type { Provider };
 
 /** an assertion may live at most this long: bounds how long its jti must be remembered */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
@@ -44,7 +51,8 @@ export interface ProviderDeps {
   /** the key that signs; the others in privateJwks are only published */
   signing: { alg: SigningAlg; kid: string };
   privateJwks: { keys: JWK[] };
-  adapter: (model: string) => Adapter;
+  /** what oidc-provider's adapter reads and writes (adapter.ts) */
+  storage: { db: Db; replay: ReplayGuard; metadataOf: ClientMetadataOf; isClientRevoked: (clientId: string) => boolean };
   clients: ClientStore;
   nonceSecret: Buffer;
   cookieKeys: string[];
@@ -60,8 +68,16 @@ export interface ProviderDeps {
   jwksUri: JwksUriFetcher;
   /** Sigil's DPoP proof check (oidc-provider's validateDpop is not used) */
   proofs: DpopProofVerifier;
-  /** client_credentials requests whose replay answers the grant collects (see HeldClaims) */
-  held: HeldClaims | undefined;
+}
+
+/**
+ * The requests whose client-assertion answer is held for the grant's confirm() (replay-claims.ts):
+ * client_credentials, the hot path. Only requests that reach Sigil's grant: a client that may not use
+ * the grant is refused by oidc-provider before it, and that refusal must still name a replay first.
+ */
+export function holdsClaims(req: ClaimingRequest): boolean {
+  const oidc = req.oidc;
+  return oidc?.route === 'token' && oidc.params?.grant_type === CLIENT_CREDENTIALS && oidc.client?.grantTypeAllowed?.(CLIENT_CREDENTIALS) === true;
 }
 
 /** The oidc-provider view of a Sigil client. */
@@ -83,8 +99,13 @@ export function createProvider(deps: ProviderDeps): Provider {
   const { config } = deps;
   const { alg } = deps.signing;
   const assertionAudiences = acceptedAssertionAudiences(config.issuer, config.assertionAudTokenEndpoint);
+  const claims = new ReplayClaims(deps.storage.replay, holdsClaims);
+  // claims a grant wants on the token it is about to sign (e.g. `act`): oidc-provider only lets
+  // extraTokenClaims add claims, and that hook sees the token, not the grant
+  const pendingClaims = new WeakMap<object, Record<string, unknown>>();
+  const adapter = oidcAdapterFactory({ ...deps.storage, clients: deps.clients, claims, currentRequest: () => Provider.ctx });
   const configuration: Configuration = {
-    adapter: deps.adapter as unknown as Configuration['adapter'],
+    adapter: adapter as unknown as Configuration['adapter'],
     clients: [],
     // signed with node:crypto (see node-signing-key.ts); only the active key signs
     jwks: { keys: deps.privateJwks.keys.map((jwk) => new NodeSigningKey(jwk, jwk.alg as SigningAlg)) },
@@ -211,31 +232,18 @@ export function createProvider(deps: ProviderDeps): Provider {
   // the issuer is reached through whatever proxy/balancer fronts it; Sigil pins URLs itself (see app.ts)
   provider.proxy = false;
 
-  provider.use(structuredTokenAnswers(deps));
+  provider.use(structuredTokenAnswers(deps, claims));
   provider.use(onlyAdvertisedMetadata);
-  const settings = { ttlSeconds: config.accessTokenTtl, ...deps.signing };
   const proofs = { verifier: deps.proofs, tokenEndpoint: new URL(`${config.issuer}/token`).href };
+  const endpoint: TokenEndpointDeps = { claims, signing: deps.signing, pendingClaims, onIssued: deps.onIssued };
+  const accessTokenTtl = config.accessTokenTtl;
 
-  provider.registerGrantType(
-    CLIENT_CREDENTIALS,
-    clientCredentialsGrant(provider, { clients: deps.clients, settings, proofs, held: deps.held, onIssued: deps.onIssued }),
-    clientCredentialsParameters,
-    ['resource'],
-  );
-
-  provider.registerGrantType(
-    TOKEN_EXCHANGE,
-    tokenExchangeGrant(provider, {
-      clients: deps.clients, settings, proofs, verify: deps.tokens.verify, revocationList: deps.tokens.revocationList, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued,
-      chains: deps.chains, maxDepth: config.maxDelegationDepth,
-    }),
-    exchangeParameters,
-  );
-  provider.registerGrantType(
-    REFRESH_TOKEN,
-    refreshTokenGrant(provider, { clients: deps.clients, settings, proofs, refreshTokens: deps.refreshTokens, onIssued: deps.onIssued }),
-    refreshParameters,
-  );
+  registerGrant(provider, CLIENT_CREDENTIALS, clientCredentialsGrant({ clients: deps.clients, accessTokenTtl, proofs }), clientCredentialsParameters, endpoint, ['resource']);
+  registerGrant(provider, TOKEN_EXCHANGE, tokenExchangeGrant({
+    clients: deps.clients, accessTokenTtl, proofs, verify: deps.tokens.verify, revocationList: deps.tokens.revocationList, refreshTokens: deps.refreshTokens,
+    chains: deps.chains, maxDepth: config.maxDelegationDepth,
+  }), exchangeParameters, endpoint);
+  registerGrant(provider, REFRESH_TOKEN, refreshTokenGrant({ clients: deps.clients, accessTokenTtl, proofs, refreshTokens: deps.refreshTokens }), refreshParameters, endpoint);
 
   const refused = (ctx: KoaContextWithOIDC, err: errors.OIDCProviderError) => {
     deps.onRefused(ctx, {
@@ -262,24 +270,25 @@ async function onlyAdvertisedMetadata(ctx: KoaContextWithOIDC, next: () => Promi
 }
 
 /**
- * oidc-provider refuses JWT access tokens at introspection and revocation with
- * unsupported_token_type, after it authenticated the client. That answer is replaced by Sigil's own.
+ * After oidc-provider answered: held replay answers given, refusals corrected (error-rewrites.ts), and
+ * oidc-provider's refusal of JWT access tokens at introspection and revocation (unsupported_token_type,
+ * after it authenticated the client) replaced by Sigil's own answer.
  */
-function structuredTokenAnswers(deps: ProviderDeps) {
+function structuredTokenAnswers(deps: ProviderDeps, claims: ReplayClaims) {
   return async function structuredTokens(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
     await next();
     // a store away, or replay records being recovered after a loss: the client should come back shortly
     if (ctx.status === 503) ctx.set('Retry-After', '1');
     const route = ctx.oidc?.route;
     if (route === 'token') {
-      await unconfirmedClaims(ctx, deps);
-      const body = ctx.body as { error?: string; error_description?: string } | undefined;
-      if (noClientAuthentication(ctx, body) || malformedAssertion(ctx, body)) return;
-      return grantNotAllowed(ctx);
+      const unconfirmed = claims.settle(ctx);
+      if (unconfirmed) await replayFirst(ctx, unconfirmed, deps.log);
+      rewriteRefusal(route, ctx);
+      return;
     }
     if (route !== 'introspection' && route !== 'revocation') return;
+    if (rewriteRefusal(route, ctx)) return;
     const body = ctx.body as { error?: string; error_description?: string } | undefined;
-    if (noClientAuthentication(ctx, body)) return;
     const token = ctx.oidc.params?.token;
     if (typeof token !== 'string') return;
     // only once oidc-provider authenticated the client: its refusal of anything JWT-shaped, or a 200
@@ -301,51 +310,18 @@ function structuredTokenAnswers(deps: ProviderDeps) {
 }
 
 /**
- * Replay answers held for a request that never reached the grant that takes them (oidc-provider
+ * A held replay answer for a request that never reached its grant's replay step (oidc-provider
  * refused it first, e.g. for a duplicated parameter). A replay is still what such a request is told,
  * as it would have been had the claim been awaited where oidc-provider made it.
  */
-async function unconfirmedClaims(ctx: KoaContextWithOIDC, deps: ProviderDeps): Promise<void> {
+async function replayFirst(ctx: KoaContextWithOIDC, unconfirmed: Promise<void>, log: Logger): Promise<void> {
   try {
-    await confirmClaims(ctx, deps.held);
+    await unconfirmed;
   } catch (err) {
     const e = err as errors.OIDCProviderError;
-    if (ctx.status === 200) deps.log.error({ requestId: ctx.state.requestId, error: e.error }, 'a token was answered before its replay check; refused');
+    if (ctx.status === 200) log.error({ requestId: ctx.state.requestId, error: e.error }, 'a token was answered before its replay check; refused');
     ctx.status = e.statusCode ?? 500;
     ctx.body = { error: e.error ?? 'server_error', error_description: e.error_description ?? 'internal error' };
     if (ctx.status === 503) ctx.set('Retry-After', '1');
   }
-}
-
-/**
- * RFC 6749 §5.2: a client using a grant type it does not hold gets unauthorized_client. oidc-provider
- * (9.13.3, pinned) answers invalid_request with this description; Sigil corrects the code.
- */
-function grantNotAllowed(ctx: KoaContextWithOIDC): void {
-  const body = ctx.body as { error?: string; error_description?: string } | undefined;
-  if (ctx.status === 400 && body?.error === 'invalid_request' && body.error_description === 'requested grant type is not allowed for this client') {
-    ctx.body = { ...body, error: 'unauthorized_client' };
-  }
-}
-
-/**
- * RFC 6749 §5.2 counts "no client authentication included" as invalid_client (401); oidc-provider
- * answers 400 invalid_request. Returns true when it corrected the answer.
- */
-function noClientAuthentication(ctx: KoaContextWithOIDC, body: { error?: string; error_description?: string } | undefined): boolean {
-  if (ctx.status !== 400 || body?.error !== 'invalid_request' || body.error_description !== 'no client authentication mechanism provided') return false;
-  ctx.status = 401;
-  ctx.body = { error: 'invalid_client', error_description: 'client authentication is required (private_key_jwt)' };
-  return true;
-}
-
-/**
- * RFC 7523 §3.2: an invalid client assertion is invalid_client (401); oidc-provider answers one it
- * cannot even parse with 400 invalid_request. Corrected here, at no cost to valid requests.
- */
-function malformedAssertion(ctx: KoaContextWithOIDC, body: { error?: string; error_description?: string } | undefined): boolean {
-  if (ctx.status !== 400 || body?.error !== 'invalid_request' || body.error_description !== 'invalid client_assertion format') return false;
-  ctx.status = 401;
-  ctx.body = { error: 'invalid_client', error_description: 'client_assertion is not a signed JWT' };
-  return true;
 }

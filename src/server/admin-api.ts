@@ -2,7 +2,7 @@
 // token of the admin client carrying the admin scope; there is no password or static secret.
 import type { Context, Next } from 'koa';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify, type JWK } from 'jose';
-import type Provider from 'oidc-provider';
+import type { Provider } from '../oidc/provider.js';
 import type { Logger } from '../log.js';
 import {
   ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience, ClientInputError, clientView, parseNewClient,

@@ -1,7 +1,7 @@
 // The Koa app: the one place where middleware is composed, in the order a request meets it.
 import Koa, { type Context, type Next } from 'koa';
 import mount from 'koa-mount';
-import type Provider from 'oidc-provider';
+import type { Provider } from '../oidc/provider.js';
 import type { Logger } from '../log.js';
 import { sendError } from './http-errors.js';
 import type { Metrics, MetricsAnswer } from './metrics.js';

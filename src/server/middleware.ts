@@ -5,6 +5,7 @@ import type Koa from 'koa';
 import type { Context, Next } from 'koa';
 import type { Logger } from '../log.js';
 import { hasControlCharacter, jwtShapeProblem } from '../input/input-limits.js';
+import { providerReadable } from '../oidc/body-handoff.js';
 import { sendError } from './http-errors.js';
 import { lingerAfterResponse } from './lingering-close.js';
 
@@ -119,12 +120,8 @@ export function bodyGuard() {
         return;
       }
     }
-    // oidc-provider reads ctx.req itself (readable, then iterator()): hand it the same bytes again
-    ctx.req = Object.create(ctx.req, {
-      readable: { value: true },
-      readableEncoding: { value: null },
-      iterator: { value: () => once(body) },
-    });
+    // oidc-provider reads ctx.req itself: hand it the same bytes again
+    ctx.req = providerReadable(ctx.req, body);
     return next();
   };
 }
@@ -165,10 +162,6 @@ export function formParameterGuard() {
 }
 
 const valuesOf = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-
-async function* once(chunk: Buffer): AsyncGenerator<Buffer> {
-  yield chunk;
-}
 
 /**
  * Percent-escapes in a form body must decode to UTF-8 too (%FF is as bad as a raw 0xFF byte), and be

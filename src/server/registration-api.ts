@@ -2,7 +2,7 @@
 // token), RFC 7592 management (`GET|PUT|DELETE /register/{client_id}`, Bearer registration access
 // token), and the admin routes that issue initial access tokens (`/admin/registration-tokens`).
 import type { Context, Next } from 'koa';
-import type Provider from 'oidc-provider';
+import type { Provider } from '../oidc/provider.js';
 import type { Logger } from '../log.js';
 import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';
 import { clientMetadata } from '../oidc/provider.js';

@@ -1,11 +1,11 @@
-import { errors } from 'oidc-provider';
+import { OAuthError } from '../oidc/refusals.js';
 
 /**
  * A store Sigil depends on for a safe answer (Postgres, Redis) is unreachable, or cannot be trusted
  * yet. It is an oidc-provider error so the provider's own error handler renders it: 503
  * temporarily_unavailable, never a token issued without its replay check.
  */
-export class StorageUnavailable extends errors.OIDCProviderError {
+export class StorageUnavailable extends OAuthError {
   readonly store: 'postgres' | 'redis';
 
   /** `why`: what the client and the logs are told, when it is not simply that the store is unreachable */

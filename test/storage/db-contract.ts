@@ -15,6 +15,7 @@ import type { Db } from '../../src/storage/db.js';
 import { createMemoryStore, createRedisStore, type FastStore } from '../../src/storage/fast-store.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
 import { oidcAdapterFactory } from '../../src/oidc/adapter.js';
+import { ReplayClaims } from '../../src/oidc/replay-claims.js';
 import { sqlReplayGuard } from '../../src/storage/replay-guard.js';
 import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
 import { sampleClient, silentLog, testRedisPrefix, until, type MakeDb, type TestDb } from './helpers.js';
@@ -642,7 +643,7 @@ export function dbContract(name: string, makeDb: MakeDb): void {
       bus = createMemoryStore();
       clients = new ClientStore(ctx.t.db, bus);
       replay = sqlReplayGuard(ctx.t.db);
-      adapter = oidcAdapterFactory({ db: ctx.t.db, clients, replay, metadataOf: (r) => ({ client_id: r.clientId, scope: r.scope.join(' ') }), isClientRevoked: () => false });
+      adapter = oidcAdapterFactory({ db: ctx.t.db, clients, claims: new ReplayClaims(replay, () => false), metadataOf: (r) => ({ client_id: r.clientId, scope: r.scope.join(' ') }), isClientRevoked: () => false });
     });
     after(async () => {
       replay?.close();

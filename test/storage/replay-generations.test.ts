@@ -11,7 +11,8 @@ import { createLogger } from '../../src/log.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { migrate } from '../../src/storage/migrate.js';
-import { oidcAdapterFactory, type RequestLike } from '../../src/oidc/adapter.js';
+import { oidcAdapterFactory } from '../../src/oidc/adapter.js';
+import { ReplayClaims, type ClaimingRequest } from '../../src/oidc/replay-claims.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { redisReplayGuard, type ReplayGuard } from '../../src/storage/replay-guard.js';
 import { firstAcceptedIat, parseMarker, quarantineEndMs, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
@@ -146,19 +147,24 @@ describe('replay generations on the shared Redis (own prefix)', () => {
   it('oidc-provider\'s replay checks (client authentication everywhere, the proof of exchange and refresh) refuse what predates the loss', async () => {
     const [a] = instances as [Instance];
     const jwt = (payload: Record<string, unknown>) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
-    let request: RequestLike | undefined;
+    let request: ClaimingRequest | undefined;
+    const claims = new ReplayClaims(a.guard, () => false);
     const adapter = oidcAdapterFactory({
-      db: db.db, clients: undefined as never, replay: a.guard, metadataOf: () => ({}), isClientRevoked: () => false, currentRequest: () => request,
+      db: db.db, clients: undefined as never, claims, metadataOf: () => ({}), isClientRevoked: () => false, currentRequest: () => request,
     })('ReplayDetection');
-    /** a request as oidc-provider asks about it: the assertion's id first, then (in the grant) the proof's */
+    /** a request as Sigil asks about it: the assertion's id first (oidc-provider, through the adapter), then the grant's confirm() of the proof */
     const ask = async (assertionIat: number, proofIat: number) => {
-      const proof = jwt({ jti: `p-${Math.random()}`, iat: proofIat });
-      request = { get: (h) => (h === 'dpop' ? proof : ''), oidc: { client: { clientId: CLIENT }, params: { client_assertion: jwt({ iat: assertionIat }) } } };
-      const proofJti = JSON.parse(Buffer.from(proof.split('.')[1]!, 'base64url').toString()).jti as string;
+      const proofJti = `p-${Math.random()}`;
+      const proof = jwt({ jti: proofJti, iat: proofIat });
+      const req: ClaimingRequest = { get: (h: string) => (h === 'dpop' ? proof : ''), oidc: { client: { clientId: CLIENT }, params: { client_assertion: jwt({ iat: assertionIat }) } } };
+      request = req;
       const id = (jti: string) => createHash('sha256').update(`${CLIENT}${jti}`).digest('base64url');
       return {
         assertion: () => adapter.find(id(`a-${Math.random()}`)),
-        proof: () => adapter.find(id(proofJti)),
+        proof: async () => {
+          await claims.confirm(req, CLIENT, { jti: proofJti, iat: proofIat });
+          return undefined;
+        },
       };
     };
     await deleteKeys(raw, `${prefix.prefix}*`);

@@ -3,16 +3,16 @@
 // MAX_DELEGATION_DEPTH hops), is bound to the caller's DPoP key, and never outlives the subject token.
 // It is issued under the chain's locks and recorded in the lineage (see DelegationChains), so revoking
 // the subject token or any client of the chain reaches it.
-import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { buildTokenResponse } from 'oidc-provider/lib/helpers/grants.js';
 import type { ClientStore } from '../../clients/client-store.js';
+import { InvalidClient, InvalidRequest, InvalidTarget } from '../../oidc/refusals.js';
+import type { SigilGrant } from '../../oidc/token-endpoint.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from '../access-tokens.js';
 import { actorsOf, ChainRevoked, type DelegationChains } from '../delegation-chain.js';
 import { isAccessTokenRevoked } from '../introspection.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
 import { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
-import { bindToProofKey, pendingClaims, requireProofIf, tokenRequestProof, type AccessTokenSettings, type IssuedToken, type ProofCheck } from './shared.js';
+import { requireProofIf, tokenRequestProof, type IssuedToken, type ProofCheck } from './shared.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -25,7 +25,7 @@ export const parameters = [
 
 export interface TokenExchangeDeps {
   clients: ClientStore;
-  settings: AccessTokenSettings;
+  accessTokenTtl: number;
   proofs: ProofCheck;
   verify: AccessTokenVerifier;
   revocationList: RevocationList;
@@ -33,59 +33,57 @@ export interface TokenExchangeDeps {
   chains: DelegationChains;
   /** MAX_DELEGATION_DEPTH */
   maxDepth: number;
-  onIssued: (ctx: KoaContextWithOIDC, token: IssuedToken) => void;
 }
 
 const audiencesOf = (c: AccessTokenClaims) => (Array.isArray(c.aud) ? c.aud : c.aud ? [c.aud] : []);
 
-export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) {
+export function tokenExchangeGrant(deps: TokenExchangeDeps): SigilGrant {
   /** A token Sigil issued, unexpired, not revoked, from a client that is not revoked. */
   async function sigilToken(token: unknown, what: string): Promise<AccessTokenClaims> {
-    if (typeof token !== 'string' || !token) throw new errors.InvalidRequest(`${what} is required`);
+    if (typeof token !== 'string' || !token) throw new InvalidRequest(`${what} is required`);
     const v = await deps.verify(token);
-    if (!v.ok) throw new errors.InvalidRequest(`${what} is not a valid, unexpired access token issued by this server`);
-    if (isAccessTokenRevoked(deps.revocationList, v.claims)) throw new errors.InvalidRequest(`${what} has been revoked`);
+    if (!v.ok) throw new InvalidRequest(`${what} is not a valid, unexpired access token issued by this server`);
+    if (isAccessTokenRevoked(deps.revocationList, v.claims)) throw new InvalidRequest(`${what} has been revoked`);
     return v.claims;
   }
 
-  return async function tokenExchange(ctx: KoaContextWithOIDC): Promise<void> {
-    const client = ctx.oidc.client!;
-    const params = ctx.oidc.params as Record<string, unknown>;
-    const caller = await deps.clients.find(client.clientId);
-    if (!caller || caller.status !== 'active') throw new errors.InvalidClient('client is not active');
+  return async function tokenExchange(request) {
+    const { params } = request;
+    const caller = await deps.clients.find(request.clientId);
+    if (!caller || caller.status !== 'active') throw new InvalidClient('client is not active');
 
-    const dPoP = tokenRequestProof(ctx, deps.proofs);
+    const dPoP = tokenRequestProof(request, deps.proofs);
     requireProofIf(caller.dpopRequired, dPoP);
 
     if (!SUBJECT_TYPES.includes(params.subject_token_type as string)) {
-      throw new errors.InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE} or ${JWT_TOKEN_TYPE}`);
+      throw new InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE} or ${JWT_TOKEN_TYPE}`);
     }
     if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
-      throw new errors.InvalidRequest(`only ${ACCESS_TOKEN_TYPE} can be requested`);
+      throw new InvalidRequest(`only ${ACCESS_TOKEN_TYPE} can be requested`);
     }
     const subject = await sigilToken(params.subject_token, 'subject_token');
     if (!audiencesOf(subject).some((aud) => caller.serves.includes(aud))) {
-      throw new errors.InvalidRequest('subject_token is not addressed to an API this client serves');
+      throw new InvalidRequest('subject_token is not addressed to an API this client serves');
     }
     const subjectActors = actorsOf(subject.act);
-    if (!subjectActors) throw new errors.InvalidRequest('subject_token has been revoked');
+    if (!subjectActors) throw new InvalidRequest('subject_token has been revoked');
     // the new token names one actor more than its subject
     if (subjectActors.length + 1 > deps.maxDepth) {
-      throw new errors.InvalidRequest(`the delegation chain would be ${subjectActors.length + 1} exchanges deep; at most ${deps.maxDepth} are allowed (MAX_DELEGATION_DEPTH)`);
+      throw new InvalidRequest(`the delegation chain would be ${subjectActors.length + 1} exchanges deep; at most ${deps.maxDepth} are allowed (MAX_DELEGATION_DEPTH)`);
     }
     let actor: AccessTokenClaims | undefined;
     if (params.actor_token !== undefined) {
-      if (!SUBJECT_TYPES.includes(params.actor_token_type as string)) throw new errors.InvalidRequest('actor_token_type is missing or unsupported');
+      if (!SUBJECT_TYPES.includes(params.actor_token_type as string)) throw new InvalidRequest('actor_token_type is missing or unsupported');
       actor = await sigilToken(params.actor_token, 'actor_token');
-      if (actor.sub !== caller.clientId || actor.client_id !== caller.clientId) throw new errors.InvalidRequest('actor_token must be a token of the calling client');
+      if (actor.sub !== caller.clientId || actor.client_id !== caller.clientId) throw new InvalidRequest('actor_token must be a token of the calling client');
       // a token the caller holds, not one it saw: bound to the key this very request is proven with
-      if (!dPoP || actor.cnf?.jkt !== dPoP.thumbprint) throw new errors.InvalidRequest('actor_token must be bound to the DPoP key this request is proven with');
+      if (!dPoP || actor.cnf?.jkt !== dPoP.thumbprint) throw new InvalidRequest('actor_token must be bound to the DPoP key this request is proven with');
     } else if (params.actor_token_type !== undefined) {
-      throw new errors.InvalidRequest('actor_token_type given without actor_token');
+      throw new InvalidRequest('actor_token_type given without actor_token');
     }
 
     if (params.audience !== undefined && params.resource !== undefined && params.audience !== params.resource) {
-      throw new errors.InvalidTarget('give the target as audience or resource, not both');
+      throw new InvalidTarget('give the target as audience or resource, not both');
     }
     const audience = resolveAudience(params.audience ?? params.resource, caller);
     const subjectScope = subject.scope ? subject.scope.split(' ') : [];
@@ -93,26 +91,22 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
     const scope = grantedScope(params.scope, allowed).join(' ') || undefined;
 
     const now = Math.floor(Date.now() / 1000);
-    const ttl = Math.min(deps.settings.ttlSeconds, subject.exp! - now);
-    if (ttl <= 0) throw new errors.InvalidRequest('subject_token has expired');
+    const ttl = Math.min(deps.accessTokenTtl, subject.exp! - now);
+    if (ttl <= 0) throw new InvalidRequest('subject_token has expired');
     const act = { sub: caller.clientId, ...(subject.act ? { act: subject.act } : {}) };
 
-    const token = new provider.AccessToken({ accountId: subject.sub!, client, scope, gty: 'token_exchange', grantId: subject.jti! });
-    token.resourceServer = new provider.ResourceServer(audience, {
-      audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: deps.settings.alg, kid: deps.settings.kid } },
-    });
-    // an absolute exp, fixed now: the subject's at the latest, however long issuing takes
-    token.exp = now + ttl;
-    pendingClaims.set(token, { act });
-    await bindToProofKey(provider, ctx, dPoP, token);
-
-    ctx.oidc.entity('AccessToken', token);
+    // replay answer (the assertion's was given during client authentication): a replayed proof is a bad proof
+    await request.confirm(dPoP);
 
     // a refresh token needs a key to be bound to: only with a DPoP proof
     const withRefresh = caller.grantTypes.includes('refresh_token') && dPoP !== undefined;
     const familyId = withRefresh ? RefreshTokens.newFamilyId() : null;
-    const value = await token.save();
-    const issued: IssuedToken = { jti: token.jti!, clientId: client.clientId, expiresAt: token.exp!, grantType: TOKEN_EXCHANGE, extra: token.extra };
+    // an absolute exp, fixed now: the subject's at the latest, however long issuing takes
+    const token = await request.sign({
+      subject: { sub: subject.sub!, grantId: subject.jti!, gty: 'token_exchange' },
+      audience, scope, ttlSeconds: ttl, expiresAt: now + ttl, act, ...(dPoP ? { jkt: dPoP.thumbprint } : {}),
+    });
+    const issued: IssuedToken = { jti: token.jti, clientId: request.clientId, expiresAt: token.expiresAt, grantType: TOKEN_EXCHANGE, extra: token.extra };
     const chain = { clients: [caller.clientId, subject.client_id, subject.sub!, ...subjectActors], parentJti: subject.jti!, tokens: actor ? [actor.jti!] : [] };
     const place = { subject: subject.sub!, actors: [caller.clientId, ...subjectActors], parentJti: subject.jti!, familyId };
     const refreshToken = await deps.chains.issue(chain, issued, place, async (tx) => familyId === null ? undefined : deps.refreshTokens.startFamily(tx, {
@@ -120,18 +114,19 @@ export function tokenExchangeGrant(provider: Provider, deps: TokenExchangeDeps) 
       act, scope: scope ?? '', audience, jkt: dPoP!.thumbprint,
     }, familyId, issued)).catch((err: unknown) => {
       // this instance had not heard of the revocation yet; Postgres had (the signed token is dropped)
-      if (err instanceof ChainRevoked) throw new errors.InvalidRequest(`subject_token cannot be exchanged: ${err.message}`);
+      if (err instanceof ChainRevoked) throw new InvalidRequest(`subject_token cannot be exchanged: ${err.message}`);
       throw err;
     });
-    deps.onIssued(ctx, issued);
-
-    ctx.body = buildTokenResponse(provider, {
-      accessToken: value,
-      expiresIn: Math.max(0, issued.expiresAt - Math.floor(Date.now() / 1000)),
-      scope,
-      tokenType: token.tokenType,
-      issuedTokenType: ACCESS_TOKEN_TYPE,
-      refreshToken,
-    });
+    return {
+      issued,
+      answer: {
+        accessToken: token.value,
+        expiresIn: Math.max(0, issued.expiresAt - Math.floor(Date.now() / 1000)),
+        scope,
+        tokenType: token.tokenType,
+        issuedTokenType: ACCESS_TOKEN_TYPE,
+        refreshToken,
+      },
+    };
   };
 }
