@@ -3,11 +3,10 @@
 // keys. One rule for all of them; the CLI uses it too, to refuse a bad file before sending it.
 import { createPublicKey } from 'node:crypto';
 
-/** algorithms accepted for client assertions and DPoP proofs; nothing else, ever (no HS*, no none) */
-export const CLIENT_SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256', 'RS256'] as const;
+import { PRIVATE_MEMBERS } from '../keys/algorithms.js';
 
-/** JWK members that belong to a private or secret key */
-export const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+// where they are, for the callers that knew them here
+export { CLIENT_SIGNING_ALGS, PRIVATE_MEMBERS } from '../keys/algorithms.js';
 const ALG_FOR_KTY: Record<string, string[]> = {
   EC: ['ES256'],
   OKP: ['EdDSA'],

@@ -2,6 +2,9 @@
 // introspection, RFC 7009 revocation and the admin API's resource-server check.
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 
+/** the longest an access token may live (ACCESS_TOKEN_TTL's ceiling): what a revoked jti is kept for when its expiry is unknown */
+export const MAX_ACCESS_TOKEN_TTL_SECONDS = 3600;
+
 export interface AccessTokenClaims extends JWTPayload {
   client_id: string;
   scope?: string;
