@@ -14,6 +14,7 @@ import { HeldClaims, oidcAdapterFactory } from './oidc/adapter.js';
 import { clientMetadata, createProvider } from './oidc/provider.js';
 import ServerChallenge from 'oidc-provider/lib/helpers/challenge.js';
 import { JwksUriFetcher } from './outbound/jwks-fetch.js';
+import { isAccessTokenRevoked } from './revocation/revocation-list.js';
 import { ClientRegistrations, InitialAccessTokens } from './registration/initial-access-tokens.js';
 import { createMetrics } from './server/metrics.js';
 import { createResourceServer } from './server/resource-server.js';
@@ -23,7 +24,7 @@ import { accessTokenVerifier } from './tokens/access-tokens.js';
 import { DelegationChains } from './tokens/delegation-chain.js';
 import { DpopProofVerifier } from './tokens/dpop-proof.js';
 import { holdsClaims } from './tokens/grants/shared.js';
-import { isAccessTokenRevoked, type TokenDecisions } from './tokens/introspection.js';
+import type { TokenDecisions } from './tokens/introspection.js';
 import { pruneRefreshTokens } from './tokens/refresh-token-store.js';
 import { RefreshTokens } from './tokens/refresh-tokens.js';
 import { TokenEventLog } from './tokens/token-events.js';
@@ -61,11 +62,11 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const storage = await openStorage(config, log);
   const { db, fast, replay } = storage;
   const clients = new ClientStore(db, fast);
-  const keys = await openKeys(config, db, fast, log);
-  const { keyRing, nonceSecret, cookieKey } = keys;
+  const ownKeys = await openKeys(config, db, fast, log);
+  const { keyRing, nonceSecret, cookieKey } = ownKeys;
   const events = new TokenEventLog(db, log);
   const metrics = createMetrics({ clientIds: config.metrics.clientIds });
-  const revocation = await startRevocation({ config, db, fast, clients, events, metrics, statusSigner: keys.statusSigner, log });
+  const revocation = await startRevocation({ config, db, fast, clients, events, metrics, statusSigner: ownKeys.statusSigner, log });
   const { revocationList, revocations, statusIndices } = revocation;
 
   // one per process, outliving provider rebuilds: it keeps the proof keys services present
@@ -154,7 +155,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
         readiness.stop();
         housekeeping.close();
         revocation.close();
-        keys.close();
+        ownKeys.close();
         await events.close().catch(() => {});
         await storage.close();
       })();

@@ -7,7 +7,7 @@ import type { Queryable } from '../storage/db.js';
 import { audit } from '../storage/audit-log.js';
 import type { NewSecurityEvent, SecurityEvent } from './security-events.js';
 import type { RevocationList } from './revocation-list.js';
-import { setStatusBits, type StatusRef } from './status-list.js';
+import { setStatusBits, type StatusRef } from './status-list-store.js';
 import { familyAccessTokens, familyExpiries, lockFamily } from '../tokens/refresh-token-store.js';
 import { issuedToken, liveStatusRefsOf } from '../tokens/token-events.js';
 import { liveChildren, liveTokensNaming, lockClientForRevocation, lockTokensForRevocation } from '../tokens/token-lineage.js';

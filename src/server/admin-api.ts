@@ -4,14 +4,12 @@
 // here, those on initial access tokens in registration-tokens-api.ts; routes.ts lists them all.
 import type { Context } from 'koa';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify, type JWK } from 'jose';
-import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import {
   ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience, ClientInputError, clientView, parseNewClient,
 } from '../clients/admin-clients.js';
 import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
 import { jwtShapeProblem } from '../input/input-limits.js';
-import { clientMetadata } from '../oidc/provider.js';
 import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from './resource-server.js';
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../tokens/dpop-proof.js';
 import type { ClientStore, NewClient } from '../clients/client-store.js';
@@ -38,11 +36,10 @@ export interface AdminDeps {
   revocations: Revocations;
   keyRing: KeyRing;
   issuer: string;
-  /** the active signing key's algorithm (what stored clients must be valid with) */
-  signingAlg: () => string;
   db: Db;
   clients: ClientStore;
-  provider: () => Provider;
+  /** why oidc-provider would not load this client's metadata, or undefined */
+  metadataProblem: (c: NewClient) => Promise<string | undefined>;
   log: Logger;
   /** why a jwks_uri may not be registered (https, no credentials, no internal address), or undefined */
   jwksUriProblem: (uri: string) => string | undefined;
@@ -117,11 +114,8 @@ export function clientAndKeyAdmin(deps: AdminDeps) {
 
   /** Refuse metadata oidc-provider itself would not load, before it is stored. */
   async function assertProviderAccepts(c: NewClient): Promise<void> {
-    try {
-      await deps.provider().Client.validate(clientMetadata({ ...c, status: 'active', createdAt: new Date(), updatedAt: new Date() }, deps.signingAlg()));
-    } catch (err) {
-      throw new ClientInputError((err as { error_description?: string }).error_description ?? 'client metadata is invalid');
-    }
+    const problem = await deps.metadataProblem(c);
+    if (problem) throw new ClientInputError(problem);
   }
 
   async function bootstrap(ctx: Context) {

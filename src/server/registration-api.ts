@@ -3,12 +3,10 @@
 // registration access token). The admin routes that issue initial access tokens are in
 // registration-tokens-api.ts.
 import type { Context } from 'koa';
-import type Provider from 'oidc-provider';
 import type { Logger } from '../log.js';
 import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';
-import { clientMetadata } from '../oidc/provider.js';
 import {
-  newRegisteredClient, parseGrant, parseKeyUpdate, parseRegistration, RegistrationError, registrationView,
+  newRegisteredClient, parseKeyUpdate, parseRegistration, RegistrationError, registrationView,
 } from '../registration/registration.js';
 import type { Revocations } from '../revocation/revocations.js';
 import type { ClientRecord, ClientStore, NewClient } from '../clients/client-store.js';
@@ -22,15 +20,14 @@ import type { PublicEndpoint, RouteHandler } from './routes.js';
 
 export interface RegistrationDeps {
   issuer: string;
-  /** the active signing key's algorithm (what stored clients must be valid with) */
-  signingAlg: () => string;
   db: Db;
   clients: ClientStore;
   revocations: Revocations;
   initialAccessTokens: InitialAccessTokens;
   registrations: ClientRegistrations;
   jwksUri: JwksUriFetcher;
-  provider: () => Provider;
+  /** why oidc-provider would not load this client's metadata, or undefined */
+  metadataProblem: (c: NewClient) => Promise<string | undefined>;
   log: Logger;
   /** bounds argon2 work per initial access token and per source address (a default one when absent) */
   throttle?: RegistrationThrottle;
@@ -68,12 +65,9 @@ export function registrationApi(deps: RegistrationDeps) {
   const throttle = deps.throttle ?? new RegistrationThrottle();
 
   /** Refuse metadata oidc-provider itself would not load, before anything is stored. */
-  async function assertProviderAccepts(c: NewClient | ClientRecord): Promise<void> {
-    try {
-      await deps.provider().Client.validate(clientMetadata({ status: 'active', createdAt: new Date(), updatedAt: new Date(), ...c }, deps.signingAlg()));
-    } catch (err) {
-      throw new RegistrationError((err as { error_description?: string }).error_description ?? 'client metadata is invalid');
-    }
+  async function assertProviderAccepts(c: NewClient): Promise<void> {
+    const problem = await deps.metadataProblem(c);
+    if (problem) throw new RegistrationError(problem);
   }
 
   /** A jwks_uri is fetched once now, so a partner learns of an unusable one at registration. */

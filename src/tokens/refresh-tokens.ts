@@ -9,7 +9,7 @@ import {
 } from './refresh-token-store.js';
 import type { ClientRecord } from '../clients/client-store.js';
 import type { IssuedToken } from './grants/shared.js';
-import { statusRefOf } from './introspection.js';
+import { statusRefOf } from './access-tokens.js';
 import type { AccessTokenClaims } from './access-tokens.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
 import type { Revocations } from '../revocation/revocations.js';

@@ -2,7 +2,7 @@
 // batches to Postgres, so no token response ever waits on a database write.
 import type { Logger } from '../log.js';
 import type { Db, Queryable } from '../storage/db.js';
-import type { StatusRef } from '../revocation/status-list.js';
+import type { StatusRef } from '../revocation/status-list-store.js';
 
 export interface TokenEvent {
   at: Date;

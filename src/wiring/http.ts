@@ -2,10 +2,10 @@
 // of both), the listener on PORT, and /metrics on its own listener when METRICS_PORT is set.
 import type { Server } from 'node:http';
 import type Provider from 'oidc-provider';
+import { clientMetadata } from '../oidc/provider.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { adminAudience } from '../clients/admin-clients.js';
-import type { ClientStore } from '../clients/client-store.js';
+import type { ClientStore, NewClient } from '../clients/client-store.js';
 import type { KeyRing } from '../keys/key-ring.js';
 import { jwksUriProblem, type JwksUriFetcher } from '../outbound/jwks-fetch.js';
 import type { ClientRegistrations, InitialAccessTokens } from '../registration/initial-access-tokens.js';
@@ -62,10 +62,19 @@ const hostForUrl = (host: string) => (host.includes(':') ? `[${host}]` : host);
 export async function serveHttp(deps: HttpDeps): Promise<Http> {
   const { config, log, metrics, keyRing } = deps;
   const { issuer } = config;
-  const signingAlg = () => keyRing.current.active.alg;
+  // what oidc-provider would refuse to load is refused before it is stored (both planes write clients)
+  const metadataProblem = async (c: NewClient): Promise<string | undefined> => {
+    try {
+      const record = { ...c, status: 'active' as const, createdAt: new Date(), updatedAt: new Date() };
+      await deps.provider().Client.validate(clientMetadata(record, keyRing.current.active.alg));
+      return undefined;
+    } catch (err) {
+      return (err as { error_description?: string }).error_description ?? 'client metadata is invalid';
+    }
+  };
   const serveMetrics = metricsEndpoint(metrics, config.metrics.token);
   const clientsAndKeys = clientAndKeyAdmin({
-    issuer, signingAlg, db: deps.db, clients: deps.clients, revocations: deps.revocations, keyRing, provider: deps.provider, log,
+    issuer, db: deps.db, clients: deps.clients, revocations: deps.revocations, keyRing, metadataProblem, log,
     jwksUriProblem: (uri) => jwksUriProblem(uri, config.jwksUri),
   });
   const app = createApp({
@@ -78,8 +87,8 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
     provider: deps.provider,
     jwksMaxAge: () => keyRing.jwksMaxAge(),
     registration: registrationApi({
-      issuer, signingAlg, db: deps.db, clients: deps.clients, revocations: deps.revocations, initialAccessTokens: deps.initialAccessTokens,
-      registrations: deps.registrations, jwksUri: deps.jwksUri, provider: deps.provider, log,
+      issuer, db: deps.db, clients: deps.clients, revocations: deps.revocations, initialAccessTokens: deps.initialAccessTokens,
+      registrations: deps.registrations, jwksUri: deps.jwksUri, metadataProblem, log,
     }),
     statusLists: statusListRoutes({ issuer, ttlSeconds: config.statusListTtlSeconds, publisher: deps.statusPublisher, streams: deps.statusStreams }),
     admin: adminPlane(adminGate({ issuer, clients: deps.clients, authenticate: deps.authenticate }), clientsAndKeys.bootstrap, {

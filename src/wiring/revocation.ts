@@ -6,7 +6,8 @@ import type { ClientStore } from '../clients/client-store.js';
 import { RevocationList } from '../revocation/revocation-list.js';
 import { Revocations } from '../revocation/revocations.js';
 import { StatusListFanOut } from '../revocation/status-fanout.js';
-import { reconcileRecentRevocations, StatusIndexAllocator, StatusListPublisher, type StatusListSigner } from '../revocation/status-list.js';
+import { RETIRE_AFTER_SECONDS, StatusIndexAllocator, StatusListPublisher, type StatusListSigner } from '../revocation/status-list.js';
+import { reconcileRecentRevocations, StatusListStore } from '../revocation/status-list-store.js';
 import type { Metrics } from '../server/metrics.js';
 import { statusListUri } from '../server/status-lists.js';
 import { StatusStreams } from '../server/status-streams.js';
@@ -34,8 +35,9 @@ export async function startRevocation({ config, db, fast, clients, events, metri
   const revocationList = new RevocationList(db, fast, log);
   await revocationList.start();
   // status lists: indices handed out at issuance, bits set by revocations, changes announced
-  const statusIndices = new StatusIndexAllocator(db, STATUS_LIST_WINDOW_SECONDS);
-  const statusPublisher = new StatusListPublisher(db, config.issuer, config.statusListTtlSeconds, statusSigner);
+  const statusLists = new StatusListStore(db, RETIRE_AFTER_SECONDS);
+  const statusIndices = new StatusIndexAllocator(statusLists, STATUS_LIST_WINDOW_SECONDS);
+  const statusPublisher = new StatusListPublisher(statusLists, config.issuer, config.statusListTtlSeconds, statusSigner);
   const statusStreams = new StatusStreams({
     ...config.statusStreams,
     liveListIds: () => statusPublisher.listIds(),
