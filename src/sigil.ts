@@ -1,7 +1,6 @@
 // Wires one Sigil server: config → storage → keys → revocation → provider → HTTP. Each step is a small
 // module of src/wiring/ returning what it built and how to close it; the domain logic is in the domain
 // folders. No module-level state: two servers can run in one process (tests do).
-import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import Provider from 'oidc-provider';
@@ -29,7 +28,7 @@ import { pruneRefreshTokens } from './tokens/refresh-token-store.js';
 import { RefreshTokens } from './tokens/refresh-tokens.js';
 import { TokenEventLog } from './tokens/token-events.js';
 import { pruneLineage } from './tokens/token-lineage.js';
-import { serveHttp } from './wiring/http.js';
+import { serveHttp, type Http } from './wiring/http.js';
 import { startHousekeeping } from './wiring/jobs.js';
 import { openKeys } from './wiring/keys.js';
 import { startRevocation } from './wiring/revocation.js';
@@ -37,11 +36,8 @@ import { openStorage, watchStorage } from './wiring/storage.js';
 
 export { openDatabase } from './wiring/storage.js';
 
-export interface RunningSigil {
-  url: string;
-  server: Server;
-  /** where /metrics is served when METRICS_PORT is set */
-  metricsUrl: string | undefined;
+/** `url` (loopback, the port it listens on), `server`, and `metricsUrl` when METRICS_PORT is set */
+export interface RunningSigil extends Pick<Http, 'url' | 'server' | 'metricsUrl'> {
   db: Db;
   close(): Promise<void>;
 }

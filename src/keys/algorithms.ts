@@ -10,6 +10,9 @@ export type SigningAlg = (typeof SIGNING_ALGS)[number];
 export const CLIENT_SIGNING_ALGS = [...SIGNING_ALGS, 'RS256'] as const;
 export type ClientSigningAlg = (typeof CLIENT_SIGNING_ALGS)[number];
 
+/** the key type (JWK kty) each algorithm signs with */
+export const KEY_TYPE_OF: Readonly<Record<ClientSigningAlg, 'EC' | 'OKP' | 'RSA'>> = { ES256: 'EC', EdDSA: 'OKP', PS256: 'RSA', RS256: 'RSA' };
+
 /** JWK members that belong to a private or secret key */
 export const PRIVATE_MEMBERS: readonly string[] = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 

@@ -50,8 +50,10 @@ export interface HttpDeps {
 
 export interface Http {
   port: number;
+  /** http://127.0.0.1:{port}: where tests and the CLI on this host reach it */
   url: string;
   server: Server;
+  /** where /metrics is served when METRICS_PORT is set */
   metricsUrl: string | undefined;
   /** stops both listeners and ends the status streams (an open one would hold the close forever) */
   close(): Promise<void>;
