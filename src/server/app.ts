@@ -91,7 +91,7 @@ export function createApp(deps: AppDeps): Koa {
       ctx.body = answer.body;
     },
   };
-  // the admin plane: what the CLI calls
+  // and the admin plane (what the CLI calls), whole from admin-api.ts: one table, one dispatch
   const handlers: Record<Endpoint, RouteHandler> = { ...publicPlane, ...deps.admin };
 
   // one dispatch, so the token endpoint passes through as few frames as possible
