@@ -2,8 +2,10 @@
 import path from 'node:path';
 import { redactUrl } from './redact-url.js';
 import { DELEGATION_DEPTH_CEILING } from './input/input-limits.js';
+import { SIGNING_ALGS, type SigningAlg } from './keys/algorithms.js';
+import { MAX_ACCESS_TOKEN_TTL_SECONDS } from './tokens/access-tokens.js';
 
-export type SigningAlg = 'ES256' | 'EdDSA' | 'PS256';
+export type { SigningAlg };
 
 export interface Config {
   port: number;
@@ -245,12 +247,12 @@ export function loadConfig(env: Env = process.env): Config {
     redisCluster,
     redisPrefix: env.REDIS_PREFIX || 'sigil:',
     dataDir: path.resolve(env.DATA_DIR || './data'),
-    accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 3600),
+    accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, MAX_ACCESS_TOKEN_TTL_SECONDS),
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 60, 365 * 86400),
     // at most the depth every chain check reads (ACT_WALK_LIMIT in src/tokens/delegation-chain.ts)
     maxDelegationDepth: integer(env, 'MAX_DELEGATION_DEPTH', 5, 1, DELEGATION_DEPTH_CEILING),
     logLevel,
-    signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', ['ES256', 'EdDSA', 'PS256']),
+    signingAlg: oneOf<SigningAlg>(env, 'SIGNING_ALG', 'ES256', SIGNING_ALGS),
     dpopRequireNonce: oneOf(env, 'DPOP_NONCE', 'off', ['off', 'required']) === 'required',
     jwksMaxAgeSeconds: integer(env, 'JWKS_MAX_AGE', 300, 0, 86400),
     statusListTtlSeconds: integer(env, 'STATUS_LIST_TTL', 30, 1, 3600),

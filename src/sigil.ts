@@ -1,191 +1,82 @@
-// Wires one Sigil server: config → storage → keys → provider → app → listening socket.
-// No module-level state: two servers can run in one process (tests do).
-import { mkdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
+// Wires one Sigil server: config → storage → keys → revocation → provider → HTTP. Each step is a small
+// module of src/wiring/ returning what it built and how to close it; the domain logic is in the domain
+// folders. No module-level state: two servers can run in one process (tests do).
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { sharedSecret } from './keys/signing-keys.js';
-import { loadKek } from './keys/key-encryption.js';
-import { KeyRing, type KeySnapshot } from './keys/key-ring.js';
 import { adminAudience } from './clients/admin-clients.js';
-import { clientMetadata, createProvider } from './oidc/provider.js';
-import { createResourceServer } from './server/resource-server.js';
-import { adminApi } from './server/admin-api.js';
-import { createApp } from './server/app.js';
-import { answerEveryRequest } from './server/http-connections.js';
-import { createMetrics, metricsEndpoint, metricsListener } from './server/metrics.js';
-import { closeServer, createHttpServer, listen } from './server/http-listener.js';
-import { StatusStreams } from './server/status-streams.js';
-import { Readiness, type Probe } from './server/readiness.js';
-import { tokenOutcomes } from './server/token-outcomes.js';
-import { ClientStore, type ClientRecord } from './clients/client-store.js';
-import { createPgDb, createPgliteDb, type Db } from './storage/db.js';
-import { createMemoryStore, createRedisStore, type FastStore } from './storage/fast-store.js';
-import { migrate } from './storage/migrate.js';
-import { serverNonces } from './oidc/server-nonces.js';
-import { DpopProofVerifier } from './tokens/dpop-proof.js';
-import { redisReplayGuard, sqlReplayGuard } from './storage/replay-guard.js';
-import { ReplayGenerations } from './storage/replay-generations.js';
-import { TokenEventLog } from './tokens/token-events.js';
-import { importJWK, type CryptoKey } from 'jose';
-import { accessTokenVerifier } from './tokens/access-tokens.js';
-import { isAccessTokenRevoked, type TokenDecisions } from './tokens/introspection.js';
-import { RevocationList } from './revocation/revocation-list.js';
-import { RefreshTokens } from './tokens/refresh-tokens.js';
-import { pruneRefreshTokens } from './tokens/refresh-token-store.js';
-import { DelegationChains } from './tokens/delegation-chain.js';
-import { pruneLineage } from './tokens/token-lineage.js';
-import { Revocations } from './revocation/revocations.js';
-import { reconcileRecentRevocations, StatusIndexAllocator, StatusListPublisher, statusTokenLifetime } from './revocation/status-list.js';
-import { statusListRoutes, statusListUri } from './server/status-lists.js';
 import { CLIENT_SIGNING_ALGS, jwksProblems } from './clients/client-keys.js';
-import { JwksUriFetcher, jwksUriProblem } from './outbound/jwks-fetch.js';
-import { registrationApi, registrationTokenAdmin } from './server/registration-api.js';
+import { ClientStore, type ClientRecord } from './clients/client-store.js';
+import { SIGNING_ALGS } from './keys/algorithms.js';
+import type { KeySnapshot } from './keys/key-ring.js';
+import { clientMetadata, createProvider } from './oidc/provider.js';
+import { serverNonces } from './oidc/server-nonces.js';
+import { JwksUriFetcher } from './outbound/jwks-fetch.js';
+import { isAccessTokenRevoked } from './revocation/revocation-list.js';
 import { ClientRegistrations, InitialAccessTokens } from './registration/initial-access-tokens.js';
+import { createMetrics } from './server/metrics.js';
+import { createResourceServer } from './server/resource-server.js';
+import { tokenOutcomes } from './server/token-outcomes.js';
+import type { Db } from './storage/db.js';
+import { accessTokenVerifier } from './tokens/access-tokens.js';
+import { DelegationChains } from './tokens/delegation-chain.js';
+import { DpopProofVerifier } from './tokens/dpop-proof.js';
+import type { TokenDecisions } from './tokens/introspection.js';
+import { pruneRefreshTokens } from './tokens/refresh-token-store.js';
+import { RefreshTokens } from './tokens/refresh-tokens.js';
+import { TokenEventLog } from './tokens/token-events.js';
+import { pruneLineage } from './tokens/token-lineage.js';
+import { serveHttp, type Http } from './wiring/http.js';
+import { startHousekeeping } from './wiring/jobs.js';
+import { openKeys } from './wiring/keys.js';
+import { startRevocation } from './wiring/revocation.js';
+import { openStorage, watchStorage } from './wiring/storage.js';
 
-/** status lists group tokens by 15-minute expiry windows */
-const STATUS_LIST_WINDOW_SECONDS = 900;
-/** the metrics listener serves a scraper or two */
-const METRICS_MAX_CONNECTIONS = 64;
-/** algorithms Sigil's own keys may use; the JWKS decides which key verifies what */
-const SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256'];
+export { openDatabase } from './wiring/storage.js';
 
-/** oidc-provider's view of a client, built once per cached record (it is asked on every request) */
-const metadataCache = new WeakMap<object, { alg: string; metadata: never }>();
-function metadataOf(record: ClientRecord, alg: string): never {
-  const hit = metadataCache.get(record);
-  if (hit && hit.alg === alg) return hit.metadata;
-  const metadata = clientMetadata(record, alg) as never;
-  metadataCache.set(record, { alg, metadata });
-  return metadata;
-}
-
-async function signerOf(keys: KeySnapshot) {
-  const { kid, alg, privateJwk } = keys.active;
-  return { kid, alg, key: (await importJWK(privateJwk, alg)) as CryptoKey };
-}
-
-export interface RunningSigil {
-  url: string;
-  server: Server;
-  /** where /metrics is served when METRICS_PORT is set */
-  metricsUrl: string | undefined;
+/** `url` (loopback, the port it listens on), `server`, and `metricsUrl` when METRICS_PORT is set */
+export interface RunningSigil extends Pick<Http, 'url' | 'server' | 'metricsUrl'> {
   db: Db;
   close(): Promise<void>;
 }
 
-const hostForUrl = (host: string) => (host.includes(':') ? `[${host}]` : host);
-
-export async function openDatabase(config: Config, log: Logger): Promise<Db> {
-  if (config.databaseUrl) return createPgDb(config.databaseUrl);
-  await mkdir(config.dataDir, { recursive: true });
-  log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: using embedded Postgres (PGlite)');
-  return createPgliteDb(config.dataDir);
-}
-
-/** Migrations run over DATABASE_DIRECT_URL when it is set, on a connection of their own closed afterwards. */
-async function migrateDatabase(config: Config, db: Db): Promise<string[]> {
-  if (!config.databaseDirectUrl) return migrate(db);
-  const direct = createPgDb(config.databaseDirectUrl, 1);
-  try {
-    return await migrate(direct);
-  } finally {
-    await direct.close();
-  }
+/** oidc-provider's view of a client, built once per cached record (it is asked on every request) */
+function clientMetadataCache() {
+  const cache = new WeakMap<object, { alg: string; metadata: never }>();
+  return (record: ClientRecord, alg: string): never => {
+    const hit = cache.get(record);
+    if (hit && hit.alg === alg) return hit.metadata;
+    const metadata = clientMetadata(record, alg) as never;
+    cache.set(record, { alg, metadata });
+    return metadata;
+  };
 }
 
 export async function startSigil(config: Config, log: Logger): Promise<RunningSigil> {
-  const db = await openDatabase(config, log);
-  const applied = await migrateDatabase(config, db);
-  if (applied.length) log.info({ migrations: applied }, 'migrations applied');
-
-  const redis = config.redisUrl ? createRedisStore(config.redisCluster ?? config.redisUrl, config.redisPrefix, log) : undefined;
-  const fast: FastStore = redis ?? createMemoryStore(log);
-  if (!config.redisUrl) {
-    log.warn('no REDIS_URL: using an in-process stand-in; run a single instance only (replay records stay in Postgres)');
-  }
-  // replay records in Redis come with the generation that tells when Redis lost them
-  const generations = redis && new ReplayGenerations(redis, db, log);
-  const replay = redis && generations ? redisReplayGuard(redis, generations) : sqlReplayGuard(db);
+  const storage = await openStorage(config, log);
+  const { db, fast, replay } = storage;
   const clients = new ClientStore(db, fast);
-  const revocationList = new RevocationList(db, fast, log);
-  await revocationList.start();
-  // how long every instance has to notice a staged key before it may sign (a bus message is
-  // usually instant; the periodic reload is the fallback)
-  const keyPropagation = Math.min(30, Math.max(1, config.jwksMaxAgeSeconds));
-  const kek = await loadKek({ kek: config.kek, keysDir: config.keysDir }, log);
-  const keyRing = new KeyRing(db, kek, config.signingAlg, {
-    jwksMaxAgeSeconds: config.jwksMaxAgeSeconds,
-    propagationSeconds: keyPropagation,
-    // what a key signed (access tokens, status list tokens) must stay verifiable until it expires
-    retireAfterSeconds: Math.max(config.accessTokenTtl, statusTokenLifetime(config.statusListTtlSeconds)) + keyPropagation,
-  }, fast, log);
-  await keyRing.start();
-  let statusSigner = await signerOf(keyRing.current);
-  keyRing.onChange((s) => void signerOf(s).then((signer) => (statusSigner = signer)));
-  const nonceSecret = await sharedSecret(db, 'dpop_nonce');
+  const ownKeys = await openKeys(config, db, fast, log);
+  const { keyRing, nonceSecret, cookieKey } = ownKeys;
+  const events = new TokenEventLog(db, log);
+  const metrics = createMetrics({ clientIds: config.metrics.clientIds });
+  const revocation = await startRevocation({ config, db, fast, clients, events, metrics, statusSigner: ownKeys.statusSigner, log });
+  const { revocationList, revocations, statusIndices } = revocation;
+
   // one per process, outliving provider rebuilds: it keeps the proof keys services present
   const tokenProofs = new DpopProofVerifier({
     algorithms: CLIENT_SIGNING_ALGS,
     ...(config.dpopRequireNonce ? { nonces: serverNonces(nonceSecret, 'DPoP') } : {}),
   });
-  // the admin API hands out no nonces
-  const adminProofs = new DpopProofVerifier({ algorithms: CLIENT_SIGNING_ALGS, maxKeys: 100 });
-  const cookieKey = (await sharedSecret(db, 'cookie')).toString('base64url');
-  const events = new TokenEventLog(db, log);
-  const metrics = createMetrics({ clientIds: config.metrics.clientIds });
   const statusListPrefix = `${config.issuer}/status-lists/`;
   const outcomes = tokenOutcomes(events, metrics, statusListPrefix, log);
-  const serveMetrics = metricsEndpoint(metrics, config.metrics.token);
-
-  // status lists: indices handed out at issuance, bits set by revocations, changes announced
-  const statusIndices = new StatusIndexAllocator(db, STATUS_LIST_WINDOW_SECONDS);
-  const statusPublisher = new StatusListPublisher(db, config.issuer, config.statusListTtlSeconds, () => statusSigner);
-  const statusStreams = new StatusStreams({
-    ...config.statusStreams,
-    liveListIds: () => statusPublisher.listIds(),
-    uriOf: (id) => statusListUri(config.issuer, id),
-    metrics,
-  });
-  const listsChanged = (lists: string[] | undefined) => {
-    statusPublisher.invalidate(lists);
-    statusStreams.announce(lists);
-  };
-  revocationList.onEvent((e) => {
-    if (e.kind === 'client_revoked' || e.kind === 'client_keys_changed') clients.invalidate(e.target);
-    if (e.kind !== 'client_keys_changed') listsChanged(e.lists);
-  });
-  events.onLateRevocations = (lists) => {
-    listsChanged(lists);
-    void fast.publish('status-lists', JSON.stringify(lists)).catch(() => {});
-  };
-  // messages may have been lost while Redis was away
-  fast.onReconnect(() => listsChanged(undefined));
-  const reconcile = setInterval(() => {
-    reconcileRecentRevocations(db).then((lists) => {
-      if (!lists.length) return;
-      listsChanged(lists);
-      void fast.publish('status-lists', JSON.stringify(lists)).catch(() => {});
-    }, () => {});
-  }, 1000);
-  reconcile.unref();
-  fast.subscribe('status-lists', (message) => {
-    try {
-      listsChanged(JSON.parse(message) as string[]);
-    } catch {
-      listsChanged(undefined);
-    }
-  });
-
-  const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => keyRing.current.publicJwks, algorithms: SIGNING_ALGS });
-  const revocations = new Revocations(revocationList, clients, log, 3600, () => events.flush());
+  const verify = accessTokenVerifier({ issuer: config.issuer, publicJwks: () => keyRing.current.publicJwks, algorithms: [...SIGNING_ALGS] });
   const tokens: TokenDecisions = { verify, revocationList, revocations, statusListPrefix };
   const chains = new DelegationChains(db, statusListPrefix);
   const refreshTokens = new RefreshTokens(db, revocationList, revocations, config.refreshTokenTtl, statusListPrefix, chains);
   // one per process, outliving provider rebuilds: its cache is what keeps partners' jwks_uri from being hammered
   const jwksUri = new JwksUriFetcher(config.jwksUri, log, { validate: jwksProblems });
   const initialAccessTokens = new InitialAccessTokens(db);
-  const registrations = new ClientRegistrations(db);
+  const metadataOf = clientMetadataCache();
 
   // oidc-provider reads keys only at construction: a key change builds a new one, swapped in behind
   // the Koa app (requests in flight finish on the old one)
@@ -212,88 +103,48 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     provider = buildProvider(keys);
   });
 
-  const authenticate = createResourceServer({
-    audience: adminAudience(config.issuer),
-    verify,
-    isRevoked: (claims) => isAccessTokenRevoked(revocationList, claims),
-    replay,
-    proofs: adminProofs,
-  });
-  const probes: Probe[] = [{ name: 'postgres', ping: () => db.ping() }];
-  // a closed connection is known at once, as is the replay state it leaves unverified
-  if (config.redisUrl) probes.push({ name: 'redis', ping: () => fast.ping(), healthy: () => fast.isReady() });
-  // the periodic check is how every instance learns of a loss another one noticed
-  if (generations) probes.push({ name: 'replay', ping: () => generations.check(), healthy: () => generations.ready() });
-  // listen only once Redis is connected, so a fresh instance does not start by refusing everything
-  if (!(await fast.whenReady(5000))) log.error({ store: 'redis' }, 'redis not reachable at start; refusing tokens until it is');
-  await generations?.check().catch((err: Error) => log.error({ store: 'redis', reason: err.message }, 'replay records not verified at start; refusing tokens until they are'));
-  const readiness = new Readiness(probes, log);
-  await readiness.check();
-
-  const app = createApp({
-    issuer: config.issuer,
-    log,
-    metrics,
-    metricsEndpoint: config.metrics.port === undefined ? serveMetrics : undefined,
-    outcomes,
-    readiness,
-    provider: () => provider,
-    jwksMaxAge: () => keyRing.jwksMaxAge(),
-    admin: adminApi({
-      issuer: config.issuer, signingAlg: () => keyRing.current.active.alg, db, clients, revocations, keyRing, provider: () => provider, authenticate, log,
-      jwksUriProblem: (uri) => jwksUriProblem(uri, config.jwksUri),
-      registrationTokens: registrationTokenAdmin({ issuer: config.issuer, db, initialAccessTokens, log }),
+  const readiness = await watchStorage(storage, log);
+  const http = await serveHttp({
+    config, log, db, metrics, outcomes, readiness, keyRing, provider: () => provider, clients, revocations,
+    // the admin API hands out no nonces
+    authenticate: createResourceServer({
+      audience: adminAudience(config.issuer),
+      verify,
+      isRevoked: (claims) => isAccessTokenRevoked(revocationList, claims),
+      replay,
+      proofs: new DpopProofVerifier({ algorithms: CLIENT_SIGNING_ALGS, maxKeys: 100 }),
     }),
-    registration: registrationApi({
-      issuer: config.issuer, signingAlg: () => keyRing.current.active.alg, db, clients, revocations, initialAccessTokens, registrations, jwksUri, provider: () => provider, log,
-    }),
-    statusLists: statusListRoutes({ issuer: config.issuer, ttlSeconds: config.statusListTtlSeconds, publisher: statusPublisher, streams: statusStreams }),
+    initialAccessTokens,
+    registrations: new ClientRegistrations(db),
+    jwksUri,
+    statusPublisher: revocation.statusPublisher,
+    statusStreams: revocation.statusStreams,
   });
-
-  // housekeeping: forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
-  const housekeeping = setInterval(() => {
-    void revocationList.store.prune().catch(() => {});
-    void statusPublisher.retire().catch(() => {});
-    void pruneRefreshTokens(db).catch(() => {});
-    void initialAccessTokens.prune().catch(() => {});
-    void pruneLineage(db).catch(() => {});
-  }, 60_000);
-  housekeeping.unref();
-
-  const onDrop = () => metrics.connectionsDropped.inc();
-  const server = createHttpServer(app.callback(), config.http, onDrop);
-  // every request gets an answer, also those Node's HTTP layer refuses before Koa
-  answerEveryRequest(server);
-  const port = await listen(server, config.port, config.host);
-  // METRICS_PORT: /metrics on its own listener (by default on loopback only), and not on PORT
-  const metricsServer = config.metrics.port === undefined ? undefined
-    : createHttpServer(metricsListener(serveMetrics), { ...config.http, maxConnections: METRICS_MAX_CONNECTIONS }, onDrop);
-  const metricsPort = metricsServer && await listen(metricsServer, config.metrics.port!, config.metrics.host).catch(async (err: Error) => {
-    await closeServer(server);
-    throw err;
-  });
-  if (metricsServer) log.info({ port: metricsPort, host: config.metrics.host, tokenRequired: config.metrics.token !== undefined }, 'metrics listening');
-  log.info({ port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: keyRing.current.active.kid }, 'sigil listening');
+  // forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
+  const housekeeping = startHousekeeping([
+    () => revocationList.store.prune(),
+    () => revocation.statusPublisher.retire(),
+    () => pruneRefreshTokens(db),
+    () => initialAccessTokens.prune(),
+    () => pruneLineage(db),
+  ]);
+  log.info({ port: http.port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: keyRing.current.active.kid }, 'sigil listening');
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://127.0.0.1:${port}`,
-    server,
-    metricsUrl: metricsPort === undefined ? undefined : `http://${hostForUrl(config.metrics.host)}:${metricsPort}`,
+    url: http.url,
+    server: http.server,
+    metricsUrl: http.metricsUrl,
     db,
     close() {
       closing ??= (async () => {
-        // streams are ended alongside: an open one would hold the server's close forever (gateways reconnect elsewhere)
-        await Promise.all([closeServer(server), statusStreams.close(), metricsServer && closeServer(metricsServer)]);
+        await http.close();
         readiness.stop();
-        clearInterval(housekeeping);
-        clearInterval(reconcile);
-        revocationList.stop();
-        keyRing.stop();
+        housekeeping.close();
+        revocation.close();
+        ownKeys.close();
         await events.close().catch(() => {});
-        replay.close();
-        await fast.close();
-        await db.close();
+        await storage.close();
       })();
       return closing;
     },

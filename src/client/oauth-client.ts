@@ -2,8 +2,9 @@
 // client and the load generator all speak to the server through it, like any outside service would.
 import { createHash, randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { CLIENT_SIGNING_ALGS, publicPart, type ClientSigningAlg } from '../keys/algorithms.js';
 
-export type KeyAlg = 'ES256' | 'EdDSA' | 'PS256' | 'RS256';
+export type KeyAlg = ClientSigningAlg;
 
 /** A private key ready to sign, with the public JWK that names it. */
 export interface SigningKeyPair {
@@ -13,10 +14,8 @@ export interface SigningKeyPair {
   publicJwk: JWK;
 }
 
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-
 export function algForJwk(jwk: JWK): KeyAlg {
-  if (jwk.alg && ['ES256', 'EdDSA', 'PS256', 'RS256'].includes(jwk.alg)) return jwk.alg as KeyAlg;
+  if (jwk.alg && (CLIENT_SIGNING_ALGS as readonly string[]).includes(jwk.alg)) return jwk.alg as KeyAlg;
   if (jwk.kty === 'EC' && jwk.crv === 'P-256') return 'ES256';
   if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return 'EdDSA';
   if (jwk.kty === 'RSA') return 'PS256';
@@ -27,7 +26,7 @@ export async function keyPairFromPrivateJwk(jwk: JWK): Promise<SigningKeyPair> {
   if (!jwk.d) throw new Error('the key file holds no private key');
   const alg = algForJwk(jwk);
   const privateKey = (await importJWK(jwk, alg)) as CryptoKey;
-  const publicJwk = Object.fromEntries(Object.entries(jwk).filter(([k]) => !PRIVATE_MEMBERS.includes(k))) as JWK;
+  const publicJwk = publicPart(jwk);
   return { alg, kid: jwk.kid, privateKey, publicJwk };
 }
 
@@ -143,7 +142,7 @@ export async function generateClientKey(alg: KeyAlg = 'ES256'): Promise<{ privat
   const { generateKeyPair } = await import('jose');
   const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
   const jwk = await exportJWK(privateKey);
-  const pub = Object.fromEntries(Object.entries(jwk).filter(([k]) => !PRIVATE_MEMBERS.includes(k))) as JWK;
+  const pub = publicPart(jwk);
   const kid = (await calculateJwkThumbprint(pub)).slice(0, 16);
   return { privateJwk: { ...jwk, kid, alg, use: 'sig' }, publicJwks: { keys: [{ ...pub, kid, alg, use: 'sig' }] } };
 }

@@ -3,16 +3,13 @@
 // keys. One rule for all of them; the CLI uses it too, to refuse a bad file before sending it.
 import { createPublicKey } from 'node:crypto';
 
-/** algorithms accepted for client assertions and DPoP proofs; nothing else, ever (no HS*, no none) */
-export const CLIENT_SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256', 'RS256'] as const;
+import { CLIENT_SIGNING_ALGS, KEY_TYPE_OF, PRIVATE_MEMBERS } from '../keys/algorithms.js';
 
-/** JWK members that belong to a private or secret key */
-export const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-const ALG_FOR_KTY: Record<string, string[]> = {
-  EC: ['ES256'],
-  OKP: ['EdDSA'],
-  RSA: ['PS256', 'RS256'],
-};
+// where they are, for the callers that knew them here
+export { CLIENT_SIGNING_ALGS, PRIVATE_MEMBERS } from '../keys/algorithms.js';
+/** the algorithms a key of each type may name: { EC: [ES256], OKP: [EdDSA], RSA: [PS256, RS256] } */
+const ALG_FOR_KTY: Record<string, string[]> = {};
+for (const alg of CLIENT_SIGNING_ALGS) (ALG_FOR_KTY[KEY_TYPE_OF[alg]] ??= []).push(alg);
 export const MAX_CLIENT_KEYS = 10;
 export const MIN_RSA_BITS = 2048;
 /** RSA verification cost grows with the modulus: an attacker's 16k-bit key must not be our problem */

@@ -4,9 +4,10 @@ import type { JWK } from 'jose';
 import type { Db, Queryable } from '../storage/db.js';
 import type { FastStore } from '../storage/fast-store.js';
 
-export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-export const GRANT_TYPES = ['client_credentials', TOKEN_EXCHANGE, 'refresh_token'] as const;
-export type GrantType = (typeof GRANT_TYPES)[number];
+import type { GrantType } from '../tokens/grant-types.js';
+
+// where they are, for the callers that knew them here
+export { GRANT_TYPES, TOKEN_EXCHANGE, type GrantType } from '../tokens/grant-types.js';
 
 export interface ClientRecord {
   clientId: string;
@@ -127,6 +128,28 @@ export class ClientStore {
     if (!r.rows[0]) return undefined;
     await this.changed(c.clientId);
     return fromRow(r.rows[0]);
+  }
+
+  /**
+   * Marks an active client revoked, inside the caller's transaction (Revocations: its tokens are
+   * refused in the same one); false when it was not active. Caches are dropped by the caller.
+   */
+  async markRevoked(tx: Queryable, clientId: string, actor: string, reason: string | undefined): Promise<boolean> {
+    const r = await tx.query(
+      `UPDATE clients SET status = 'revoked', revoked_at = now(), revoked_by = $2, revoked_reason = $3, updated_at = now()
+       WHERE client_id = $1 AND status = 'active' RETURNING client_id`,
+      [clientId, actor, reason ?? null],
+    );
+    return r.rowCount > 0;
+  }
+
+  /** Replaces a client's public keys (a JWKS or a jwks_uri) inside the caller's transaction; false for an unknown client. */
+  async replaceKeys(tx: Queryable, clientId: string, keys: { jwks?: { keys: JWK[] }; jwksUri?: string }): Promise<boolean> {
+    const r = await tx.query(
+      'UPDATE clients SET jwks = $2, jwks_uri = $3, updated_at = now() WHERE client_id = $1 RETURNING client_id',
+      [clientId, keys.jwks ? JSON.stringify(keys.jwks) : null, keys.jwksUri ?? null],
+    );
+    return r.rowCount > 0;
   }
 
   /** Drop this instance's cached copy (the revocation list tells every instance when to). */

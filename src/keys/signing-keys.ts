@@ -2,12 +2,12 @@
 // by every instance. The private half leaves this module only decrypted in memory, for signing.
 import { randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
-import type { SigningAlg } from '../config.js';
+import type { SigningAlg } from './algorithms.js';
+import { publicPart } from './algorithms.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { decryptJwk, encryptJwk } from './key-encryption.js';
 
 const KEY_CREATION_LOCK = 0x5161_1002;
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 export interface StoredKey {
   kid: string;
@@ -26,10 +26,6 @@ interface KeyRow {
   public_jwk: JWK;
   created_at: Date;
   activate_at: Date;
-}
-
-export function publicPart(jwk: JWK): JWK {
-  return Object.fromEntries(Object.entries(jwk).filter(([k]) => !PRIVATE_MEMBERS.includes(k))) as JWK;
 }
 
 async function newKeyPair(alg: SigningAlg): Promise<{ kid: string; privateJwk: JWK; publicJwk: JWK }> {

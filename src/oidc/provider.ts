@@ -4,13 +4,14 @@
 import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config, SigningAlg } from '../config.js';
 import type { Logger } from '../log.js';
-import type { ClientRecord, ClientStore } from '../clients/client-store.js';
+import type { ClientRecord, ClientStore, NewClient } from '../clients/client-store.js';
 import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
 import { acceptedAssertionAudiences, assertionAudienceProblem, assertionTypeProblem, registeredKeysProblem } from '../clients/client-assertion.js';
-import { CLIENT_CREDENTIALS, clientCredentialsGrant, parameters as clientCredentialsParameters } from '../tokens/grants/client-credentials.js';
+import { clientCredentialsGrant, parameters as clientCredentialsParameters } from '../tokens/grants/client-credentials.js';
 import type { IssuedToken } from '../tokens/grants/shared.js';
-import { parameters as exchangeParameters, TOKEN_EXCHANGE, tokenExchangeGrant } from '../tokens/grants/token-exchange.js';
-import { parameters as refreshParameters, REFRESH_TOKEN, refreshTokenGrant } from '../tokens/grants/refresh-token.js';
+import { parameters as exchangeParameters, tokenExchangeGrant } from '../tokens/grants/token-exchange.js';
+import { parameters as refreshParameters, refreshTokenGrant } from '../tokens/grants/refresh-token.js';
+import { CLIENT_CREDENTIALS, REFRESH_TOKEN, TOKEN_EXCHANGE } from '../tokens/grant-types.js';
 import type { RefreshTokens } from '../tokens/refresh-tokens.js';
 import type { DelegationChains } from '../tokens/delegation-chain.js';
 import { looksLikeRefreshToken } from '../tokens/refresh-token-store.js';
@@ -93,6 +94,17 @@ export function clientMetadata(record: ClientRecord, signingAlg: string): Client
     dpop_bound_access_tokens: record.dpopRequired,
     id_token_signed_response_alg: signingAlg,
   } as ClientMetadata;
+}
+
+/** What oidc-provider would refuse to load about a client (undefined: nothing), asked before it is stored. */
+export async function clientMetadataProblem(provider: Provider, client: NewClient, signingAlg: string): Promise<string | undefined> {
+  try {
+    const record = { ...client, status: 'active' as const, createdAt: new Date(), updatedAt: new Date() };
+    await provider.Client.validate(clientMetadata(record, signingAlg));
+    return undefined;
+  } catch (err) {
+    return (err as { error_description?: string }).error_description ?? 'client metadata is invalid';
+  }
 }
 
 export function createProvider(deps: ProviderDeps): Provider {

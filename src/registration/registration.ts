@@ -5,7 +5,8 @@ import type { JWK } from 'jose';
 import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from '../clients/client-store.js';
 import { uriTextProblem } from '../input/printable-text.js';
 import { ClientInputError, clientNameProblem, parseNewClient } from '../clients/admin-clients.js';
-import { CLIENT_SIGNING_ALGS, jwksProblems } from '../clients/client-keys.js';
+import { jwksProblems } from '../clients/client-keys.js';
+import { CLIENT_SIGNING_ALGS, KEY_TYPE_OF, type ClientSigningAlg } from '../keys/algorithms.js';
 import { jwksUriProblem, type JwksUriPolicy } from '../outbound/jwks-fetch.js';
 
 /** A refusal of client metadata: 400 invalid_client_metadata with this message as error_description. */
@@ -36,7 +37,6 @@ export type UriPolicy = Pick<JwksUriPolicy, 'allowHttpLoopback' | 'allowedHosts'
 const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post', 'client_secret_jwt']);
 /** grant types of flows that send a browser through the authorization endpoint */
 const REDIRECT_GRANTS = new Set(['authorization_code', 'implicit']);
-const KTY_FOR_ALG: Record<string, string> = { ES256: 'EC', EdDSA: 'OKP', PS256: 'RSA', RS256: 'RSA' };
 /** RFC 7592 §2.2: sent back by some clients, ignored by the server */
 const IGNORED_ON_UPDATE = new Set(['registration_access_token', 'registration_client_uri', 'client_secret_expires_at', 'client_id_issued_at']);
 
@@ -117,7 +117,7 @@ function keys(b: Record<string, unknown>, policy: UriPolicy, alg: string | undef
     const problems = jwksProblems(b.jwks);
     if (problems.length) throw new RegistrationError(`jwks: ${problems.join('; ')}`);
     const keySet = (b.jwks as { keys: JWK[] }).keys;
-    if (alg && !keySet.some((k) => k.kty === KTY_FOR_ALG[alg] && (k.alg === undefined || k.alg === alg))) {
+    if (alg && !keySet.some((k) => k.kty === KEY_TYPE_OF[alg as ClientSigningAlg] && (k.alg === undefined || k.alg === alg))) {
       throw new RegistrationError(`token_endpoint_auth_signing_alg ${alg} matches none of the keys in jwks`);
     }
     return { jwks: { keys: keySet } };

@@ -7,10 +7,24 @@ import type { Db } from '../storage/db.js';
 import type { FastStore } from '../storage/fast-store.js';
 import { SecurityEventStore, type NewSecurityEvent, type SecurityEvent } from './security-events.js';
 import type { Queryable } from '../storage/db.js';
+import type { AccessTokenClaims } from '../tokens/access-tokens.js';
+import { chainClientsOf } from '../tokens/delegation-chain.js';
 
 const CHANNEL = 'security-events';
 
 export type SecurityEventListener = (event: SecurityEvent) => void;
+
+/**
+ * Refused for any reason: the token itself revoked, or any client in its chain revoked — the holder
+ * (client_id), the subject (for tokens that began with client_credentials, sub is a client), and
+ * every actor that exchanged it on the way (act.sub, nested). A chain that cannot be read whole
+ * (deeper than the walk) is refused too: a revoked actor must not hide below the walk's end.
+ */
+export function isAccessTokenRevoked(list: Pick<RevocationList, 'isTokenRevoked' | 'isClientRevoked'>, claims: AccessTokenClaims): boolean {
+  if (typeof claims.jti === 'string' && list.isTokenRevoked(claims.jti)) return true;
+  const clients = chainClientsOf(claims);
+  return !clients || clients.some((c) => list.isClientRevoked(c));
+}
 
 export class RevocationList {
   readonly store: SecurityEventStore;

@@ -4,10 +4,12 @@ import type { JWK } from 'jose';
 import type { Logger } from '../log.js';
 import type { ClientRecord, ClientStore } from '../clients/client-store.js';
 import type { Queryable } from '../storage/db.js';
+import { audit } from '../storage/audit-log.js';
 import type { NewSecurityEvent, SecurityEvent } from './security-events.js';
 import type { RevocationList } from './revocation-list.js';
-import { setStatusBits, type StatusRef } from './status-list.js';
-import { familyAccessTokens, familyExpiries } from '../tokens/refresh-token-store.js';
+import { setStatusBits, type StatusRef } from './status-list-store.js';
+import { familyAccessTokens, familyExpiries, lockFamily } from '../tokens/refresh-token-store.js';
+import { issuedToken, liveStatusRefsOf } from '../tokens/token-events.js';
 import { liveChildren, liveTokensNaming, lockClientForRevocation, lockTokensForRevocation } from '../tokens/token-lineage.js';
 
 type Append = (e: NewSecurityEvent) => Promise<SecurityEvent | undefined>;
@@ -22,12 +24,6 @@ export interface TokenRevocationRecord {
   expires_at: string;
   /** false when Sigil has no record of issuing this jti (it is refused anyway, should it appear) */
   known: boolean;
-}
-
-async function auditRow(tx: Queryable, actor: string, action: string, target: string, reason?: string, details?: unknown) {
-  await tx.query('INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)', [
-    actor, action, target, reason ?? null, details === undefined ? null : JSON.stringify(details),
-  ]);
 }
 
 export class Revocations {
@@ -50,23 +46,14 @@ export class Revocations {
     const changed = await this.list.transaction(async (tx, append) => {
       // waits for exchanges and refreshes that checked this client as active, so their tokens are found below
       await lockClientForRevocation(tx, clientId);
-      const r = await tx.query(
-        `UPDATE clients SET status = 'revoked', revoked_at = now(), revoked_by = $2, revoked_reason = $3, updated_at = now()
-         WHERE client_id = $1 AND status = 'active' RETURNING client_id`,
-        [clientId, actor, reason ?? null],
-      );
-      if (r.rowCount === 0) return false;
+      if (!(await this.clients.markRevoked(tx, clientId, actor, reason))) return false;
       const event = await append({ kind: 'client_revoked', target: clientId, clientId, actor, reason });
-      const live = await tx.query<{ status_list: string; status_idx: number }>(
-        `SELECT status_list, status_idx FROM token_events
-         WHERE client_id = $1 AND outcome = 'issued' AND expires_at > now() AND status_list IS NOT NULL`,
-        [clientId],
-      );
+      const live = await liveStatusRefsOf(tx, clientId);
       const derived = (await liveTokensNaming(tx, clientId)).filter((n) => n.statusList !== null);
-      const refs = [...live.rows.map((x) => ({ listId: x.status_list, idx: x.status_idx })), ...derived.map((n) => ({ listId: n.statusList!, idx: n.statusIdx! }))];
+      const refs = [...live, ...derived.map((n) => ({ listId: n.statusList!, idx: n.statusIdx! }))];
       const lists = await setStatusBits(tx, refs);
       if (event) event.lists = lists;
-      await auditRow(tx, actor, 'client.revoke', clientId, reason, { live_tokens: live.rowCount, derived_tokens: derived.length });
+      await audit(tx, { actor, action: 'client.revoke', target: clientId, reason, details: { live_tokens: live.length, derived_tokens: derived.length } });
       return true;
     });
     if (changed) this.log.info({ action: 'client.revoke', actor, client_id: clientId, reason }, 'client revoked');
@@ -82,21 +69,7 @@ export class Revocations {
     // (one issued on another instance moments ago still gets its status bit from the reconciliation)
     if (!known) await this.flushIssued();
     const record = await this.list.transaction(async (tx, append) => {
-      let info = known;
-      if (!info) {
-        const r = await tx.query<{ client_id: string; expires_at: Date; status_list: string | null; status_idx: number | null }>(
-          `SELECT client_id, expires_at, status_list, status_idx FROM token_events WHERE jti = $1 AND outcome = 'issued' LIMIT 1`,
-          [jti],
-        );
-        const row = r.rows[0];
-        if (row) {
-          info = {
-            clientId: row.client_id,
-            expiresAt: Math.floor(new Date(row.expires_at).getTime() / 1000),
-            status: row.status_list ? { listId: row.status_list, idx: row.status_idx! } : undefined,
-          };
-        }
-      }
+      const info = known ?? (await issuedToken(tx, jti));
       const expiresAt = info?.expiresAt ?? Math.floor(Date.now() / 1000) + this.maxTokenTtlSeconds;
       const event = await append({ kind: 'token_revoked', target: jti, clientId: info?.clientId, expiresAt, actor, reason });
       const lists = new Set(info?.status && event ? await setStatusBits(tx, [info.status]) : []);
@@ -105,7 +78,7 @@ export class Revocations {
       for (const l of derived.lists) lists.add(l);
       if (event) {
         event.lists = [...lists];
-        await auditRow(tx, actor, 'token.revoke', jti, reason, { client_id: info?.clientId, derived_tokens: derived.tokens });
+        await audit(tx, { actor, action: 'token.revoke', target: jti, reason, details: { client_id: info?.clientId, derived_tokens: derived.tokens } });
       }
       const existing = event ?? (await this.list.store.find('token_revoked', jti));
       return toRecord(existing, jti, !!info);
@@ -121,7 +94,7 @@ export class Revocations {
   async revokeFamily(familyId: string, familyExpiresAt: number, clientId: string, actor: string, reason: string): Promise<boolean> {
     const changed = await this.list.transaction(async (tx, append) => {
       // waits for a rotation of this family in flight, so its new access token is revoked too
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [familyId]);
+      await lockFamily(tx, familyId);
       const family = await append({ kind: 'family_revoked', target: familyId, clientId, expiresAt: familyExpiresAt, actor, reason });
       if (!family) return false;
       const tokens = await familyAccessTokens(tx, familyId);
@@ -136,7 +109,7 @@ export class Revocations {
       const derived = await this.#revokeDerived(tx, append, tokens.map((t) => t.jti), actor, reason);
       for (const l of derived.lists) lists.add(l);
       family.lists = [...lists];
-      await auditRow(tx, actor, 'refresh_family.revoke', familyId, reason, { client_id: clientId, access_tokens: tokens.length, derived_tokens: derived.tokens });
+      await audit(tx, { actor, action: 'refresh_family.revoke', target: familyId, reason, details: { client_id: clientId, access_tokens: tokens.length, derived_tokens: derived.tokens } });
       return true;
     });
     if (changed) this.log.warn({ action: 'refresh_family.revoke', actor, family: familyId, client_id: clientId, reason }, 'refresh token family revoked');
@@ -178,13 +151,9 @@ export class Revocations {
   /** Replace a client's public keys; every instance drops its cached copy (old keys refused at once). */
   async setClientKeys(clientId: string, keys: { jwks?: { keys: JWK[] }; jwksUri?: string }, actor: string): Promise<ClientRecord | undefined> {
     const changed = await this.list.transaction(async (tx, append) => {
-      const r = await tx.query(
-        'UPDATE clients SET jwks = $2, jwks_uri = $3, updated_at = now() WHERE client_id = $1 RETURNING client_id',
-        [clientId, keys.jwks ? JSON.stringify(keys.jwks) : null, keys.jwksUri ?? null],
-      );
-      if (r.rowCount === 0) return false;
+      if (!(await this.clients.replaceKeys(tx, clientId, keys))) return false;
       await append({ kind: 'client_keys_changed', target: clientId, clientId, actor });
-      await auditRow(tx, actor, 'client.keys.set', clientId, undefined, { kids: keys.jwks?.keys.map((k) => k.kid), jwks_uri: keys.jwksUri });
+      await audit(tx, { actor, action: 'client.keys.set', target: clientId, details: { kids: keys.jwks?.keys.map((k) => k.kid), jwks_uri: keys.jwksUri } });
       return true;
     });
     if (!changed) return undefined;

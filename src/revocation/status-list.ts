@@ -3,18 +3,15 @@
 // 0 = valid, 1 = revoked. Lists are grouped by expiry window and retired once all their tokens expired.
 import { deflateSync } from 'node:zlib';
 import { SignJWT, type CryptoKey } from 'jose';
-import type { Db, Queryable } from '../storage/db.js';
+import type { StatusListStore, StatusRef } from './status-list-store.js';
+
+export type { StatusRef } from './status-list-store.js';
 
 /** 2^20 tokens per list: 128 KiB raw, a few hundred bytes compressed while mostly zero */
 export const LIST_CAPACITY = 1 << 20;
 const BLOCK_SIZE = 1024;
 /** a list is kept this long after its window ended (clock skew between instances) */
-const RETIRE_AFTER_SECONDS = 300;
-
-export interface StatusRef {
-  listId: string;
-  idx: number;
-}
+export const RETIRE_AFTER_SECONDS = 300;
 
 export const statusListPath = (listId: string) => `/status-lists/${listId}`;
 
@@ -43,15 +40,15 @@ interface Block {
  * out: the next block is reserved in the background while a quarter of the current one is left.
  */
 export class StatusIndexAllocator {
-  readonly #db: Db;
+  readonly #store: StatusListStore;
   readonly #windowSeconds: number;
   /** per expiry window, the reserved blocks in the order they are used */
   readonly #blocks = new Map<number, Block[]>();
   readonly #refills = new Map<number, Promise<void>>();
   readonly #shard = new Map<number, number>();
 
-  constructor(db: Db, windowSeconds: number) {
-    this.#db = db;
+  constructor(store: StatusListStore, windowSeconds: number) {
+    this.#store = store;
     this.#windowSeconds = windowSeconds;
   }
 
@@ -85,17 +82,10 @@ export class StatusIndexAllocator {
     for (const w of this.#blocks.keys()) if (w < window - 1) this.#blocks.delete(w);
     for (let shard = this.#shard.get(window) ?? 0; ; shard++) {
       const listId = `${window}-${shard}`;
-      await this.#db.query(
-        'INSERT INTO status_lists (id, window_start, window_end, capacity) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING',
-        [listId, new Date(window * this.#windowSeconds * 1000), new Date((window + 1) * this.#windowSeconds * 1000), LIST_CAPACITY],
-      );
-      const r = await this.#db.query<{ start: number }>(
-        'UPDATE status_lists SET next_idx = next_idx + $2 WHERE id = $1 AND next_idx + $2 <= capacity RETURNING next_idx - $2 AS start',
-        [listId, BLOCK_SIZE],
-      );
-      if (r.rows[0]) {
+      const bounds = { start: new Date(window * this.#windowSeconds * 1000), end: new Date((window + 1) * this.#windowSeconds * 1000) };
+      const start = await this.#store.reserve(listId, bounds, LIST_CAPACITY, BLOCK_SIZE);
+      if (start !== undefined) {
         this.#shard.set(window, shard);
-        const start = Number(r.rows[0].start);
         const queue = this.#blocks.get(window) ?? [];
         queue.push({ listId, next: start, end: start + BLOCK_SIZE });
         this.#blocks.set(window, queue);
@@ -104,34 +94,6 @@ export class StatusIndexAllocator {
       // this shard is full: the window continues in the next one
     }
   }
-}
-
-/** Set the bits of tokens that are being revoked; returns the lists that changed. */
-export async function setStatusBits(q: Queryable, refs: StatusRef[]): Promise<string[]> {
-  if (!refs.length) return [];
-  const r = await q.query<{ list_id: string }>(
-    `INSERT INTO status_bits (list_id, idx) SELECT * FROM unnest($1::text[], $2::int[])
-     ON CONFLICT DO NOTHING RETURNING list_id`,
-    [refs.map((x) => x.listId), refs.map((x) => x.idx)],
-  );
-  return [...new Set(r.rows.map((x) => x.list_id))];
-}
-
-/**
- * Set the bits of tokens whose revocation raced their issuance record: a revocation that committed
- * while the token's record was still on its way to Postgres cannot have found it, and the record's
- * own check may not have seen the revocation yet. Run every second; returns the lists it changed.
- */
-export async function reconcileRecentRevocations(q: Queryable): Promise<string[]> {
-  const r = await q.query<{ list_id: string }>(
-    `INSERT INTO status_bits (list_id, idx)
-     SELECT te.status_list, te.status_idx FROM security_events se
-     JOIN token_events te ON te.outcome = 'issued' AND te.status_list IS NOT NULL AND te.expires_at > now()
-       AND ((se.kind = 'client_revoked' AND te.client_id = se.target) OR (se.kind = 'token_revoked' AND te.jti = se.target))
-     WHERE se.kind IN ('client_revoked', 'token_revoked') AND se.at > now() - interval '2 minutes'
-     ON CONFLICT DO NOTHING RETURNING list_id`,
-  );
-  return [...new Set(r.rows.map((x) => x.list_id))];
 }
 
 export interface StatusListSigner {
@@ -148,7 +110,7 @@ export class StatusListPublisher {
   readonly #cache = new Map<string, { token: string; builtAt: number }>();
 
   constructor(
-    private readonly db: Db,
+    private readonly store: StatusListStore,
     private readonly issuer: string,
     private readonly ttlSeconds: number,
     private readonly signer: () => StatusListSigner,
@@ -160,8 +122,7 @@ export class StatusListPublisher {
   }
 
   async listIds(): Promise<string[]> {
-    const r = await this.db.query<{ id: string }>('SELECT id FROM status_lists WHERE window_end > now() - make_interval(secs => $1) ORDER BY id', [RETIRE_AFTER_SECONDS]);
-    return r.rows.map((x) => x.id);
+    return this.store.liveIds();
   }
 
   /** The signed status list token, or undefined for an unknown or retired list. */
@@ -169,18 +130,14 @@ export class StatusListPublisher {
     const cached = this.#cache.get(listId);
     // kept briefly even without a change message, so a lost message delays a bit by at most this
     if (cached && Date.now() - cached.builtAt < CACHE_MS) return cached.token;
-    const list = await this.db.query<{ capacity: number }>(
-      'SELECT capacity FROM status_lists WHERE id = $1 AND window_end > now() - make_interval(secs => $2)',
-      [listId, RETIRE_AFTER_SECONDS],
-    );
-    if (!list.rows[0]) return undefined;
-    const bits = await this.db.query<{ idx: number }>('SELECT idx FROM status_bits WHERE list_id = $1', [listId]);
+    const list = await this.store.read(listId);
+    if (!list) return undefined;
     const { kid, alg, key } = this.signer();
     const now = Math.floor(Date.now() / 1000);
     const uri = `${this.issuer}${statusListPath(listId)}`;
     const token = await new SignJWT({
       ttl: this.ttlSeconds,
-      status_list: { bits: 1, lst: encodeStatusList(bits.rows.map((b) => b.idx), list.rows[0].capacity) },
+      status_list: { bits: 1, lst: encodeStatusList(list.bits, list.capacity) },
     })
       .setProtectedHeader({ alg, kid, typ: 'statuslist+jwt' })
       .setSubject(uri)
@@ -193,8 +150,7 @@ export class StatusListPublisher {
   }
 
   /** Delete lists whose every token has expired. */
-  async retire(): Promise<number> {
-    const r = await this.db.query('DELETE FROM status_lists WHERE window_end < now() - make_interval(secs => $1)', [RETIRE_AFTER_SECONDS]);
-    return r.rowCount;
+  retire(): Promise<number> {
+    return this.store.retire();
   }
 }

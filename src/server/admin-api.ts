@@ -1,15 +1,15 @@
 // The admin plane: what the `sigil` CLI calls. Every route but bootstrap needs a DPoP-bound access
 // token of the admin client carrying the admin scope; there is no password or static secret.
-import type { Context, Next } from 'koa';
+// adminGate() is that check, put in front of each operation; the operations on clients and keys are
+// here, those on initial access tokens in registration-tokens-api.ts; routes.ts lists them all.
+import type { Context } from 'koa';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify, type JWK } from 'jose';
-import type { Provider } from '../oidc/provider.js';
 import type { Logger } from '../log.js';
 import {
   ADMIN_CLIENT_ID, ADMIN_SCOPE, adminAudience, ClientInputError, clientView, parseNewClient,
 } from '../clients/admin-clients.js';
 import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
 import { jwtShapeProblem } from '../input/input-limits.js';
-import { clientMetadata } from '../oidc/provider.js';
 import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from './resource-server.js';
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../tokens/dpop-proof.js';
 import type { ClientStore, NewClient } from '../clients/client-store.js';
@@ -17,26 +17,32 @@ import type { Revocations } from '../revocation/revocations.js';
 import type { KeyRing } from '../keys/key-ring.js';
 import { jwksProblems } from '../clients/client-keys.js';
 import type { Db } from '../storage/db.js';
-import { audit } from '../tokens/token-events.js';
+import { audit } from '../storage/audit-log.js';
 import { printableTextProblem } from '../input/printable-text.js';
 import { sendError } from './http-errors.js';
 import { parseJsonBody } from './json-body.js';
+import type { AdminEndpoint, RouteHandler, RouteParams } from './routes.js';
+
+/** What an admin route does once the gate let it through: `actor` is the admin client's id. */
+export type AdminOperation = (ctx: Context, actor: string, params: RouteParams) => Promise<unknown>;
+
+export interface AdminGateDeps {
+  issuer: string;
+  clients: ClientStore;
+  authenticate: (req: DpopRequest) => Promise<AccessTokenClaims>;
+}
 
 export interface AdminDeps {
   revocations: Revocations;
   keyRing: KeyRing;
   issuer: string;
-  /** the active signing key's algorithm (what stored clients must be valid with) */
-  signingAlg: () => string;
   db: Db;
   clients: ClientStore;
-  provider: () => Provider;
-  authenticate: (req: DpopRequest) => Promise<AccessTokenClaims>;
+  /** why oidc-provider would not load this client's metadata, or undefined */
+  metadataProblem: (c: NewClient) => Promise<string | undefined>;
   log: Logger;
   /** why a jwks_uri may not be registered (https, no credentials, no internal address), or undefined */
   jwksUriProblem: (uri: string) => string | undefined;
-  /** the initial-access-token routes (src/server/registration-api.ts); false when the path is not theirs */
-  registrationTokens: (ctx: Context, actor: string) => Promise<boolean>;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
@@ -50,9 +56,11 @@ function jsonBody(ctx: Context): Record<string, unknown> {
   return body.value as Record<string, unknown>;
 }
 
-export function adminApi(deps: AdminDeps) {
-  const audience = adminAudience(deps.issuer);
-
+/**
+ * Puts the admin check in front of each operation: no-store answers, the admin's DPoP-bound token
+ * (not for bootstrap, which proves its key itself), and the refusals the CLI understands.
+ */
+export function adminGate(deps: AdminGateDeps) {
   async function requireAdmin(ctx: Context): Promise<string> {
     const claims = await deps.authenticate({
       method: ctx.method,
@@ -66,13 +74,48 @@ export function adminApi(deps: AdminDeps) {
     return client.clientId;
   }
 
+  function answer(ctx: Context, err: unknown): void {
+    if (err instanceof RequestAuthError) {
+      const challenge = `DPoP error="${err.error}", algs="${CLIENT_SIGNING_ALGS.join(' ')}"`;
+      return sendError(ctx, err.status, err.error, err.message, { 'WWW-Authenticate': challenge });
+    }
+    if (err instanceof ClientInputError) return sendError(ctx, 400, 'invalid_client_metadata', err.message);
+    throw err;
+  }
+
+  return {
+    /** bootstrap: the one admin route open to a caller with no token yet */
+    open(operation: (ctx: Context) => Promise<unknown>): RouteHandler {
+      return async (ctx) => {
+        ctx.set('Cache-Control', 'no-store');
+        try {
+          await operation(ctx);
+        } catch (err) {
+          answer(ctx, err);
+        }
+      };
+    },
+    admin(operation: AdminOperation): RouteHandler {
+      return async (ctx, params) => {
+        ctx.set('Cache-Control', 'no-store');
+        try {
+          await operation(ctx, await requireAdmin(ctx), params);
+        } catch (err) {
+          answer(ctx, err);
+        }
+      };
+    },
+  };
+}
+
+/** The admin operations on clients and signing keys, by endpoint (routes.ts). */
+export function clientAndKeyAdmin(deps: AdminDeps) {
+  const audience = adminAudience(deps.issuer);
+
   /** Refuse metadata oidc-provider itself would not load, before it is stored. */
   async function assertProviderAccepts(c: NewClient): Promise<void> {
-    try {
-      await deps.provider().Client.validate(clientMetadata({ ...c, status: 'active', createdAt: new Date(), updatedAt: new Date() }, deps.signingAlg()));
-    } catch (err) {
-      throw new ClientInputError((err as { error_description?: string }).error_description ?? 'client metadata is invalid');
-    }
+    const problem = await deps.metadataProblem(c);
+    if (problem) throw new ClientInputError(problem);
   }
 
   async function bootstrap(ctx: Context) {
@@ -181,43 +224,35 @@ export function adminApi(deps: AdminDeps) {
     ctx.body = { staged, keys: deps.keyRing.current.views };
   }
 
-  return async function adminRoutes(ctx: Context, next: Next) {
-    if (ctx.path !== '/admin' && !ctx.path.startsWith('/admin/')) return next();
-    ctx.set('Cache-Control', 'no-store');
-    try {
-      if (ctx.path === '/admin/bootstrap' && ctx.method === 'POST') return await bootstrap(ctx);
-      const actor = await requireAdmin(ctx);
-      if (await deps.registrationTokens(ctx, actor)) return;
-      const clientMatch = /^\/admin\/clients\/([^/]+)$/.exec(ctx.path);
-      if (ctx.path === '/admin/clients' && ctx.method === 'POST') return await createClient(ctx, actor);
-      if (ctx.path === '/admin/clients' && ctx.method === 'GET') {
+  return {
+    bootstrap,
+    operations: {
+      'list-clients': async (ctx) => {
         ctx.body = (await deps.clients.list()).map(clientView);
-        return;
-      }
-      const actionMatch = /^\/admin\/clients\/([^/]+)\/(revoke|jwks)$/.exec(ctx.path);
-      if (actionMatch && actionMatch[2] === 'revoke' && ctx.method === 'POST') return await revokeClient(ctx, actor, decodeURIComponent(actionMatch[1]!));
-      if (actionMatch && actionMatch[2] === 'jwks' && ctx.method === 'PUT') return await setClientKeys(ctx, actor, decodeURIComponent(actionMatch[1]!));
-      if (ctx.path === '/admin/tokens/revoke' && ctx.method === 'POST') return await revokeToken(ctx, actor);
-      if (ctx.path === '/admin/keys' && ctx.method === 'GET') {
-        ctx.body = deps.keyRing.current.views;
-        return;
-      }
-      if (ctx.path === '/admin/keys/rotate' && ctx.method === 'POST') return await rotateKeys(ctx, actor);
-      if (clientMatch && ctx.method === 'GET') {
-        const client = await deps.clients.read(decodeURIComponent(clientMatch[1]!));
+      },
+      'create-client': createClient,
+      'read-client': async (ctx, _actor, { client_id }) => {
+        const client = await deps.clients.read(client_id!);
         if (!client) return sendError(ctx, 404, 'not_found', 'no such client');
         ctx.body = clientView(client);
-        return;
-      }
-      return sendError(ctx, 404, 'invalid_request', `no admin endpoint ${ctx.method} ${ctx.path}`);
-    } catch (err) {
-      if (err instanceof RequestAuthError) {
-        const challenge = `DPoP error="${err.error}", algs="${CLIENT_SIGNING_ALGS.join(' ')}"`;
-        return sendError(ctx, err.status, err.error, err.message, { 'WWW-Authenticate': challenge });
-      }
-      if (err instanceof ClientInputError) return sendError(ctx, 400, 'invalid_client_metadata', err.message);
-      if (err instanceof URIError) return sendError(ctx, 400, 'invalid_request', 'malformed path');
-      throw err;
-    }
+      },
+      'revoke-client': (ctx, actor, { client_id }) => revokeClient(ctx, actor, client_id!),
+      'set-client-keys': (ctx, actor, { client_id }) => setClientKeys(ctx, actor, client_id!),
+      'revoke-token': revokeToken,
+      'list-keys': async (ctx) => {
+        ctx.body = deps.keyRing.current.views;
+      },
+      'rotate-keys': rotateKeys,
+    } satisfies Partial<Record<AdminEndpoint, AdminOperation>>,
   };
+}
+
+/** Every admin route's handler, each behind the gate: bootstrap open, every other one for the admin only. */
+export function adminPlane(
+  gate: ReturnType<typeof adminGate>,
+  bootstrap: (ctx: Context) => Promise<unknown>,
+  operations: Record<Exclude<AdminEndpoint, 'bootstrap'>, AdminOperation>,
+): Record<AdminEndpoint, RouteHandler> {
+  const handlers = Object.fromEntries(Object.entries(operations).map(([endpoint, operation]) => [endpoint, gate.admin(operation)]));
+  return { ...(handlers as Record<Exclude<AdminEndpoint, 'bootstrap'>, RouteHandler>), bootstrap: gate.open(bootstrap) };
 }

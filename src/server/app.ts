@@ -7,7 +7,9 @@ import { sendError } from './http-errors.js';
 import type { Metrics, MetricsAnswer } from './metrics.js';
 import { bodyGuard, errorBoundary, formParameterGuard, requestContext } from './middleware.js';
 import type { Readiness } from './readiness.js';
-import { rawPath, ROUTES, RouteTable, type Endpoint, type Resolution } from './routes.js';
+import {
+  rawPath, ROUTES, RouteTable, type AdminEndpoint, type Endpoint, type PublicEndpoint, type Resolution, type RouteHandler, type RouteParams,
+} from './routes.js';
 import type { TokenOutcomes } from './token-outcomes.js';
 
 export interface AppDeps {
@@ -22,11 +24,14 @@ export interface AppDeps {
   readiness: Readiness;
   /** the current provider: replaced when the signing keys change */
   provider: () => Provider;
-  admin: (ctx: Context, next: Next) => Promise<unknown>;
-  statusLists: (ctx: Context, next: Next) => Promise<unknown>;
+  /** every admin route, each behind the admin gate (admin-api.ts) */
+  admin: Record<AdminEndpoint, RouteHandler>;
+  statusLists: Record<'status-lists' | 'status-list' | 'status-list-events', RouteHandler>;
   /** RFC 7591 `/register` and RFC 7592 `/register/{client_id}` (oidc-provider's own is disabled) */
-  registration: (ctx: Context, next: Next) => Promise<unknown>;
+  registration: Record<'register' | 'read-registration' | 'update-registration' | 'delete-registration', RouteHandler>;
 }
+
+const NO_PARAMS: RouteParams = Object.freeze({});
 
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
@@ -60,19 +65,16 @@ export function createApp(deps: AppDeps): Koa {
   app.use(bodyGuard());
   app.use(formParameterGuard());
 
-  const toProvider = currentProvider(deps.provider);
-  const handlers: Record<Endpoint, Koa.Middleware> = {
+  const toProvider: RouteHandler = currentProvider(deps.provider);
+  // the public plane: what services, gateways, partners and probes call
+  const publicPlane: Record<PublicEndpoint, RouteHandler> = {
     discovery: toProvider,
     token: toProvider,
     introspection: toProvider,
     revocation: toProvider,
     jwks: jwksWithCaching,
-    registration: deps.registration,
-    'registration-management': deps.registration,
-    'status-lists': deps.statusLists,
-    'status-list': deps.statusLists,
-    'status-list-events': deps.statusLists,
-    admin: deps.admin,
+    ...deps.registration,
+    ...deps.statusLists,
     health(ctx) {
       ctx.body = { status: 'ok' };
     },
@@ -89,10 +91,12 @@ export function createApp(deps: AppDeps): Koa {
       ctx.body = answer.body;
     },
   };
+  // and the admin plane (what the CLI calls), whole from admin-api.ts: one table, one dispatch
+  const handlers: Record<Endpoint, RouteHandler> = { ...publicPlane, ...deps.admin };
 
   // one dispatch, so the token endpoint passes through as few frames as possible
   app.use(function route(ctx, next) {
-    const { route, allow } = ctx.state.resolved as Resolution;
+    const { route, allow, params } = ctx.state.resolved as Resolution;
     if (!route) {
       if (!allow) return sendError(ctx, 404, 'invalid_request', `no endpoint ${ctx.method} ${rawPath(ctx.url)}`);
       ctx.set('Allow', allow);
@@ -102,11 +106,11 @@ export function createApp(deps: AppDeps): Koa {
     if (route.needsStorage && !deps.readiness.ready) {
       return sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
     }
-    return handlers[route.endpoint](ctx, next);
+    return handlers[route.endpoint](ctx, params ?? NO_PARAMS, next);
   });
 
-  async function jwksWithCaching(ctx: Context, next: Next) {
-    await toProvider(ctx, next);
+  async function jwksWithCaching(ctx: Context, params: RouteParams, next: Next) {
+    await toProvider(ctx, params, next);
     // oidc-provider sends no Cache-Control on the JWKS; gateways need one to cache it correctly
     if (ctx.status === 200) ctx.set('Cache-Control', `public, max-age=${deps.jwksMaxAge()}`);
   }
@@ -116,7 +120,7 @@ export function createApp(deps: AppDeps): Koa {
 /** Runs each request on the provider current when it arrived; a swap never touches requests in flight. */
 function currentProvider(get: () => Provider) {
   let mounted: { provider: Provider; run: Koa.Middleware } | undefined;
-  return function providerMiddleware(ctx: Context, next: Next) {
+  return function providerMiddleware(ctx: Context, _params: RouteParams, next: Next) {
     const provider = get();
     if (mounted?.provider !== provider) mounted = { provider, run: mount(provider as unknown as Koa) };
     return mounted.run(ctx, next);

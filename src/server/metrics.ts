@@ -4,13 +4,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CLIENT_CREDENTIALS } from '../tokens/grants/client-credentials.js';
-import { REFRESH_TOKEN } from '../tokens/grants/refresh-token.js';
-import { TOKEN_EXCHANGE } from '../tokens/grants/token-exchange.js';
+import { GRANT_TYPES as SERVED_GRANT_TYPES } from '../tokens/grant-types.js';
 
 /** the label value of everything outside a label's known set */
 export const OTHER = 'other';
-const GRANT_TYPES: ReadonlySet<string> = new Set([CLIENT_CREDENTIALS, TOKEN_EXCHANGE, REFRESH_TOKEN]);
+const GRANT_TYPES: ReadonlySet<string> = new Set(SERVED_GRANT_TYPES);
 /** what the token endpoint answers with: RFC 6749 §5.2, RFC 8707, RFC 9449, and Sigil's 503 */
 const TOKEN_ERRORS: ReadonlySet<string> = new Set([
   'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',

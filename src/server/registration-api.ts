@@ -1,33 +1,33 @@
-// Partner self-onboarding over HTTP: RFC 7591 registration (`POST /register`, Bearer initial access
-// token), RFC 7592 management (`GET|PUT|DELETE /register/{client_id}`, Bearer registration access
-// token), and the admin routes that issue initial access tokens (`/admin/registration-tokens`).
-import type { Context, Next } from 'koa';
-import type { Provider } from '../oidc/provider.js';
+// Partner self-onboarding over HTTP (public plane): RFC 7591 registration (`POST /register`, Bearer
+// initial access token) and RFC 7592 management (`GET|PUT|DELETE /register/{client_id}`, Bearer
+// registration access token). The admin routes that issue initial access tokens are in
+// registration-tokens-api.ts.
+import type { Context } from 'koa';
 import type { Logger } from '../log.js';
 import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';
-import { clientMetadata } from '../oidc/provider.js';
 import {
-  newRegisteredClient, parseGrant, parseKeyUpdate, parseRegistration, RegistrationError, registrationView,
+  newRegisteredClient, parseKeyUpdate, parseRegistration, RegistrationError, registrationView,
 } from '../registration/registration.js';
 import type { Revocations } from '../revocation/revocations.js';
 import type { ClientRecord, ClientStore, NewClient } from '../clients/client-store.js';
-import type { Db, Queryable } from '../storage/db.js';
+import type { Db } from '../storage/db.js';
+import { audit } from '../storage/audit-log.js';
 import type { ClientRegistrations, InitialAccessToken, InitialAccessTokens } from '../registration/initial-access-tokens.js';
 import { sendError } from './http-errors.js';
 import { parseJsonBody } from './json-body.js';
 import { RegistrationThrottle } from '../registration/registration-throttle.js';
+import type { PublicEndpoint, RouteHandler } from './routes.js';
 
 export interface RegistrationDeps {
   issuer: string;
-  /** the active signing key's algorithm (what stored clients must be valid with) */
-  signingAlg: () => string;
   db: Db;
   clients: ClientStore;
   revocations: Revocations;
   initialAccessTokens: InitialAccessTokens;
   registrations: ClientRegistrations;
   jwksUri: JwksUriFetcher;
-  provider: () => Provider;
+  /** why oidc-provider would not load this client's metadata, or undefined */
+  metadataProblem: (c: NewClient) => Promise<string | undefined>;
   log: Logger;
   /** bounds argon2 work per initial access token and per source address (a default one when absent) */
   throttle?: RegistrationThrottle;
@@ -35,10 +35,6 @@ export interface RegistrationDeps {
 
 /** the actor recorded for what registrants do to their own clients */
 export const REGISTRATION_ACTOR = 'registration';
-
-export const DEFAULT_TOKEN_TTL_SECONDS = 86_400;
-export const MAX_TOKEN_TTL_SECONDS = 30 * 86_400;
-export const MAX_TOKEN_USES = 1000;
 
 /** `Authorization: Bearer <token>` (RFC 6750 §2.1); undefined when absent or another scheme. */
 function bearerToken(ctx: Context): string | undefined {
@@ -51,17 +47,11 @@ function unauthorized(ctx: Context, description: string): void {
   sendError(ctx, 401, 'invalid_token', description, { 'WWW-Authenticate': challenge });
 }
 
-function jsonBody(ctx: Context, what: string): unknown {
+export function jsonBody(ctx: Context, what: string): unknown {
   if (!ctx.is('application/json')) throw new RegistrationError(`send the ${what} as JSON (Content-Type: application/json)`);
   const body = parseJsonBody(ctx);
   if (!body.ok) throw new RegistrationError(body.problem);
   return body.value;
-}
-
-async function auditRow(q: Queryable, actor: string, action: string, target: string, details?: unknown, reason?: string): Promise<void> {
-  await q.query('INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)', [
-    actor, action, target, reason ?? null, details === undefined ? null : JSON.stringify(details),
-  ]);
 }
 
 const REFUSAL_TEXT = {
@@ -75,12 +65,9 @@ export function registrationApi(deps: RegistrationDeps) {
   const throttle = deps.throttle ?? new RegistrationThrottle();
 
   /** Refuse metadata oidc-provider itself would not load, before anything is stored. */
-  async function assertProviderAccepts(c: NewClient | ClientRecord): Promise<void> {
-    try {
-      await deps.provider().Client.validate(clientMetadata({ status: 'active', createdAt: new Date(), updatedAt: new Date(), ...c }, deps.signingAlg()));
-    } catch (err) {
-      throw new RegistrationError((err as { error_description?: string }).error_description ?? 'client metadata is invalid');
-    }
+  async function assertProviderAccepts(c: NewClient): Promise<void> {
+    const problem = await deps.metadataProblem(c);
+    if (problem) throw new RegistrationError(problem);
   }
 
   /** A jwks_uri is fetched once now, so a partner learns of an unusable one at registration. */
@@ -118,10 +105,12 @@ export function registrationApi(deps: RegistrationDeps) {
       const created = await deps.clients.create(client, tx);
       if (!created) throw new Error('client_id collision');
       const registrationAccessToken = await deps.registrations.create(created.clientId, iat.id, tx);
-      await auditRow(tx, REGISTRATION_ACTOR, 'registration_token.use', iat.id, { client_id: created.clientId, uses_left: used.usesLeft });
-      await auditRow(tx, REGISTRATION_ACTOR, 'client.register', created.clientId, {
-        initial_access_token: iat.id, name: created.name, scope: created.scope.join(' '), audiences: created.audiences,
-        ...(created.jwksUri ? { jwks_uri: created.jwksUri } : { kids: created.jwks?.keys.map((k) => k.kid) }),
+      await audit(tx, { actor: REGISTRATION_ACTOR, action: 'registration_token.use', target: iat.id, details: { client_id: created.clientId, uses_left: used.usesLeft } });
+      await audit(tx, {
+        actor: REGISTRATION_ACTOR, action: 'client.register', target: created.clientId, details: {
+          initial_access_token: iat.id, name: created.name, scope: created.scope.join(' '), audiences: created.audiences,
+          ...(created.jwksUri ? { jwks_uri: created.jwksUri } : { kids: created.jwks?.keys.map((k) => k.kid) }),
+        },
       });
       return { created, registrationAccessToken, usesLeft: used.usesLeft };
     });
@@ -149,23 +138,21 @@ export function registrationApi(deps: RegistrationDeps) {
     return record;
   }
 
-  async function manage(ctx: Context, clientId: string) {
-    if (!['GET', 'PUT', 'DELETE'].includes(ctx.method)) {
-      ctx.set('Allow', 'GET, PUT, DELETE');
-      return sendError(ctx, 405, 'invalid_request', `method ${ctx.method} is not allowed on a client registration`);
-    }
+  async function read(ctx: Context, clientId: string) {
+    const record = await managed(ctx, clientId);
+    if (record) ctx.body = registrationView(record, issuer);
+  }
+
+  async function remove(ctx: Context, clientId: string) {
+    if (!(await managed(ctx, clientId))) return;
+    await deps.revocations.revokeClient(clientId, REGISTRATION_ACTOR, 'deleted by its registrant (RFC 7592)');
+    ctx.status = 204;
+    ctx.body = null;
+  }
+
+  async function update(ctx: Context, clientId: string) {
     const record = await managed(ctx, clientId);
     if (!record) return;
-    if (ctx.method === 'GET') {
-      ctx.body = registrationView(record, issuer);
-      return;
-    }
-    if (ctx.method === 'DELETE') {
-      await deps.revocations.revokeClient(clientId, REGISTRATION_ACTOR, 'deleted by its registrant (RFC 7592)');
-      ctx.status = 204;
-      ctx.body = null;
-      return;
-    }
     const keys = parseKeyUpdate(jsonBody(ctx, 'client metadata'), record, deps.jwksUri.policy);
     await assertProviderAccepts({ ...record, jwks: keys.jwks, jwksUri: keys.jwksUri });
     await assertJwksUriUsable(keys.jwksUri);
@@ -174,125 +161,24 @@ export function registrationApi(deps: RegistrationDeps) {
     ctx.body = registrationView(updated, issuer);
   }
 
-  return async function registrationRoutes(ctx: Context, next: Next) {
-    if (ctx.path !== '/register' && !ctx.path.startsWith('/register/')) return next();
-    ctx.set('Cache-Control', 'no-store');
-    try {
-      if (ctx.path === '/register') {
-        if (ctx.method !== 'POST') {
-          ctx.set('Allow', 'POST');
-          return sendError(ctx, 405, 'invalid_request', `method ${ctx.method} is not allowed on /register`);
-        }
-        return await register(ctx);
-      }
-      const m = /^\/register\/([^/]+)$/.exec(ctx.path);
-      if (!m) return sendError(ctx, 404, 'invalid_request', `no endpoint ${ctx.method} ${ctx.path}`);
-      return await manage(ctx, decodeURIComponent(m[1]!));
-    } catch (err) {
-      if (err instanceof RegistrationError) {
+  /** no-store answers, and refused metadata as RFC 7591 §3.2.2 has it */
+  function handler(operation: (ctx: Context, clientId: string) => Promise<unknown>): RouteHandler {
+    return async (ctx, params) => {
+      ctx.set('Cache-Control', 'no-store');
+      try {
+        await operation(ctx, params.client_id!);
+      } catch (err) {
+        if (!(err instanceof RegistrationError)) throw err;
         log.info({ action: 'client.register', decision: 'refused', reason: err.message }, 'client metadata refused');
-        return sendError(ctx, 400, 'invalid_client_metadata', err.message);
+        sendError(ctx, 400, 'invalid_client_metadata', err.message);
       }
-      if (err instanceof URIError) return sendError(ctx, 400, 'invalid_request', 'malformed path');
-      throw err;
-    }
-  };
-}
+    };
+  }
 
-// ---------------------------------------------------------------------------------------------
-// Admin plane: issuing initial access tokens (called by admin-api.ts once the admin is authenticated)
-
-function tokenStatus(t: InitialAccessToken): 'active' | 'expired' | 'used_up' | 'revoked' {
-  if (t.revokedAt) return 'revoked';
-  if (t.expiresAt.getTime() <= Date.now()) return 'expired';
-  return t.usesLeft > 0 ? 'active' : 'used_up';
-}
-
-/** An initial access token as the admin API shows it; `token` only in the answer that created it. */
-export function initialAccessTokenView(t: InitialAccessToken, token?: string) {
   return {
-    ...(token ? { token } : {}),
-    id: t.id,
-    status: tokenStatus(t),
-    expires_at: t.expiresAt.toISOString(),
-    uses: t.uses,
-    uses_left: t.usesLeft,
-    scope: t.scope.join(' '),
-    audiences: t.audiences,
-    created_at: t.createdAt.toISOString(),
-    created_by: t.createdBy,
-    ...(t.revokedAt ? { revoked_at: t.revokedAt.toISOString(), revoked_by: t.revokedBy } : {}),
-  };
-}
-
-function wholeNumber(value: unknown, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new RegistrationError(`${name} must be a whole number from ${min} to ${max}`);
-  }
-  return value;
-}
-
-/**
- * `POST /admin/registration-tokens`, `GET /admin/registration-tokens[/{id}]`,
- * `POST /admin/registration-tokens/{id}/revoke`. Resolves to false for any other path.
- */
-export function registrationTokenAdmin(deps: Pick<RegistrationDeps, 'issuer' | 'db' | 'initialAccessTokens' | 'log'>) {
-  async function create(ctx: Context, actor: string) {
-    const body = (ctx.state.rawBody ? jsonBody(ctx, 'token settings') : {}) as Record<string, unknown> | null;
-    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistrationError('the request body must be a JSON object');
-    const expiresIn = wholeNumber(body.expires_in, 'expires_in', DEFAULT_TOKEN_TTL_SECONDS, 1, MAX_TOKEN_TTL_SECONDS);
-    const uses = wholeNumber(body.uses, 'uses', 1, 1, MAX_TOKEN_USES);
-    const grant = parseGrant(body.scope, body.audiences, deps.issuer);
-    const { token, record } = await deps.initialAccessTokens.issue({ ...grant, uses, expiresInSeconds: expiresIn }, actor);
-    await auditRow(deps.db, actor, 'registration_token.create', record.id, {
-      uses, scope: grant.scope.join(' '), audiences: grant.audiences, expires_at: record.expiresAt.toISOString(),
-    });
-    deps.log.info({ action: 'registration_token.create', actor, initial_access_token: record.id, uses, expires_at: record.expiresAt.toISOString() }, 'initial access token created');
-    ctx.status = 201;
-    ctx.body = initialAccessTokenView(record, token);
-  }
-
-  async function revoke(ctx: Context, actor: string, id: string) {
-    const before = await deps.initialAccessTokens.read(id);
-    if (!before) return sendError(ctx, 404, 'not_found', 'no such initial access token');
-    const after = (await deps.initialAccessTokens.revoke(id, actor))!;
-    if (!before.revokedAt) {
-      await auditRow(deps.db, actor, 'registration_token.revoke', id);
-      deps.log.info({ action: 'registration_token.revoke', actor, initial_access_token: id }, 'initial access token revoked');
-    }
-    ctx.body = initialAccessTokenView(after);
-  }
-
-  return async function registrationTokenRoutes(ctx: Context, actor: string): Promise<boolean> {
-    if (ctx.path !== '/admin/registration-tokens' && !ctx.path.startsWith('/admin/registration-tokens/')) return false;
-    try {
-      if (ctx.path === '/admin/registration-tokens') {
-        if (ctx.method === 'POST') await create(ctx, actor);
-        else if (ctx.method === 'GET') ctx.body = (await deps.initialAccessTokens.list()).map((t) => initialAccessTokenView(t));
-        else return false;
-        return true;
-      }
-      const m = /^\/admin\/registration-tokens\/([^/]+)(\/revoke)?$/.exec(ctx.path);
-      if (!m) return false;
-      const id = decodeURIComponent(m[1]!);
-      if (m[2] && ctx.method === 'POST') {
-        await revoke(ctx, actor, id);
-        return true;
-      }
-      if (!m[2] && ctx.method === 'GET') {
-        const t = await deps.initialAccessTokens.read(id);
-        if (!t) sendError(ctx, 404, 'not_found', 'no such initial access token');
-        else ctx.body = initialAccessTokenView(t);
-        return true;
-      }
-      return false;
-    } catch (err) {
-      if (err instanceof RegistrationError) {
-        sendError(ctx, 400, 'invalid_request', err.message);
-        return true;
-      }
-      throw err;
-    }
-  };
+    register: handler(register),
+    'read-registration': handler(read),
+    'update-registration': handler(update),
+    'delete-registration': handler(remove),
+  } satisfies Partial<Record<PublicEndpoint, RouteHandler>>;
 }

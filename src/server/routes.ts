@@ -2,58 +2,90 @@
 // header where the path is served with other methods. A path matches byte for byte as it arrived:
 // no case folding, no trailing slash, no percent-decoding, no empty or dot segments, no `;params`,
 // so each endpoint has exactly one spelling and every gate keyed on a route sees every request to it.
+// Two planes: the public one (services, gateways, partners, probes) and the admin one (the CLI);
+// app.ts gives each endpoint its handler.
+import type { Context, Next } from 'koa';
 
-export type Endpoint =
+/** The public plane: what services, gateways, partners and probes call. */
+export type PublicEndpoint =
   | 'discovery' | 'token' | 'introspection' | 'revocation' | 'jwks'
-  | 'registration' | 'registration-management'
+  | 'register' | 'read-registration' | 'update-registration' | 'delete-registration'
   | 'status-lists' | 'status-list' | 'status-list-events'
-  | 'admin' | 'health' | 'ready' | 'metrics';
+  | 'health' | 'ready' | 'metrics';
+
+/** The admin plane: what the `sigil` CLI calls (every route but bootstrap needs the admin's token). */
+export type AdminEndpoint =
+  | 'bootstrap'
+  | 'list-clients' | 'create-client' | 'read-client' | 'revoke-client' | 'set-client-keys'
+  | 'revoke-token' | 'list-keys' | 'rotate-keys'
+  | 'list-registration-tokens' | 'issue-registration-token' | 'read-registration-token' | 'revoke-registration-token';
+
+export type Endpoint = PublicEndpoint | AdminEndpoint;
+
+/** What answers a route: `params` are its `{name}` segments; `next` is for oidc-provider's mount only. */
+export type RouteHandler = (ctx: Context, params: RouteParams, next: Next) => unknown;
 
 export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
 
-export interface Route {
+export interface Route<E extends Endpoint = Endpoint> {
   /** `/register/{client_id}`: a `{name}` segment stands for one segment in that parameter's format (PARAMETERS) */
   path: string;
   /** HEAD only where listed: the read endpoints a gateway or a probe may HEAD */
   methods: readonly Method[];
-  endpoint: Endpoint;
+  endpoint: E;
   /** its answer depends on Postgres or Redis: refused with 503 while a store is unreachable */
   needsStorage: boolean;
 }
 
-export const ROUTES: readonly Route[] = [
+// A path served with several methods lists them in the order of its Allow header.
+export const PUBLIC_ROUTES: readonly Route<PublicEndpoint>[] = [
   { path: '/.well-known/oauth-authorization-server', methods: ['GET', 'HEAD'], endpoint: 'discovery', needsStorage: false },
   { path: '/.well-known/openid-configuration', methods: ['GET', 'HEAD'], endpoint: 'discovery', needsStorage: false },
   { path: '/token', methods: ['POST'], endpoint: 'token', needsStorage: true },
   { path: '/introspect', methods: ['POST'], endpoint: 'introspection', needsStorage: true },
   { path: '/revoke', methods: ['POST'], endpoint: 'revocation', needsStorage: true },
   { path: '/jwks', methods: ['GET', 'HEAD'], endpoint: 'jwks', needsStorage: false },
-  { path: '/register', methods: ['POST'], endpoint: 'registration', needsStorage: true },
-  { path: '/register/{client_id}', methods: ['GET', 'PUT', 'DELETE'], endpoint: 'registration-management', needsStorage: true },
+  { path: '/register', methods: ['POST'], endpoint: 'register', needsStorage: true },
+  { path: '/register/{client_id}', methods: ['GET'], endpoint: 'read-registration', needsStorage: true },
+  { path: '/register/{client_id}', methods: ['PUT'], endpoint: 'update-registration', needsStorage: true },
+  { path: '/register/{client_id}', methods: ['DELETE'], endpoint: 'delete-registration', needsStorage: true },
   { path: '/status-lists', methods: ['GET', 'HEAD'], endpoint: 'status-lists', needsStorage: true },
   { path: '/status-lists/events', methods: ['GET'], endpoint: 'status-list-events', needsStorage: true },
   { path: '/status-lists/{list_id}', methods: ['GET', 'HEAD'], endpoint: 'status-list', needsStorage: true },
-  { path: '/admin/bootstrap', methods: ['POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/clients', methods: ['GET', 'POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/clients/{client_id}', methods: ['GET'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/clients/{client_id}/revoke', methods: ['POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/clients/{client_id}/jwks', methods: ['PUT'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/tokens/revoke', methods: ['POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/keys', methods: ['GET'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/keys/rotate', methods: ['POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/registration-tokens', methods: ['GET', 'POST'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/registration-tokens/{token_id}', methods: ['GET'], endpoint: 'admin', needsStorage: true },
-  { path: '/admin/registration-tokens/{token_id}/revoke', methods: ['POST'], endpoint: 'admin', needsStorage: true },
   { path: '/health', methods: ['GET', 'HEAD'], endpoint: 'health', needsStorage: false },
   { path: '/ready', methods: ['GET', 'HEAD'], endpoint: 'ready', needsStorage: false },
   { path: '/metrics', methods: ['GET', 'HEAD'], endpoint: 'metrics', needsStorage: false },
 ];
+
+export const ADMIN_ROUTES: readonly Route<AdminEndpoint>[] = [
+  { path: '/admin/bootstrap', methods: ['POST'], endpoint: 'bootstrap', needsStorage: true },
+  { path: '/admin/clients', methods: ['GET'], endpoint: 'list-clients', needsStorage: true },
+  { path: '/admin/clients', methods: ['POST'], endpoint: 'create-client', needsStorage: true },
+  { path: '/admin/clients/{client_id}', methods: ['GET'], endpoint: 'read-client', needsStorage: true },
+  { path: '/admin/clients/{client_id}/revoke', methods: ['POST'], endpoint: 'revoke-client', needsStorage: true },
+  { path: '/admin/clients/{client_id}/jwks', methods: ['PUT'], endpoint: 'set-client-keys', needsStorage: true },
+  { path: '/admin/tokens/revoke', methods: ['POST'], endpoint: 'revoke-token', needsStorage: true },
+  { path: '/admin/keys', methods: ['GET'], endpoint: 'list-keys', needsStorage: true },
+  { path: '/admin/keys/rotate', methods: ['POST'], endpoint: 'rotate-keys', needsStorage: true },
+  { path: '/admin/registration-tokens', methods: ['GET'], endpoint: 'list-registration-tokens', needsStorage: true },
+  { path: '/admin/registration-tokens', methods: ['POST'], endpoint: 'issue-registration-token', needsStorage: true },
+  { path: '/admin/registration-tokens/{token_id}', methods: ['GET'], endpoint: 'read-registration-token', needsStorage: true },
+  { path: '/admin/registration-tokens/{token_id}/revoke', methods: ['POST'], endpoint: 'revoke-registration-token', needsStorage: true },
+];
+
+/** Both planes: one table, so a request is resolved by one lookup whichever plane serves it. */
+export const ROUTES: readonly Route[] = [...PUBLIC_ROUTES, ...ADMIN_ROUTES];
+
+/** The `{name}` segments of a matched path, each already in its one format (PARAMETERS). */
+export type RouteParams = Readonly<Record<string, string>>;
 
 /** What a request resolves to: its route, or none (with the Allow value when the path exists). */
 export interface Resolution {
   route: Route | undefined;
   /** the methods the path is served with, for a 405 */
   allow: string | undefined;
+  /** only on a matched route with `{name}` segments */
+  params?: RouteParams;
 }
 
 export const NOT_FOUND: Resolution = Object.freeze({ route: undefined, allow: undefined });
@@ -75,8 +107,8 @@ interface PathEntry {
 }
 
 interface Pattern {
-  /** a literal segment, or the format of a parameter */
-  segments: Array<string | RegExp>;
+  /** a literal segment, or a parameter's name and format */
+  segments: Array<string | { name: string; format: RegExp }>;
   entry: PathEntry;
 }
 
@@ -107,32 +139,42 @@ export class RouteTable {
 
   /** `path` is the request target's path exactly as it arrived (before `?`). */
   resolve(method: string, path: string): Resolution {
-    const entry = this.#exact.get(path) ?? this.#matchPattern(path);
-    if (!entry) return NOT_FOUND;
-    return entry.byMethod.get(method) ?? entry.notAllowed;
+    // fixed paths (the token endpoint's) cost one Map lookup and no allocation
+    const exact = this.#exact.get(path);
+    if (exact) return exact.byMethod.get(method) ?? exact.notAllowed;
+    return this.#matchPattern(method, path);
   }
 
-  #matchPattern(path: string): PathEntry | undefined {
-    if (path.length > MAX_PATH_LENGTH) return undefined;
+  #matchPattern(method: string, path: string): Resolution {
+    if (path.length > MAX_PATH_LENGTH) return NOT_FOUND;
     const parts = path.split('/');
     for (const { segments, entry } of this.#patterns) {
       if (segments.length !== parts.length) continue;
+      const params: Record<string, string> = {};
       let matched = true;
       for (let i = 0; i < segments.length && matched; i++) {
         const segment = segments[i]!;
-        matched = typeof segment === 'string' ? segment === parts[i] : segment.test(parts[i]!);
+        const part = parts[i]!;
+        if (typeof segment === 'string') {
+          matched = segment === part;
+        } else {
+          matched = segment.format.test(part);
+          params[segment.name] = part;
+        }
       }
-      if (matched) return entry;
+      if (!matched) continue;
+      const found = entry.byMethod.get(method);
+      return found ? { ...found, params } : entry.notAllowed;
     }
-    return undefined;
+    return NOT_FOUND;
   }
 }
 
-function parameterFormat(segment: string, path: string): RegExp {
+function parameterFormat(segment: string, path: string): { name: string; format: RegExp } {
   const name = segment.slice(1, -1);
   const format = Object.hasOwn(PARAMETERS, name) ? PARAMETERS[name] : undefined;
   if (!format || !segment.endsWith('}')) throw new Error(`route table: ${path} has a parameter with no format`);
-  return format;
+  return { name, format };
 }
 
 /** The path of a request target as it arrived: Koa's ctx.path would drop a `#fragment` and so give a second spelling. */

@@ -2,10 +2,11 @@
 //   GET /status-lists           every live list (the aggregation endpoint in discovery)
 //   GET /status-lists/{id}      a list's signed status list token (application/statuslist+jwt)
 //   GET /status-lists/events    Server-Sent Events: which lists changed, as soon as they change
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import { statusListPath, type StatusListPublisher } from '../revocation/status-list.js';
 import { sendError } from './http-errors.js';
 import type { StatusStreams } from './status-streams.js';
+import type { PublicEndpoint, RouteHandler, RouteParams } from './routes.js';
 
 export const statusListUri = (issuer: string, id: string) => `${issuer}${statusListPath(id)}`;
 
@@ -13,11 +14,6 @@ export function statusListRoutes(deps: { issuer: string; ttlSeconds: number; pub
   const uri = (id: string) => statusListUri(deps.issuer, id);
 
   function stream(ctx: Context) {
-    if (ctx.method === 'HEAD') {
-      ctx.set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
-      ctx.status = 200;
-      return;
-    }
     const refused = deps.streams.open(ctx.req, ctx.res);
     if (refused === 'per_address') {
       return sendError(ctx, 429, 'temporarily_unavailable', 'too many open status streams from this address', { 'Retry-After': '30' });
@@ -28,20 +24,18 @@ export function statusListRoutes(deps: { issuer: string; ttlSeconds: number; pub
     ctx.respond = false;
   }
 
-  return async function statusListRoutesMiddleware(ctx: Context, next: Next) {
-    if (!ctx.path.startsWith('/status-lists')) return next();
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return sendError(ctx, 405, 'invalid_request', 'status lists are read with GET');
-    if (ctx.path === '/status-lists') {
+  return {
+    async 'status-lists'(ctx: Context) {
       ctx.set('Cache-Control', `public, max-age=${deps.ttlSeconds}`);
       ctx.body = { status_lists: (await deps.publisher.listIds()).map(uri) };
-      return;
-    }
-    if (ctx.path === '/status-lists/events') return stream(ctx);
-    const m = /^\/status-lists\/(\d{1,12}-\d{1,6})$/.exec(ctx.path);
-    const token = m ? await deps.publisher.token(m[1]!) : undefined;
-    if (!token) return sendError(ctx, 404, 'invalid_request', 'no such status list (it may have been retired after its tokens expired)');
-    ctx.set('Cache-Control', `public, max-age=${deps.ttlSeconds}`);
-    ctx.type = 'application/statuslist+jwt';
-    ctx.body = token;
-  };
+    },
+    async 'status-list'(ctx: Context, { list_id }: RouteParams) {
+      const token = await deps.publisher.token(list_id!);
+      if (!token) return sendError(ctx, 404, 'invalid_request', 'no such status list (it may have been retired after its tokens expired)');
+      ctx.set('Cache-Control', `public, max-age=${deps.ttlSeconds}`);
+      ctx.type = 'application/statuslist+jwt';
+      ctx.body = token;
+    },
+    'status-list-events': stream,
+  } satisfies Partial<Record<PublicEndpoint, RouteHandler>>;
 }

@@ -6,7 +6,7 @@ import type { IssuedToken } from '../tokens/grants/shared.js';
 import type { Refusal } from '../oidc/provider.js';
 import type { TokenEventLog } from '../tokens/token-events.js';
 import type { AccessTokenClaims } from '../tokens/access-tokens.js';
-import { statusRefOf } from '../tokens/introspection.js';
+import { statusRefOf } from '../tokens/access-tokens.js';
 import type { Metrics } from './metrics.js';
 
 export interface TokenOutcomes {

@@ -1,6 +1,10 @@
 // Reading Sigil's own JWT access tokens back: signature by Sigil's keys, issuer, type. Used by
 // introspection, RFC 7009 revocation and the admin API's resource-server check.
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import type { StatusRef } from '../revocation/status-list-store.js';
+
+/** the longest an access token may live (ACCESS_TOKEN_TTL's ceiling): what a revoked jti is kept for when its expiry is unknown */
+export const MAX_ACCESS_TOKEN_TTL_SECONDS = 3600;
 
 export interface AccessTokenClaims extends JWTPayload {
   client_id: string;
@@ -8,6 +12,13 @@ export interface AccessTokenClaims extends JWTPayload {
   cnf?: { jkt?: string };
   act?: Record<string, unknown>;
   status?: { status_list?: { idx?: number; uri?: string } };
+}
+
+/** The token's entry in one of this issuer's status lists (`prefix`: `${issuer}/status-lists/`), if it names one. */
+export function statusRefOf(claims: AccessTokenClaims, prefix: string): StatusRef | undefined {
+  const sl = claims.status?.status_list;
+  if (!sl || typeof sl.uri !== 'string' || typeof sl.idx !== 'number' || !sl.uri.startsWith(prefix)) return undefined;
+  return { listId: sl.uri.slice(prefix.length), idx: sl.idx };
 }
 
 export type VerifyResult =

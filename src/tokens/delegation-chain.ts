@@ -4,9 +4,8 @@
 // locked its chain against revocation, read the truth there (not the in-memory list) and recorded it.
 import type { Db, Queryable } from '../storage/db.js';
 import { chainState, insertLineage, lockChainForIssuance, type LineageNode } from './token-lineage.js';
-import type { AccessTokenClaims } from './access-tokens.js';
+import { statusRefOf, type AccessTokenClaims } from './access-tokens.js';
 import type { IssuedToken } from './grants/shared.js';
-import { statusRefOf } from './introspection.js';
 
 /** the deepest `act` nesting anything reads; a chain deeper than this is treated as revoked */
 export const ACT_WALK_LIMIT = 32;

@@ -1,11 +1,11 @@
 // RFC 7662 introspection and RFC 7009 revocation of Sigil's JWT access tokens. oidc-provider answers
 // both with unsupported_token_type for JWTs (after authenticating the client); Sigil answers instead.
 import type { ClientRecord } from '../clients/client-store.js';
-import type { AccessTokenClaims, AccessTokenVerifier } from './access-tokens.js';
-import type { RevocationList } from '../revocation/revocation-list.js';
+import { statusRefOf, type AccessTokenVerifier } from './access-tokens.js';
+import { isAccessTokenRevoked, type RevocationList } from '../revocation/revocation-list.js';
 import type { Revocations } from '../revocation/revocations.js';
-import type { StatusRef } from '../revocation/status-list.js';
-import { chainClientsOf } from './delegation-chain.js';
+
+// where they are now, for the callers that knew them here
 
 export interface TokenDecisions {
   verify: AccessTokenVerifier;
@@ -13,24 +13,6 @@ export interface TokenDecisions {
   revocations: Revocations;
   /** `${issuer}/status-lists/` */
   statusListPrefix: string;
-}
-
-/**
- * Refused for any reason: the token itself revoked, or any client in its chain revoked — the holder
- * (client_id), the subject (for tokens that began with client_credentials, sub is a client), and
- * every actor that exchanged it on the way (act.sub, nested). A chain that cannot be read whole
- * (deeper than the walk) is refused too: a revoked actor must not hide below the walk's end.
- */
-export function isAccessTokenRevoked(list: Pick<RevocationList, 'isTokenRevoked' | 'isClientRevoked'>, claims: AccessTokenClaims): boolean {
-  if (typeof claims.jti === 'string' && list.isTokenRevoked(claims.jti)) return true;
-  const clients = chainClientsOf(claims);
-  return !clients || clients.some((c) => list.isClientRevoked(c));
-}
-
-export function statusRefOf(claims: AccessTokenClaims, prefix: string): StatusRef | undefined {
-  const sl = claims.status?.status_list;
-  if (!sl || typeof sl.uri !== 'string' || typeof sl.idx !== 'number' || !sl.uri.startsWith(prefix)) return undefined;
-  return { listId: sl.uri.slice(prefix.length), idx: sl.idx };
 }
 
 /**

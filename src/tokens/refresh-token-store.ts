@@ -22,6 +22,11 @@ export interface RefreshTokenRecord {
   consumed: boolean;
 }
 
+/** Serialises rotations and the revocation of one family, until the caller's transaction ends. */
+export async function lockFamily(tx: Queryable, familyId: string): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [familyId]);
+}
+
 export interface FamilyAccessToken {
   jti: string;
   expiresAt: number;

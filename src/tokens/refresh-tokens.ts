@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Queryable } from '../storage/db.js';
 import {
-  consumeRefreshToken, findRefreshToken, insertRefreshToken, newRefreshToken, refreshTokenHash, type RefreshTokenRecord,
+  consumeRefreshToken, findRefreshToken, insertRefreshToken, lockFamily, newRefreshToken, refreshTokenHash, type RefreshTokenRecord,
 } from './refresh-token-store.js';
 import type { ClientRecord } from '../clients/client-store.js';
 import type { IssuedToken } from './grants/shared.js';
-import { statusRefOf } from './introspection.js';
+import { statusRefOf } from './access-tokens.js';
 import type { AccessTokenClaims } from './access-tokens.js';
 import type { RevocationList } from '../revocation/revocation-list.js';
 import type { Revocations } from '../revocation/revocations.js';
@@ -85,7 +85,7 @@ export class RefreshTokens {
   async rotate(record: RefreshTokenRecord, issued: IssuedToken): Promise<{ refreshToken: string } | { dead: string } | 'reused'> {
     return this.db.transaction(async (tx) => {
       // serialises rotations and revocation of one family (see Revocations.revokeFamily)
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [record.familyId]);
+      await lockFamily(tx, record.familyId);
       const actors = actorsOf(record.act ?? undefined);
       if (!actors) return { dead: 'the delegation chain of this refresh token family cannot be read' };
       const problem = await this.chains.problem(tx, this.#chain(record));

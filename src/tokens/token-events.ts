@@ -1,7 +1,8 @@
 // The issuance/refusal log. The token endpoint only appends to an in-memory buffer; a timer writes
 // batches to Postgres, so no token response ever waits on a database write.
 import type { Logger } from '../log.js';
-import type { Db } from '../storage/db.js';
+import type { Db, Queryable } from '../storage/db.js';
+import type { StatusRef } from '../revocation/status-list-store.js';
 
 export interface TokenEvent {
   at: Date;
@@ -109,8 +110,27 @@ export class TokenEventLog {
   }
 }
 
-export async function audit(db: Db, entry: { actor: string; action: string; target?: string; reason?: string; details?: unknown }): Promise<void> {
-  await db.query('INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)', [
-    entry.actor, entry.action, entry.target ?? null, entry.reason ?? null, entry.details === undefined ? null : JSON.stringify(entry.details),
-  ]);
+/** What the issuance record of a jti says (undefined when Sigil has none, or it is not written yet). */
+export async function issuedToken(q: Queryable, jti: string): Promise<{ clientId: string; expiresAt: number; status: StatusRef | undefined } | undefined> {
+  const r = await q.query<{ client_id: string; expires_at: Date; status_list: string | null; status_idx: number | null }>(
+    `SELECT client_id, expires_at, status_list, status_idx FROM token_events WHERE jti = $1 AND outcome = 'issued' LIMIT 1`,
+    [jti],
+  );
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return {
+    clientId: row.client_id,
+    expiresAt: Math.floor(new Date(row.expires_at).getTime() / 1000),
+    status: row.status_list ? { listId: row.status_list, idx: row.status_idx! } : undefined,
+  };
+}
+
+/** The status entries of the live tokens issued to a client (as written so far). */
+export async function liveStatusRefsOf(q: Queryable, clientId: string): Promise<StatusRef[]> {
+  const r = await q.query<{ status_list: string; status_idx: number }>(
+    `SELECT status_list, status_idx FROM token_events
+     WHERE client_id = $1 AND outcome = 'issued' AND expires_at > now() AND status_list IS NOT NULL`,
+    [clientId],
+  );
+  return r.rows.map((x) => ({ listId: x.status_list, idx: x.status_idx }));
 }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ACT_WALK_LIMIT, actorsOf, chainClientsOf } from '../../src/tokens/delegation-chain.js';
-import { isAccessTokenRevoked } from '../../src/tokens/introspection.js';
+import { isAccessTokenRevoked } from '../../src/revocation/revocation-list.js';
 import type { AccessTokenClaims } from '../../src/tokens/access-tokens.js';
 
 /** act nested `depth` levels: act.sub = actor-0 (outermost), act.act.sub = actor-1, ... */

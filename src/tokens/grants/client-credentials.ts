@@ -9,7 +9,7 @@ import type { SigilGrant } from '../../oidc/token-endpoint.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
 import { requireProofIf, tokenRequestProof, type ProofCheck } from './shared.js';
 
-export const CLIENT_CREDENTIALS = 'client_credentials';
+import { CLIENT_CREDENTIALS } from '../grant-types.js';
 export const parameters = ['scope', 'resource'];
 
 export interface ClientCredentialsDeps {

@@ -8,7 +8,7 @@ import type { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope } from '../token-policy.js';
 import { tokenRequestProof, type IssuedToken, type ProofCheck } from './shared.js';
 
-export const REFRESH_TOKEN = 'refresh_token';
+import { REFRESH_TOKEN } from '../grant-types.js';
 export const parameters = ['refresh_token', 'scope'];
 
 export interface RefreshDeps {

@@ -8,13 +8,13 @@ import { InvalidClient, InvalidRequest, InvalidTarget } from '../../oidc/refusal
 import type { SigilGrant } from '../../oidc/token-endpoint.js';
 import type { AccessTokenClaims, AccessTokenVerifier } from '../access-tokens.js';
 import { actorsOf, ChainRevoked, type DelegationChains } from '../delegation-chain.js';
-import { isAccessTokenRevoked } from '../introspection.js';
+import { isAccessTokenRevoked } from '../../revocation/revocation-list.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
 import { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
 import { requireProofIf, tokenRequestProof, type IssuedToken, type ProofCheck } from './shared.js';
 
-export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+import { TOKEN_EXCHANGE } from '../grant-types.js';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const SUBJECT_TYPES = [ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE];
