@@ -11,9 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
+import { eventually } from '../support/wait.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT = 'urn:ietf:params:oauth:token-type:access_token';
@@ -188,7 +189,7 @@ describe('revocation follows the delegation chain', () => {
   }
 
   async function untilRecorded(jti: string): Promise<void> {
-    await waitFor(`token_events row of ${jti}`, async () => (await storage.sql("SELECT 1 FROM token_events WHERE jti = $1 AND outcome = 'issued'", [jti])).length > 0);
+    await eventually(`token_events row of ${jti}`, async () => (await storage.sql("SELECT 1 FROM token_events WHERE jti = $1 AND outcome = 'issued'", [jti])).length > 0);
   }
 
   describe('finding 1: what was derived from a token never outlives it', () => {
@@ -212,7 +213,7 @@ describe('revocation follows the delegation chain', () => {
       const { exp } = decodePayload(subject);
       const e = await exchange(c.orders, subject);
       assert.ok(decodePayload(e.access).exp <= exp);
-      await waitFor('the subject token to expire', async () => now() > exp, (SHORT_TTL + 5) * 1000);
+      await eventually('the subject token to expire', async () => now() > exp, { timeout: (SHORT_TTL + 5) * 1000 });
       for (const on of [a, b]) {
         const r = await refresh(c.orders, e.refresh, on);
         assertOAuthError(r, 400, 'invalid_grant');
@@ -444,7 +445,7 @@ describe('revocation follows the delegation chain', () => {
       assertOAuthError(await actorExchange(c, own), 400, 'invalid_request');
       const expiring = await rootToken(c.orders, short);
       const { exp } = decodePayload(expiring);
-      await waitFor('the actor token to expire', async () => now() > exp, (SHORT_TTL + 5) * 1000);
+      await eventually('the actor token to expire', async () => now() > exp, { timeout: (SHORT_TTL + 5) * 1000 });
       assertOAuthError(await actorExchange(c, expiring), 400, 'invalid_request');
     });
   });

@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, requestToken, type TokenResponse } from '../../src/client/oauth-client.js';
 import { createTestStorage, PG_ADMIN_URL, REDIS_URL, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { startTcpProxy, type CutMode, type TcpProxy } from '../support/tcp-proxy.js';
+import { eventually } from '../support/wait.js';
 
 /** a request that has not been answered in this long is a hang */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -167,7 +168,7 @@ describe('failing closed when storage is unreachable', () => {
       after(async () => {
         proxy?.restore();
         // leave a healthy server to the next scenario
-        await waitFor('ready after the scenario', async () => (await readyStatus()) === 200, RECOVERY_TIMEOUT_MS);
+        await eventually('ready after the scenario', async () => (await readyStatus()) === 200, { timeout: RECOVERY_TIMEOUT_MS });
       });
 
       it('refuses a token request sent right after the cut with 503 temporarily_unavailable', async () => {
@@ -177,7 +178,7 @@ describe('failing closed when storage is unreachable', () => {
       });
 
       it('reports /ready 503 while /health stays 200', async () => {
-        await waitFor('/ready to report 503', async () => (await readyStatus()) === 503, RECOVERY_TIMEOUT_MS);
+        await eventually('/ready to report 503', async () => (await readyStatus()) === 503, { timeout: RECOVERY_TIMEOUT_MS });
         const ready = await timedFetch(`${server.url}/ready`);
         assert.equal(ready.status, 503);
         assert.match(ready.contentType ?? '', /^application\/json\b/);
@@ -197,10 +198,10 @@ describe('failing closed when storage is unreachable', () => {
 
       it('serves again after the store comes back, without a restart', async () => {
         proxy.restore();
-        await waitFor('/ready to report 200', async () => (await readyStatus()) === 200, RECOVERY_TIMEOUT_MS);
+        await eventually('/ready to report 200', async () => (await readyStatus()) === 200, { timeout: RECOVERY_TIMEOUT_MS });
         const ready = await timedFetch(`${server.url}/ready`);
         assert.equal(ready.json?.stores?.[store], 'up', ready.text);
-        const token = await waitFor('a token after recovery', async () => timedToken(tokenRequest(server.url, server.issuer, cold)), RECOVERY_TIMEOUT_MS);
+        const token = await eventually('a token after recovery', async () => timedToken(tokenRequest(server.url, server.issuer, cold)), { timeout: RECOVERY_TIMEOUT_MS });
         assert.equal(typeof token.access_token, 'string');
         assert.equal(token.token_type, 'DPoP');
         // the admin plane (Postgres and Redis behind it) works again too

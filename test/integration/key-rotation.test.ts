@@ -5,8 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 
@@ -72,7 +73,7 @@ describe('signing-key rotation across two instances', () => {
 
     // both instances publish the staged key (B learns it through the bus)
     for (const s of [a, b]) {
-      await waitFor(`${s.url} publishes the staged key`, async () => ((await (await fetch(`${s.url}/jwks`)).json()) as JSONWebKeySet).keys.some((k) => k.kid === staged.kid));
+      await eventually(`${s.url} publishes the staged key`, async () => ((await (await fetch(`${s.url}/jwks`)).json()) as JSONWebKeySet).keys.some((k) => k.kid === staged.kid));
     }
 
     const seenKids = new Set<string>();

@@ -13,9 +13,10 @@ import { parseMarker, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-st
 import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
-import { silentLog, until } from '../storage/helpers.js';
+import { silentLog } from '../storage/helpers.js';
+import { eventually } from '../support/wait.js';
 
 const ledger = new SecretLedger();
 const RECOVERY_MS = 30_000;
@@ -65,10 +66,10 @@ describe('Sigil on a 3-master Redis Cluster', () => {
   const post = async (server: ServerProcess, assertionJwt: string, proofJwt: string) =>
     ledger.addResponse(await postToken(`${server.url}/token`, { assertion: assertionJwt, proof: proofJwt }));
   const once503IsOver = (what: string, attempt: () => Promise<RawResponse>) =>
-    waitFor(what, async () => {
+    eventually(what, async () => {
       const res = await attempt();
       return res.status === 503 ? undefined : res;
-    }, RECOVERY_MS);
+    }, { timeout: RECOVERY_MS });
 
   it('both instances issue tokens, and /ready reports every part up', async () => {
     for (const server of [a, b]) {
@@ -109,8 +110,8 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     stores.push(x, y);
     const heard: string[] = [];
     y.subscribe('cluster-test', (m) => heard.push(m));
-    await until('both stores ready', () => x.isReady() && y.isReady());
-    await until('a message crosses the cluster', async () => {
+    await eventually('both stores ready', () => x.isReady() && y.isReady());
+    await eventually('a message crosses the cluster', async () => {
       await x.publish('cluster-test', 'hello');
       return heard.includes('hello');
     });
@@ -122,14 +123,14 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     ledger.add(token);
     const res = await admin.call('POST', `/admin/clients/${revoked.clientId}/revoke`, { reason: 'cluster test' });
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    await waitFor('B refuses the revoked client', async () => {
+    await eventually('B refuses the revoked client', async () => {
       try {
         await requestToken(tokenRequest(b.url, issuer, revoked));
         return false;
       } catch (err) {
         return (err as { status?: number }).status === 401;
       }
-    }, 5000);
+    }, { timeout: 5000 });
   });
 
   async function lossOnTheClientsMaster(lose: (master: RedisCluster['masters'][number]) => Promise<void>): Promise<void> {
@@ -166,7 +167,7 @@ describe('Sigil on a 3-master Redis Cluster', () => {
   it('a store of a third process learns the generations the instances started after the losses', async () => {
     const s = createRedisStore(settings(), storage.redisPrefix, silentLog);
     stores.push(s);
-    await until('ready', () => s.isReady());
+    await eventually('ready', () => s.isReady());
     const db = createPgDb(storage.databaseUrl);
     try {
       const generations = new ReplayGenerations(s, db, silentLog);

@@ -12,9 +12,10 @@ import {
 } from '../../src/client/oauth-client.js';
 import { decodePayload, ed25519IdentityKey, rsaExponentOneKey, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { adminWithKey, type Admin } from '../support/sigil.js';
 import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
+import { eventually } from '../support/wait.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** CONTRACT.md: "on every instance within one second" */
@@ -283,10 +284,10 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
   it('an expired token is refused (401)', async () => {
     const created = await createToken('--expires-in', '1');
     assert.equal(created.uses, 1);
-    await waitFor('the token to expire', async () => {
+    await eventually('the token to expire', async () => {
       const shown = await admin.call('GET', `/admin/registration-tokens/${created.id}`);
       return shown.body?.status === 'expired';
-    }, 10_000);
+    }, { timeout: 10_000 });
     assertUnauthorized(await register(b.url, created.token, { jwks: (await partnerKey()).jwks }), /expired/);
   });
 

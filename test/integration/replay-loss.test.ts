@@ -11,8 +11,9 @@ import { dpopProof, requestToken, TokenError } from '../../src/client/oauth-clie
 import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 const ledger = new SecretLedger();
 /** how long a loss may take to be noticed and its quarantine to pass, on a loaded machine */
@@ -98,13 +99,13 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
   /** The answer once the instance serves again: 503 while Redis is away or the loss is being handled. */
   async function once503IsOver(what: string, attempt: () => Promise<RawResponse>): Promise<RawResponse> {
     const odd: string[] = [];
-    const res = await waitFor(what, async () => {
+    const res = await eventually(what, async () => {
       const r = await attempt();
       if (r.status !== 503) return r;
       // every 503 is the RFC 6749 JSON error and says when to retry
       if (r.body?.error !== 'temporarily_unavailable' || r.headers.get('retry-after') !== '1') odd.push(`${r.text} (Retry-After: ${r.headers.get('retry-after')})`);
       return undefined;
-    }, RECOVERY_MS);
+    }, { timeout: RECOVERY_MS });
     assert.deepEqual(odd, [], `${what}: 503s without temporarily_unavailable or Retry-After`);
     return res;
   }
@@ -130,7 +131,7 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     return {
       /** stop once a token was issued after `afterIndex`, and return every answer */
       async stop(): Promise<string[]> {
-        await waitFor('the well-behaved client gets tokens again', async () => seen.slice(-4).filter((s) => s === '200').length >= 2, RECOVERY_MS);
+        await eventually('the well-behaved client gets tokens again', async () => seen.slice(-4).filter((s) => s === '200').length >= 2, { timeout: RECOVERY_MS });
         stopped = true;
         await run;
         return seen;

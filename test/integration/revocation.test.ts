@@ -11,9 +11,10 @@ import {
 import { ASSERTION_TYPE, decodePayload, signJws, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
+import { eventually } from '../support/wait.js';
 
 /** CONTRACT.md: "on every instance within one second" */
 const PROPAGATION_MS = 1000;
@@ -101,7 +102,7 @@ const isInactive = (a: Answer): true | string =>
 
 /** The stored token_events row of an issued token (written in the background, so waited for). */
 async function untilRecorded(storage: TestStorage, jti: string): Promise<void> {
-  await waitFor(`token_events row of ${jti}`, async () => {
+  await eventually(`token_events row of ${jti}`, async () => {
     const rows = await storage.sql('SELECT 1 FROM token_events WHERE jti = $1 AND outcome = $2', [jti, 'issued']);
     return rows.length > 0;
   });
@@ -566,7 +567,7 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
     // gateways read the list (both instances build and keep it) before anything happens
     for (const server of [a, b]) assert.equal(await statusBit(server.url, statusRef(markerToken)), 0);
 
-    await waitFor('a token_events batch written by A', async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [markerJti])).length > 0, 5000);
+    await eventually('a token_events batch written by A', async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [markerJti])).length > 0, { timeout: 5000 });
     const started = Date.now();
     const token = (await requestToken(tokenRequest(a.url, issuer, client))).access_token;
     const res = await callA('POST', `/admin/clients/${client.clientId}/revoke`, { reason: 'in flight' });
@@ -578,10 +579,10 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
     const recordedBeforeStop = (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [decodePayload(token).jti])).length > 0;
     await sleep(300);
     // Postgres has the truth by now: the revocation, and the bit (set by the batch that came late)
-    await waitFor('the token\'s status bit in Postgres', async () => {
+    await eventually('the token\'s status bit in Postgres', async () => {
       const { uri, idx } = statusRef(token);
       return (await storage.sql('SELECT 1 FROM status_bits WHERE list_id = $1 AND idx = $2', [uri.slice(uri.lastIndexOf('/') + 1), idx])).length > 0;
-    }, 5000);
+    }, { timeout: 5000 });
     await redis.start();
 
     const context = ` [issue → revoke → gateways refetch → Redis stopped took ${took} ms; the token's issuance record was ${recordedBeforeStop ? 'already' : 'not yet'} in Postgres when Redis stopped]`;

@@ -12,8 +12,9 @@ import {
   ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, signJws, unsignedJwt, untilReady, type RawResponse,
 } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT = 'urn:ietf:params:oauth:token-type:access_token';
@@ -245,7 +246,7 @@ describe('token exchange (RFC 8693)', () => {
   it('a revoked subject token (admin POST /admin/tokens/revoke) is invalid_request', async () => {
     const subject = await frontToken();
     const { jti } = decodePayload(subject);
-    await waitFor(`token_events row of ${jti}`, async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [jti])).length > 0);
+    await eventually(`token_events row of ${jti}`, async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [jti])).length > 0);
     await assertExchanged(await exchange(orders, subject)); // control: it works before the revocation
     const r = await admin.call('POST', '/admin/tokens/revoke', { jti, reason: 'exchange test' });
     assert.equal(r.status, 200, JSON.stringify(r.body));

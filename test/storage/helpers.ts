@@ -1,6 +1,5 @@
 // Shared pieces of the storage contract tests: real backends (a fresh Postgres database, a fresh
-// PGlite data directory, a fresh Redis key prefix), a silent logger and a polling helper.
-import assert from 'node:assert/strict';
+// PGlite data directory, a fresh Redis key prefix) and a silent logger.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -103,30 +102,6 @@ export function testRedisPrefix(label = 'st') {
       }
     },
   };
-}
-
-/** Poll fn until it returns something other than undefined/false; fail with `what` after timeoutMs. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** Settle p, or fail after ms (a guard against hanging, not a timing assertion). */
-export async function withinGuard<T>(p: Promise<T>, ms = 10_000, what = 'operation'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms (hung)`)), ms);
-  });
-  try {
-    return await Promise.race([p, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export const EC_PUBLIC_JWK = {

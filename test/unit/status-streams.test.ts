@@ -8,7 +8,8 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createMetrics } from '../../src/server/metrics.js';
 import { sourceOf, StatusStreams, type StatusStreamsOptions } from '../../src/server/status-streams.js';
-import { waitFor } from '../support/server.js';
+import {  } from '../support/server.js';
+import { eventually } from '../support/wait.js';
 
 /** A hub on its own HTTP server. */
 async function hubServer(opts: Partial<StatusStreamsOptions> = {}, lists: string[] = ['1-0']) {
@@ -79,7 +80,7 @@ describe('status stream fan-out', () => {
     it('is closed once it has a bounded amount queued; a reading stream goes on receiving', async () => {
       const stalled = await rawStream(h.port, false);
       const reading = await rawStream(h.port);
-      await waitFor('both streams open', async () => h.hub.size === 2);
+      await eventually('both streams open', async () => h.hub.size === 2);
       let announced = 0;
       // past the kernel's socket buffers (a few MB on loopback), the process would start to hold it
       while (h.hub.size === 2) {
@@ -95,9 +96,9 @@ describe('status stream fan-out', () => {
       assert.equal(h.hub.size, 1, 'the reading stream is still open');
       const before = reading.text().length;
       h.hub.announce(['1-0']);
-      await waitFor('the reading stream receives the next change', async () => reading.text().slice(before).includes('{"status_lists":["https://issuer.test/status-lists/1-0"]'));
+      await eventually('the reading stream receives the next change', async () => reading.text().slice(before).includes('{"status_lists":["https://issuer.test/status-lists/1-0"]'));
       reading.socket.destroy();
-      await waitFor('the closed stream is forgotten', async () => h.hub.size === 0);
+      await eventually('the closed stream is forgotten', async () => h.hub.size === 0);
       assert.equal((await h.metrics.statusStreamsOpen.get()).values[0]?.value, 0);
     });
   });
@@ -134,7 +135,7 @@ describe('status stream fan-out', () => {
     it('ends every stream, a stalled one included, and refuses new ones', async () => {
       const reading = await rawStream(h.port);
       const stalled = await rawStream(h.port, false);
-      await waitFor('both streams open', async () => h.hub.size === 2);
+      await eventually('both streams open', async () => h.hub.size === 2);
       // leave the stalled one with ~15 MB queued that it will never read: past the socket buffers
       for (let i = 0; i < 150; i++) {
         h.hub.announce(undefined);
@@ -170,9 +171,9 @@ describe('status stream fan-out', () => {
     it('refuses a third stream from one address while another address still gets one', async () => {
       const a = await rawStream(h.port);
       const b = await rawStream(h.port);
-      await waitFor('two streams open', async () => h.hub.size === 2);
+      await eventually('two streams open', async () => h.hub.size === 2);
       const third = await rawStream(h.port);
-      await waitFor('the third is answered', async () => third.text().includes('per_address'));
+      await eventually('the third is answered', async () => third.text().includes('per_address'));
       assert.match(third.text(), /^HTTP\/1\.1 429 /);
       third.socket.destroy();
       // another source address: 127.0.0.2 is loopback too
@@ -187,9 +188,9 @@ describe('status stream fan-out', () => {
           resolve({ socket, text: () => received, closed: new Promise((done) => socket.once('close', () => done())) });
         });
       });
-      await waitFor('a stream from another address', async () => other.text().startsWith('HTTP/1.1 200 '));
+      await eventually('a stream from another address', async () => other.text().startsWith('HTTP/1.1 200 '));
       for (const s of [a, b, other]) s.socket.destroy();
-      await waitFor('all closed', async () => h.hub.size === 0);
+      await eventually('all closed', async () => h.hub.size === 0);
     });
 
     it('counts an IPv4-mapped address as IPv4 and an IPv6 host by its /64, never by a header', () => {
