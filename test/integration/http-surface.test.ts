@@ -10,19 +10,12 @@ import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
+import { REQUEST_TIMEOUT_MS, send, type Answer } from '../support/http.js';
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /** every request gets at most this long: a hang fails the test instead of stalling the run */
-const REQUEST_TIMEOUT_MS = 10_000;
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  text: string;
-  json: any;
-}
 
 function parseJson(text: string): any {
   try {
@@ -133,11 +126,7 @@ describe('HTTP surface', () => {
   /** every credential this suite sent or received: none may ever appear in a log line */
   const secrets = new Set<string>();
 
-  async function call(path: string, init: RequestInit = {}): Promise<Answer> {
-    const res = await fetch(`${server.url}${path}`, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, text, json: parseJson(text) };
-  }
+  const call = (path: string, init: RequestInit = {}): Promise<Answer> => send(`${server.url}${path}`, init);
 
   /** like call(), but a connection failure (EPIPE, ECONNRESET) is an answer with status 0, for assertions to report */
   async function callOrFailure(path: string, init: RequestInit = {}): Promise<Answer> {
@@ -145,8 +134,9 @@ describe('HTTP surface', () => {
       return await call(path, init);
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      if (e.name === 'TimeoutError') throw err;
-      return { status: 0, headers: new Headers(), text: `(no HTTP response: ${e.cause?.code ?? e.cause?.message ?? e.message})`, json: undefined };
+      if (err instanceof assert.AssertionError) throw err; // a hang
+      const text = `(no HTTP response: ${e.cause?.code ?? e.cause?.message ?? e.message})`;
+      return { status: 0, headers: new Headers(), contentType: '', text, body: undefined, json: undefined };
     }
   }
 

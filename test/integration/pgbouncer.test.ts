@@ -17,13 +17,13 @@ import { startServer, type ServerProcess } from '../support/server.js';
 import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { eventually } from '../support/wait.js';
+import { send, type Answer } from '../support/http.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT = 'urn:ietf:params:oauth:token-type:access_token';
 const ORDERS_API = 'https://orders.example';
 const STOCK_API = 'https://stock.example';
 /** a request not answered in this long is a hang */
-const REQUEST_TIMEOUT_MS = 10_000;
 
 const postgres = () => {
   const u = new URL(PG_ADMIN_URL);
@@ -44,24 +44,6 @@ function appliedBy(server: ServerProcess): string[] {
       return [];
     }
   });
-}
-
-interface Answer {
-  status: number;
-  text: string;
-  body: any;
-}
-
-async function send(url: string, init: RequestInit = {}): Promise<Answer> {
-  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, text, body };
 }
 
 describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', () => {

@@ -15,30 +15,12 @@ import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { adminWithKey, type Admin } from '../support/sigil.js';
 import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
-import { eventually } from '../support/wait.js';
+import { send, type Answer } from '../support/http.js';
+import { eventually, observedWithin } from '../support/wait.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** CONTRACT.md: "on every instance within one second" */
 const PROPAGATION_MS = 1000;
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: any;
-}
-
-async function send(url: string, init: RequestInit): Promise<Answer> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, body };
-}
 
 /** POST /register with `token` as the Bearer initial access token. */
 function register(baseUrl: string, token: string | undefined, metadata: unknown, headers: Record<string, string> = {}): Promise<Answer> {
@@ -96,22 +78,6 @@ async function tryToken(baseUrl: string, issuer: string, clientId: string, key: 
   } catch (err) {
     if (!(err instanceof TokenError)) throw err;
     return { ok: false, status: err.status, error: err.body.error, text: JSON.stringify(err.body) };
-  }
-}
-
-/** Poll until `check` reports the change, within `ms` of `t0`. */
-async function observedWithin(what: string, t0: number, ms: number, check: () => Promise<true | string>): Promise<void> {
-  let last = 'nothing observed yet';
-  for (;;) {
-    const startedAt = Date.now();
-    const r = await check().catch((err: Error) => `error: ${err.message}`);
-    if (r === true) {
-      assert.ok(startedAt - t0 <= ms, `${what}: observed only after ${startedAt - t0} ms (bound ${ms} ms)`);
-      return;
-    }
-    last = r;
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not observed within ${ms} ms; last seen: ${last}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
