@@ -12,6 +12,7 @@ import {
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions } from './harness.js';
+import { observedWithin } from '../support/wait.js';
 
 const API = 'https://api.example.com/orders';
 
@@ -82,13 +83,12 @@ describe('sigil CLI: revoking clients and tokens, replacing client keys', () => 
 
   /** introspection says inactive within the contract's one second */
   async function assertInactiveWithinASecond(clientId: string, key: SigningKeyPair, tok: string) {
-    const deadline = Date.now() + 1000;
-    let answer = await introspect(clientId, key, tok);
-    while (answer.active !== false && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      answer = await introspect(clientId, key, tok);
-    }
-    assert.deepEqual(answer, { active: false });
+    await observedWithin('introspection says inactive', Date.now(), 1000, async () => {
+      const answer = await introspect(clientId, key, tok);
+      if (answer.active !== false) return JSON.stringify(answer);
+      assert.deepEqual(answer, { active: false });
+      return true;
+    });
   }
 
   describe('clients revoke', () => {
