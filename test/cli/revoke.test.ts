@@ -9,31 +9,25 @@ import { decodeJwt, type JWK } from 'jose';
 import {
   clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
-import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions } from './harness.js';
+import type { TestStorage } from '../support/infra.js';
+import type { ServerProcess } from '../support/server.js';
+import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
 import { observedWithin } from '../support/wait.js';
 
 const API = 'https://api.example.com/orders';
 
 describe('sigil CLI: revoking clients and tokens, replacing client keys', () => {
+  let world: CliWorld;
   let storage: TestStorage;
   let server: ServerProcess;
   let work: Awaited<ReturnType<typeof tempDir>>;
   let opts: CliOptions;
 
   before(async () => {
-    storage = await createTestStorage('cli_revoke');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
-    work = await tempDir('revoke');
-    opts = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
-    jsonOf(await sigil(['init', '--json'], opts));
+    world = await initialisedCliWorld('revoke');
+    ({ storage, server, work, opts } = world);
   });
-  after(async () => {
-    await server?.stop();
-    await storage?.cleanup();
-    await work?.remove();
-  });
+  after(() => world?.close());
 
   interface Created {
     id: string;

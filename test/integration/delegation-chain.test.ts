@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { postForm, type Answer } from '../support/http.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
@@ -44,7 +44,7 @@ describe('revocation follows the delegation chain', () => {
 
   before(async () => {
     storage = await createTestStorage('chain');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    const env = storageEnv(storage);
     a = await startServer({ env });
     issuer = a.issuer;
     [b, short] = await Promise.all([

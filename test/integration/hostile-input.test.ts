@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { LINGER_BOUNDS } from '../../src/server/lingering-close.js';
 import { DELEGATION_DEPTH_CEILING } from '../../src/input/input-limits.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { rawExchange, rawRequestBytes, type RawResponse } from '../support/raw-http.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { adminSession, bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
@@ -73,7 +73,7 @@ describe('hostile input', () => {
   before(async () => {
     storage = await createTestStorage('hostile');
     // the longest delegation chain an operator may allow: every token it makes must still be presentable
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, MAX_DELEGATION_DEPTH: String(DELEGATION_DEPTH_CEILING) } });
+    server = await startServer({ env: { ...storageEnv(storage), MAX_DELEGATION_DEPTH: String(DELEGATION_DEPTH_CEILING) } });
     admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, { name: 'hostile input', scope: 'orders:read', audiences: [ORDERS] });
     gateway = await createClient(admin, {

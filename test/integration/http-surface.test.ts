@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
@@ -181,7 +181,7 @@ describe('HTTP surface', () => {
 
   before(async () => {
     storage = await createTestStorage('surface');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, { name: 'surface client', scope: 'orders:read orders:write', audiences: ['https://api.example.com/orders'] });
     tokenUrl = `${server.issuer}/token`;

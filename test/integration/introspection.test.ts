@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeProtectedHeader, generateKeyPair } from 'jose';
 import { clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, thumbprint } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, decodePayload, forgeAssertion, signJws, unsignedJwt, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { postForm, type Answer } from '../support/http.js';
@@ -39,7 +39,7 @@ describe('introspection (RFC 7662)', () => {
 
   before(async () => {
     storage = await createTestStorage('introspection');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     issuer = server.issuer;
     await untilReady(server.url);
     admin = await bootstrapAdmin(server.url, issuer);
@@ -112,7 +112,7 @@ describe('introspection (RFC 7662)', () => {
   it('an expired token is {"active": false} (a server with ACCESS_TOKEN_TTL=1 on the same storage and issuer)', async () => {
     const short = await startServer({
       issuer,
-      env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, ACCESS_TOKEN_TTL: '1' },
+      env: { ...storageEnv(storage), ACCESS_TOKEN_TTL: '1' },
     });
     try {
       await untilReady(short.url);

@@ -11,7 +11,7 @@ import {
   generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
 import { decodePayload, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, type Admin } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
@@ -104,10 +104,6 @@ function assertRefused(res: { status: number; body: any }, description: RegExp):
   assert.equal(res.status, 400, JSON.stringify(res.body));
   assert.equal(res.body.error, 'invalid_client_metadata');
   assert.match(res.body.error_description, description);
-}
-
-function storageEnv(storage: TestStorage): Record<string, string> {
-  return { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
 }
 
 describe('jwks_uri clients with the development switch (http to loopback allowed)', () => {

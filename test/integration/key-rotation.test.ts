@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
 
@@ -29,8 +29,7 @@ describe('signing-key rotation across two instances', () => {
       DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix,
       JWKS_MAX_AGE: String(JWKS_MAX_AGE), ACCESS_TOKEN_TTL: '4', STATUS_LIST_TTL: '1',
     };
-    a = await startServer({ env });
-    b = await startServer({ env, issuer: a.issuer });
+    ({ a, b } = await startPair(env));
     admin = await bootstrapAdmin(a.url, a.issuer);
     client = await createClient(admin);
   });

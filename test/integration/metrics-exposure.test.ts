@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type TestClient } from '../support/sigil.js';
 
@@ -28,7 +28,7 @@ describe('/metrics exposure', () => {
 
   before(async () => {
     storage = await createTestStorage('metricsx');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    const env = storageEnv(storage);
     a = await startServer({ env: { ...env, METRICS_TOKEN: tokenA } });
     await untilReady(a.url);
     const admin = await bootstrapAdmin(a.url, a.issuer);

@@ -13,7 +13,7 @@ import { parseMarker, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-st
 import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { silentLog } from '../storage/helpers.js';
 import { eventually } from '../support/wait.js';
@@ -36,11 +36,7 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     cluster = await startRedisCluster({ masters: 3 });
     storage = await createTestStorage('redis_cluster');
     const env = { DATABASE_URL: storage.databaseUrl, REDIS_CLUSTER: 'true', REDIS_URL: cluster.seeds, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair(env));
     admin = await bootstrapAdmin(a.url, issuer);
     client = await createClient(admin, { name: 'on the cluster' });
   });

@@ -11,10 +11,10 @@ import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import {
   clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, thumbprint, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
-import { ASSERTION_TYPE, decodePayload, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { ASSERTION_TYPE, decodePayload, postToken, SecretLedger, type RawResponse } from '../support/forge.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { postForm, type Answer } from '../support/http.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { eventually, observedWithin } from '../support/wait.js';
 
@@ -42,11 +42,8 @@ describe('refresh tokens (rotation, reuse detection, binding)', () => {
 
   before(async () => {
     storage = await createTestStorage('refresh');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env: { ...env, REFRESH_TOKEN_TTL: String(FAMILY_TTL_B) } });
-    await Promise.all([untilReady(a.url), untilReady(b.url)]);
+    const env = storageEnv(storage);
+    ({ a, b, issuer } = await startPair(env, { ...env, REFRESH_TOKEN_TTL: String(FAMILY_TTL_B) }));
     admin = await bootstrapAdmin(a.url, issuer);
     gateway = await createClient(admin, { name: 'gateway', can_introspect: true });
     jwks = await (await fetch(`${a.url}/jwks`)).json();

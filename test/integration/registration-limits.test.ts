@@ -8,7 +8,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { generateClientKey } from '../../src/client/oauth-client.js';
 import { untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, type Admin } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
@@ -27,7 +27,7 @@ describe('/register: argon2 work is bounded', () => {
 
   before(async () => {
     storage = await createTestStorage('reglimits');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     await untilReady(server.url);
     admin = await bootstrapAdmin(server.url, server.issuer);
   });

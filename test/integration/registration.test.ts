@@ -10,9 +10,9 @@ import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import {
   generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
-import { decodePayload, ed25519IdentityKey, rsaExponentOneKey, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { decodePayload, ed25519IdentityKey, rsaExponentOneKey } from '../support/forge.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { adminWithKey, type Admin } from '../support/sigil.js';
 import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
 import { send, type Answer } from '../support/http.js';
@@ -103,12 +103,8 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
 
   before(async () => {
     storage = await createTestStorage('registration');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    const env = storageEnv(storage);
+    ({ a, b, issuer } = await startPair(env));
     work = await tempDir('registration');
     cliA = { url: a.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
     jsonOf(await sigil(['init', '--json'], cliA));

@@ -11,7 +11,7 @@ import { dpopProof, requestToken, TokenError } from '../../src/client/oauth-clie
 import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
 
@@ -33,11 +33,7 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     redis = await startRedisServer();
     storage = await createTestStorage('replay_loss');
     const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: redis.url, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair(env));
     admin = await bootstrapAdmin(a.url, issuer);
     client = await createClient(admin, { name: 'replayed' });
     wellBehaved = await createClient(admin, { name: 'well-behaved' });

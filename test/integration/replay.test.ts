@@ -8,7 +8,7 @@ import {
   assertIssued, assertOAuthError, decodePayload, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse,
 } from '../support/forge.js';
 import { shardOf } from '../../src/storage/replay-state.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
 import { eventually } from '../support/wait.js';
@@ -35,7 +35,7 @@ interface Pair {
 async function startPair(label: string, withRedis: boolean): Promise<Pair> {
   const storage = await createTestStorage(label);
   const env: Record<string, string> = withRedis
-    ? { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix }
+    ? storageEnv(storage)
     : { DATABASE_URL: storage.databaseUrl };
   const a = await startServer({ env });
   allServers.push(a);

@@ -9,9 +9,9 @@ import {
   clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, decodePayload, signJws, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
 import { postForm, type Answer } from '../support/http.js';
@@ -61,10 +61,6 @@ async function untilRecorded(storage: TestStorage, jti: string): Promise<void> {
   });
 }
 
-function sharedEnv(storage: TestStorage, redisUrl = storage.redisUrl): Record<string, string> {
-  return { DATABASE_URL: storage.databaseUrl, REDIS_URL: redisUrl, REDIS_PREFIX: storage.redisPrefix };
-}
-
 describe('revocation across two instances', () => {
   let storage: TestStorage;
   let a: ServerProcess;
@@ -76,11 +72,7 @@ describe('revocation across two instances', () => {
 
   before(async () => {
     storage = await createTestStorage('revocation');
-    a = await startServer({ env: sharedEnv(storage) });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env: sharedEnv(storage) });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair(storageEnv(storage)));
     admin = await bootstrapAdmin(a.url, issuer);
     adminB = adminWithKey(b.url, issuer, admin.key);
     gateway = await createClient(admin, { name: 'gateway', can_introspect: true });
@@ -416,11 +408,7 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
   before(async () => {
     redis = await startRedisServer();
     storage = await createTestStorage('revocation_redis');
-    a = await startServer({ env: sharedEnv(storage, redis.url) });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env: sharedEnv(storage, redis.url) });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair({ ...storageEnv(storage), REDIS_URL: redis.url }));
     admin = await bootstrapAdmin(a.url, issuer);
     gateway = await createClient(admin, { name: 'gateway', can_introspect: true });
   });

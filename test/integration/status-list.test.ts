@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, requestToken } from '../../src/client/oauth-client.js';
 import { encodeStatusList, LIST_CAPACITY } from '../../src/revocation/status-list.js';
-import { ASSERTION_TYPE, decodePayload, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { ASSERTION_TYPE, decodePayload } from '../support/forge.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import {
   decodeStatusList, fetchStatusList, onInstance, STATUS_LIST_MEDIA_TYPE, statusBit, statusRef,
@@ -116,12 +116,8 @@ describe('token status lists', () => {
 
   before(async () => {
     storage = await createTestStorage('statuslist');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    const env = storageEnv(storage);
+    ({ a, b, issuer } = await startPair(env));
     admin = await bootstrapAdmin(a.url, issuer);
     adminB = adminWithKey(b.url, issuer, admin.key);
     client = await createClient(admin, { name: 'status list client' });

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { holdStream, type HeldStream } from '../support/event-stream.js';
 import { decodePayload, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
 import { statusRef } from '../support/status-list-decoder.js';
@@ -27,7 +27,7 @@ describe('status-list event streams at scale', () => {
   before(async () => {
     storage = await createTestStorage('streams');
     server = await startServer({
-      env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, STATUS_STREAMS_PER_ADDRESS: String(PER_ADDRESS) },
+      env: { ...storageEnv(storage), STATUS_STREAMS_PER_ADDRESS: String(PER_ADDRESS) },
     });
     await untilReady(server.url);
     admin = await bootstrapAdmin(server.url, server.issuer);

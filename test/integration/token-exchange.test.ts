@@ -11,7 +11,7 @@ import { clientAssertion, dpopProof, requestToken, thumbprint, type SigningKeyPa
 import {
   ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, signJws, unsignedJwt, untilReady, type RawResponse,
 } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { eventually, observedWithin } from '../support/wait.js';
@@ -53,7 +53,7 @@ describe('token exchange (RFC 8693)', () => {
 
   before(async () => {
     storage = await createTestStorage('tokenexchange');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    const env = storageEnv(storage);
     a = await startServer({ env });
     issuer = a.issuer;
     [b, c] = await Promise.all([

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { requestToken, thumbprint } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
 import { decodePayload } from '../support/forge.js';
@@ -16,7 +16,7 @@ describe('client_credentials: happy paths', () => {
 
   before(async () => {
     storage = await createTestStorage('happy');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     admin = await bootstrapAdmin(server.url, server.issuer);
   });
   after(async () => {

@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { untilReady } from './forge.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -71,6 +72,8 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     ISSUER: issuer,
     LOG_LEVEL: 'debug',
   };
+  // a coverage run (npm test) collects the servers' coverage too
+  if (process.env.NODE_V8_COVERAGE) env.NODE_V8_COVERAGE = process.env.NODE_V8_COVERAGE;
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
 
   const logs: string[] = [];
@@ -135,4 +138,22 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
 
   await launch(env);
   return proc;
+}
+
+export interface Pair {
+  a: ServerProcess;
+  b: ServerProcess;
+  /** the ISSUER both share */
+  issuer: string;
+}
+
+/**
+ * Two processes on one storage behind one ISSUER, as behind a load balancer: started together (so
+ * migrations and the first signing key race, as they do in a rolling deploy) and both ready.
+ */
+export async function startPair(env: Record<string, string | undefined>, envB: Record<string, string | undefined> = env): Promise<Pair> {
+  const issuer = `http://sigil-${process.pid}-${++started}.test`;
+  const [a, b] = await Promise.all([startServer({ issuer, env }), startServer({ issuer, env: envB })]);
+  await Promise.all([untilReady(a.url), untilReady(b.url)]);
+  return { a, b, issuer };
 }
