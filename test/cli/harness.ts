@@ -31,6 +31,8 @@ export interface CliOptions {
 export function sigil(args: string[], opts: CliOptions): Promise<CliRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', SIGIL_URL: opts.url };
   if (opts.keysDir) env.SIGIL_KEYS_DIR = opts.keysDir;
+  // a coverage run (npm test) collects the CLI's coverage too
+  if (process.env.NODE_V8_COVERAGE) env.NODE_V8_COVERAGE = process.env.NODE_V8_COVERAGE;
   Object.assign(env, opts.env);
   const child = spawn(process.execPath, [SIGIL_BIN, ...args], { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
