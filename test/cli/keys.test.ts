@@ -2,20 +2,17 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { TestStorage } from '../support/infra.js';
 import type { ServerProcess } from '../support/server.js';
-import { assertFailure, jsonOf, sigil, tempDir, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
+import { assertFailure, jsonOf, sigil, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
 
 describe('sigil CLI: signing keys', () => {
   let world: CliWorld;
-  let storage: TestStorage;
   let server: ServerProcess;
-  let work: Awaited<ReturnType<typeof tempDir>>;
   let opts: CliOptions;
 
   before(async () => {
     world = await initialisedCliWorld('keys');
-    ({ storage, server, work, opts } = world);
+    ({ server, opts } = world);
   });
   after(() => world?.close());
 

@@ -9,23 +9,21 @@ import { decodeJwt, type JWK } from 'jose';
 import {
   clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
-import type { TestStorage } from '../support/infra.js';
 import type { ServerProcess } from '../support/server.js';
-import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
+import { assertFailure, clientKeyFile, jsonOf, sigil, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
 import { observedWithin } from '../support/wait.js';
 
 const API = 'https://api.example.com/orders';
 
 describe('sigil CLI: revoking clients and tokens, replacing client keys', () => {
   let world: CliWorld;
-  let storage: TestStorage;
   let server: ServerProcess;
-  let work: Awaited<ReturnType<typeof tempDir>>;
+  let work: CliWorld['work'];
   let opts: CliOptions;
 
   before(async () => {
     world = await initialisedCliWorld('revoke');
-    ({ storage, server, work, opts } = world);
+    ({ server, work, opts } = world);
   });
   after(() => world?.close());
 

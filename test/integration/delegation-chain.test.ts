@@ -13,7 +13,7 @@ import { ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedge
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { postForm, type Answer } from '../support/http.js';
 import { startServer, type ServerProcess } from '../support/server.js';
-import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
 import { eventually, observedWithin } from '../support/wait.js';
 
@@ -76,14 +76,8 @@ describe('revocation follows the delegation chain', () => {
     return { front, orders, stock };
   }
 
-  async function tokenCall(who: TestClient, params: Record<string, string | undefined>, on: ServerProcess = a, dpopKey: SigningKeyPair = who.dpopKey): Promise<RawResponse> {
-    const res = await postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: await dpopProof(dpopKey, 'POST', `${issuer}/token`),
-      params,
-    });
-    return ledger.addResponse(res);
-  }
+  const tokenCall = (who: TestClient, params: Record<string, string | undefined>, on: ServerProcess = a, dpopKey: SigningKeyPair = who.dpopKey): Promise<RawResponse> =>
+    rawTokenCall(on, issuer, who, params, { dpopKey }, ledger);
 
   async function rootToken(who: TestClient, on: ServerProcess = a): Promise<string> {
     const t = (await requestToken(tokenRequest(on.url, issuer, who))).access_token;

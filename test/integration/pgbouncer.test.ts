@@ -14,7 +14,7 @@ import { ASSERTION_TYPE, postToken, untilReady, type RawResponse } from '../supp
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { startServer, type ServerProcess } from '../support/server.js';
-import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall } from '../support/sigil.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { eventually } from '../support/wait.js';
 import { send, type Answer } from '../support/http.js';
@@ -88,13 +88,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
     });
   }
 
-  async function tokenCall(on: ServerProcess, who: TestClient, params: Record<string, string>): Promise<RawResponse> {
-    return postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: await dpopProof(who.dpopKey, 'POST', `${issuer}/token`),
-      params,
-    });
-  }
+  const tokenCall = (on: ServerProcess, who: TestClient, params: Record<string, string>): Promise<RawResponse> => rawTokenCall(on, issuer, who, params);
 
   it('the two instances started together: each migration applied once, one signing key, through shared server connections', async () => {
     const files = await migrationFiles();

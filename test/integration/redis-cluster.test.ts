@@ -10,7 +10,7 @@ import { createPgDb } from '../../src/storage/db.js';
 import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { parseMarker, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
-import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
+import { assertIssued, assertOAuthError, credentialsOf, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 import { startPair, type ServerProcess } from '../support/server.js';
@@ -48,17 +48,8 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     await storage?.cleanup();
   });
 
-  const htu = () => `${issuer}/token`;
-  const assertion = async () => {
-    const jwt = await forgeAssertion(client.key, client.clientId, issuer, { claims: { exp: epoch() + 290 } });
-    ledger.add(jwt);
-    return jwt;
-  };
-  const proof = async () => {
-    const jwt = await forgeProof(client.dpopKey, 'POST', htu());
-    ledger.add(jwt);
-    return jwt;
-  };
+  const assertion = () => credentialsOf(client, () => issuer, ledger).assertion();
+  const proof = () => credentialsOf(client, () => issuer, ledger).proof();
   const post = async (server: ServerProcess, assertionJwt: string, proofJwt: string) =>
     ledger.addResponse(await postToken(`${server.url}/token`, { assertion: assertionJwt, proof: proofJwt }));
   const once503IsOver = (what: string, attempt: () => Promise<RawResponse>) =>

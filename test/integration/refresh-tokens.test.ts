@@ -15,7 +15,7 @@ import { ASSERTION_TYPE, decodePayload, postToken, SecretLedger, type RawRespons
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { postForm, type Answer } from '../support/http.js';
 import { startPair, type ServerProcess } from '../support/server.js';
-import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall, type TokenCallOptions } from '../support/sigil.js';
 import { eventually, observedWithin } from '../support/wait.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -70,22 +70,8 @@ describe('refresh tokens (rotation, reuse detection, binding)', () => {
     return { front, holder };
   }
 
-  interface Call {
-    on?: ServerProcess;
-    /** the DPoP key of the proof; null sends none; default the client's own DPoP key */
-    dpopKey?: SigningKeyPair | null;
-  }
-
-  async function tokenCall(who: TestClient, params: Record<string, string | undefined>, call: Call = {}): Promise<RawResponse> {
-    const on = call.on ?? a;
-    const key = call.dpopKey === undefined ? who.dpopKey : call.dpopKey;
-    const res = await postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: key ? await dpopProof(key, 'POST', `${issuer}/token`) : undefined,
-      params,
-    });
-    return ledger.addResponse(res);
-  }
+  /** One raw token request by `who` (private_key_jwt, DPoP), on A unless told otherwise. */
+  const tokenCall = (who: TestClient, params: Record<string, string | undefined>, call: TokenCallOptions = {}): Promise<RawResponse> => rawTokenCall(a, issuer, who, params, call, ledger);
 
   /** front gets a token, holder exchanges it: the start of a family */
   async function startFamily(c: Cast, on: ServerProcess = a): Promise<{ access: string; refresh: string; subject: string; res: RawResponse }> {
@@ -97,7 +83,7 @@ describe('refresh tokens (rotation, reuse detection, binding)', () => {
     return { access: res.body.access_token, refresh: res.body.refresh_token, subject, res };
   }
 
-  function refresh(who: TestClient, token: string, call: Call = {}, extra: Record<string, string> = {}): Promise<RawResponse> {
+  function refresh(who: TestClient, token: string, call: TokenCallOptions = {}, extra: Record<string, string> = {}): Promise<RawResponse> {
     return tokenCall(who, { grant_type: 'refresh_token', refresh_token: token, ...extra }, call);
   }
 

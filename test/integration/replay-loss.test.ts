@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { dpopProof, requestToken, TokenError } from '../../src/client/oauth-client.js';
-import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
+import { assertIssued, assertOAuthError, credentialsOf, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { startPair, type ServerProcess } from '../support/server.js';
@@ -45,18 +45,9 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     await storage?.cleanup();
   });
 
-  const htu = () => `${issuer}/token`;
-  const freshAssertion = async () => {
-    // the longest life Sigil accepts: the assertion stays presentable for the whole test
-    const assertion = await forgeAssertion(client.key, client.clientId, issuer, { claims: { exp: epoch() + 290 } });
-    ledger.add(assertion);
-    return assertion;
-  };
-  const freshProof = async () => {
-    const proof = await forgeProof(client.dpopKey, 'POST', htu());
-    ledger.add(proof);
-    return proof;
-  };
+  const fresh = () => credentialsOf(client, () => issuer, ledger);
+  const freshAssertion = () => fresh().assertion();
+  const freshProof = () => fresh().proof();
   const post = async (server: ServerProcess, assertion: string, proof: string) => ledger.addResponse(await postToken(`${server.url}/token`, { assertion, proof }));
 
   interface Used {
@@ -71,7 +62,7 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     const proof = await freshProof();
     assertIssued(await post(server, assertion, proof));
     const adminToken = (await requestToken({
-      tokenEndpoint: `${server.url}/token`, htu: htu(), issuer, clientId: 'sigil-admin', clientKey: admin.key, dpopKey: admin.key, resource: `${issuer}/admin`, scope: 'sigil:admin',
+      tokenEndpoint: `${server.url}/token`, htu: `${issuer}/token`, issuer, clientId: 'sigil-admin', clientKey: admin.key, dpopKey: admin.key, resource: `${issuer}/admin`, scope: 'sigil:admin',
     })).access_token;
     const adminProof = await dpopProof(admin.key, 'GET', `${issuer}/admin/clients`, { accessToken: adminToken });
     ledger.add(adminToken, adminProof);

@@ -13,7 +13,7 @@ import {
 } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
-import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall, type TokenCallOptions } from '../support/sigil.js';
 import { eventually, observedWithin } from '../support/wait.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -88,27 +88,11 @@ describe('token exchange (RFC 8693)', () => {
     return t;
   }
 
-  interface Call {
-    on?: ServerProcess;
-    /** the DPoP key of the proof; null sends no proof; default the caller's own DPoP key */
-    dpopKey?: SigningKeyPair | null;
-  }
-
-  /** One raw token request by `who` (private_key_jwt, DPoP): exactly these form fields besides the client authentication. */
-  async function tokenCall(who: TestClient, params: Record<string, string | undefined>, call: Call = {}): Promise<RawResponse> {
-    const on = call.on ?? a;
-    const key = call.dpopKey === undefined ? who.dpopKey : call.dpopKey;
-    const res = await postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: key ? await dpopProof(key, 'POST', `${issuer}/token`) : undefined,
-      params,
-    });
-    ledger.addResponse(res);
-    return res;
-  }
+  /** One raw token request by `who` (private_key_jwt, DPoP), on A unless told otherwise. */
+  const tokenCall = (who: TestClient, params: Record<string, string | undefined>, call: TokenCallOptions = {}): Promise<RawResponse> => rawTokenCall(a, issuer, who, params, call, ledger);
 
   /** an exchange of `subject` by `who`, with the given extra fields (undefined removes a default) */
-  function exchange(who: TestClient, subject: string | undefined, extra: Record<string, string | undefined> = {}, call: Call = {}): Promise<RawResponse> {
+  function exchange(who: TestClient, subject: string | undefined, extra: Record<string, string | undefined> = {}, call: TokenCallOptions = {}): Promise<RawResponse> {
     return tokenCall(who, { grant_type: TX, subject_token: subject, subject_token_type: AT, ...extra }, call);
   }
 

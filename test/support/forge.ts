@@ -227,3 +227,24 @@ export async function untilReady(baseUrl: string, timeoutMs = 10_000): Promise<v
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * Fresh credentials of one client for raw token requests, each recorded in `ledger`: an assertion
+ * with the longest life Sigil accepts (it stays presentable for a whole test, e.g. to be replayed
+ * after a restart) and a DPoP proof for the token endpoint. `issuer` is read at each call (it is
+ * known only once the servers run).
+ */
+export function credentialsOf(client: { key: SigningKeyPair; dpopKey: SigningKeyPair; clientId: string }, issuer: () => string, ledger: SecretLedger) {
+  return {
+    async assertion(): Promise<string> {
+      const jwt = await forgeAssertion(client.key, client.clientId, issuer(), { claims: { exp: epoch() + 290 } });
+      ledger.add(jwt);
+      return jwt;
+    },
+    async proof(): Promise<string> {
+      const jwt = await forgeProof(client.dpopKey, 'POST', `${issuer()}/token`);
+      ledger.add(jwt);
+      return jwt;
+    },
+  };
+}
