@@ -12,8 +12,8 @@ const MAIN = path.join(ROOT, 'dist/src/main.js');
 
 /**
  * A loopback port that nothing listens on right now. Only for programs that cannot listen on port 0
- * and report the port they took (redis-server, pgbouncer): their harnesses retry on a bind failure.
- * and for an address that must refuse connections.
+ * and report the port they took (redis-server, pgbouncer: see onAFreePort), and for an address that
+ * must refuse connections.
  */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -25,6 +25,23 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** A program could not bind the port it was given: another process took it after freePort(). */
+export class PortTaken extends Error {}
+
+/**
+ * Start a program that must be told its port: on a free port, and again on another one when the
+ * port was taken in the meantime (the race freePort() cannot close), a few times at most.
+ */
+export async function onAFreePort<T>(start: (port: number) => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort());
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt >= attempts) throw err;
+    }
+  }
 }
 
 export interface ServerProcess {
