@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { createMetrics } from '../../src/server/metrics.js';
 import { sourceOf, StatusStreams, type StatusStreamsOptions } from '../../src/server/status-streams.js';
 import {  } from '../support/server.js';
-import { eventually } from '../support/wait.js';
+import { eventually, settlesWithin } from '../support/wait.js';
 
 /** A hub on its own HTTP server. */
 async function hubServer(opts: Partial<StatusStreamsOptions> = {}, lists: string[] = ['1-0']) {
@@ -53,15 +53,6 @@ function rawStream(port: number, read = true): Promise<RawStream> {
     });
     socket.once('error', reject);
   });
-}
-
-/** `promise`, or a failure naming `what` after `ms` (a hang fails the test instead of stalling the run) */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
 }
 
 const endedBy = async (metrics: ReturnType<typeof createMetrics>, reason: string) =>
@@ -112,7 +103,7 @@ describe('status stream fan-out', () => {
 
     it('ends a stream after STATUS_STREAM_LIFETIME, having told the client when to reconnect', async () => {
       const s = await rawStream(h.port);
-      await within(s.closed, 10_000, 'the stream ends at its lifetime');
+      await settlesWithin(s.closed, 10_000, 'the stream ends at its lifetime');
       const text = s.text();
       assert.match(text, /^HTTP\/1\.1 200 /);
       assert.match(text, /\r\ncontent-type: text\/event-stream\r\n/i);
@@ -144,18 +135,18 @@ describe('status stream fan-out', () => {
       assert.equal(h.hub.size, 2);
       // as Sigil shuts down: the server stops accepting (its close waits for open responses), then streams end
       const serverClosed = new Promise<void>((resolve) => h.server.close(() => resolve()));
-      await within(h.hub.close(), 10_000, 'close() resolves');
-      await within(reading.closed, 10_000, 'the reading stream ends');
+      await settlesWithin(h.hub.close(), 10_000, 'close() resolves');
+      await settlesWithin(reading.closed, 10_000, 'the reading stream ends');
       assert.match(reading.text(), /\r\n0\r\n\r\n$/, 'a reading stream gets a clean end');
       assert.equal(h.hub.size, 0);
       // the stalled reader, still not reading, does not hold the server's close
-      await within(serverClosed, 10_000, 'the server closes with a stalled reader connected');
+      await settlesWithin(serverClosed, 10_000, 'the server closes with a stalled reader connected');
       stalled.socket.resume();
-      await within(stalled.closed, 10_000, 'the stalled stream sees its connection closed');
+      await settlesWithin(stalled.closed, 10_000, 'the stalled stream sees its connection closed');
 
       const another = await listening(h.hub);
       const late = await rawStream((another.address() as AddressInfo).port);
-      await within(late.closed, 10_000, 'the refused stream is answered');
+      await settlesWithin(late.closed, 10_000, 'the refused stream is answered');
       assert.match(late.text(), /^HTTP\/1\.1 429 [^]*\r\nshutting_down\r\n/);
       another.close();
     });
