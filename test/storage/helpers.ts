@@ -28,24 +28,30 @@ export interface TestDb {
 
 export type MakeDb = () => Promise<TestDb>;
 
-export const makePgDb: MakeDb = async () => {
-  const storage = await createTestStorage('st');
-  const db = createPgDb(storage.databaseUrl);
-  const extra: Db[] = [];
-  return {
-    db,
-    second() {
-      const d = createPgDb(storage.databaseUrl);
-      extra.push(d);
-      return d;
-    },
-    sql: (text, params) => storage.sql(text, params),
-    async cleanup() {
-      for (const d of [db, ...extra]) await d.close().catch(() => {});
-      await storage.cleanup();
-    },
+/** A fresh Postgres database, reached through `via` (e.g. a PgBouncer in front of it; default directly). */
+export function pgDbVia(via: (databaseUrl: string) => string | Promise<string> = (u) => u, label = 'st'): MakeDb {
+  return async () => {
+    const storage = await createTestStorage(label);
+    const url = await via(storage.databaseUrl);
+    const db = createPgDb(url);
+    const extra: Db[] = [];
+    return {
+      db,
+      second() {
+        const d = createPgDb(url);
+        extra.push(d);
+        return d;
+      },
+      sql: (text, params) => storage.sql(text, params),
+      async cleanup() {
+        for (const d of [db, ...extra]) await d.close().catch(() => {});
+        await storage.cleanup();
+      },
+    };
   };
-};
+}
+
+export const makePgDb: MakeDb = pgDbVia();
 
 export const makePgliteDb: MakeDb = async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'sigil-pglite-'));

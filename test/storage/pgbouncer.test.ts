@@ -12,7 +12,7 @@ import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/in
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { dbContract } from './db-contract.js';
-import { type MakeDb } from './helpers.js';
+import { pgDbVia, type MakeDb } from './helpers.js';
 import { settlesWithin } from '../support/wait.js';
 
 const KEK = Buffer.alloc(32, 3);
@@ -28,25 +28,7 @@ after(async () => {
   await (await shared)?.close();
 });
 
-const makeBouncedDb: MakeDb = async () => {
-  const pgb = await bouncer();
-  const storage = await createTestStorage('pgb');
-  const db = createPgDb(pgb.via(storage.databaseUrl));
-  const extra: Db[] = [];
-  return {
-    db,
-    second() {
-      const d = createPgDb(pgb.via(storage.databaseUrl));
-      extra.push(d);
-      return d;
-    },
-    sql: (text, params) => storage.sql(text, params),
-    async cleanup() {
-      for (const d of [db, ...extra]) await d.close().catch(() => {});
-      await storage.cleanup();
-    },
-  };
-};
+const makeBouncedDb: MakeDb = pgDbVia(async (url) => (await bouncer()).via(url), 'pgb');
 
 dbContract('pgbouncer (transaction pooling)', makeBouncedDb);
 
