@@ -121,7 +121,10 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     const child = spawn(process.execPath, [MAIN], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.child = child;
     const listening = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${logs.join('\n')}`)), 60_000);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL'); // not left running behind a failed test
+        reject(new Error(`server did not start in time:\n${logs.join('\n')}`));
+      }, 60_000);
       const onLine = (line: string) => {
         const metrics = logged(line, 'metrics listening');
         if (metrics) proc.metricsPort = Number(metrics.port);
