@@ -9,7 +9,7 @@ import pg from 'pg';
 import { createLogger, type Logger } from '../../src/log.js';
 import type { NewClient } from '../../src/clients/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from '../../src/storage/db.js';
-import { createTestStorage, PG_ADMIN_URL, REDIS_URL } from '../support/infra.js';
+import { createTestStorage, PG_ADMIN_URL, REDIS_URL, type TestStorage } from '../support/infra.js';
 
 export const silentLog: Logger = createLogger('silent');
 
@@ -130,5 +130,32 @@ export function sampleClient(clientId: string, over: Partial<NewClient> = {}): N
     isAdmin: false,
     jwks: { keys: [{ ...EC_PUBLIC_JWK, kid: 'k1' }] },
     ...over,
+  };
+}
+
+/**
+ * Fresh, empty Postgres databases for races on a new database: `fresh()` makes one and `open()`
+ * another handle on it (a new "instance"), reached through `via` (default directly); `close()`
+ * closes every handle and drops every database.
+ */
+export function freshDatabases(label: string, via: (databaseUrl: string) => string | Promise<string> = (u) => u) {
+  const storages: TestStorage[] = [];
+  const dbs: Db[] = [];
+  return {
+    async fresh() {
+      const s = await createTestStorage(label);
+      storages.push(s);
+      const url = await via(s.databaseUrl);
+      const open = () => {
+        const d = createPgDb(url);
+        dbs.push(d);
+        return d;
+      };
+      return { s, open };
+    },
+    async close() {
+      for (const d of dbs) await d.close().catch(() => {});
+      for (const s of storages) await s.cleanup();
+    },
   };
 }

@@ -12,7 +12,7 @@ import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/in
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { dbContract } from './db-contract.js';
-import { pgDbVia, type MakeDb } from './helpers.js';
+import { type MakeDb, freshDatabases, pgDbVia } from './helpers.js';
 import { settlesWithin } from '../support/wait.js';
 
 const KEK = Buffer.alloc(32, 3);
@@ -37,23 +37,9 @@ async function migrationFiles(): Promise<string[]> {
 }
 
 describe('pgbouncer: instances racing on a fresh database', () => {
-  const storages: TestStorage[] = [];
-  const dbs: Db[] = [];
-  const fresh = async () => {
-    const pgb = await bouncer();
-    const s = await createTestStorage('pgbrace');
-    storages.push(s);
-    const open = () => {
-      const d = createPgDb(pgb.via(s.databaseUrl));
-      dbs.push(d);
-      return d;
-    };
-    return { s, open };
-  };
-  after(async () => {
-    for (const d of dbs) await d.close().catch(() => {});
-    for (const s of storages) await s.cleanup();
-  });
+  const databases = freshDatabases('pgbrace', async (url) => (await bouncer()).via(url));
+  const fresh = () => databases.fresh();
+  after(() => databases.close());
 
   it('three concurrent migrate() calls from three Db objects all succeed; each migration is applied once', async () => {
     const files = await migrationFiles();

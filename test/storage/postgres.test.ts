@@ -13,7 +13,7 @@ import { StorageUnavailable } from '../../src/storage/errors.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
 import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
-import { lateDatabase, silentLog } from './helpers.js';
+import { freshDatabases, lateDatabase, silentLog } from './helpers.js';
 import { settlesWithin } from '../support/wait.js';
 
 const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/sigil';
@@ -25,22 +25,9 @@ async function migrationFiles(): Promise<string[]> {
 const ev = (i: number): TokenEvent => ({ at: new Date(), outcome: 'issued', grantType: 'client_credentials', clientId: 'c', jti: `pg-${i}`, expiresAt: new Date(Date.now() + 300_000) });
 
 describe('postgres: instances racing on a fresh database', () => {
-  const storages: TestStorage[] = [];
-  const dbs: Db[] = [];
-  const fresh = async () => {
-    const s = await createTestStorage('race');
-    storages.push(s);
-    const open = () => {
-      const d = createPgDb(s.databaseUrl);
-      dbs.push(d);
-      return d;
-    };
-    return { s, open };
-  };
-  after(async () => {
-    for (const d of dbs) await d.close().catch(() => {});
-    for (const s of storages) await s.cleanup();
-  });
+  const databases = freshDatabases('race');
+  const fresh = () => databases.fresh();
+  after(() => databases.close());
 
   it('two concurrent migrate() calls from two Db objects both succeed; each migration is applied once', async () => {
     const files = await migrationFiles();
