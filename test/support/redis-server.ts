@@ -38,6 +38,8 @@ function ping(port: number): Promise<boolean> {
     };
     socket.setTimeout(500, () => done(false));
     socket.on('error', () => done(false));
+    // closed without an answer (something else on the port): no timeout would fire any more
+    socket.on('close', () => done(false));
     socket.on('connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       answer += chunk.toString('utf8');
