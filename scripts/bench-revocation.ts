@@ -6,7 +6,8 @@
 import { parseArgs } from 'node:util';
 import { requestToken, dpopProof } from '../src/client/oauth-client.js';
 import { createTestStorage } from '../test/support/infra.js';
-import { startServer, waitFor } from '../test/support/server.js';
+import { startServer } from '../test/support/server.js';
+import { eventually } from '../test/support/wait.js';
 import { bootstrapAdmin, createClient, tokenRequest } from '../test/support/sigil.js';
 
 const { values } = parseArgs({ options: { count: { type: 'string', default: '1000' } } });
@@ -22,7 +23,7 @@ async function main() {
   const a = await startServer({ env });
   const b = await startServer({ env, issuer: a.issuer });
   try {
-    for (const s of [a, b]) await waitFor('ready', async () => (await fetch(`${s.url}/ready`)).ok);
+    for (const s of [a, b]) await eventually('ready', async () => (await fetch(`${s.url}/ready`)).ok);
     const admin = await bootstrapAdmin(a.url, a.issuer);
     const client = await createClient(admin);
     process.stderr.write(`issuing ${count} tokens...\n`);

@@ -9,7 +9,7 @@ import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import {
   dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, thumbprint,
 } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { adminWithKey } from '../support/sigil.js';
 import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions } from './harness.js';
@@ -27,7 +27,7 @@ describe('sigil CLI: init and clients against a real server', () => {
 
   before(async () => {
     storage = await createTestStorage('cli');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     work = await tempDir('admin');
     opts = { url: server.url, cwd: work.dir };
     keyFile = path.join(work.dir, 'keys', 'admin.private.jwk.json');

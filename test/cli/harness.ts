@@ -6,7 +6,8 @@ import path from 'node:path';
 import assert from 'node:assert/strict';
 import type { JWK } from 'jose';
 import { generateClientKey } from '../../src/client/oauth-client.js';
-import { ROOT } from '../support/server.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { ROOT, startServer, type ServerProcess } from '../support/server.js';
 
 export const SIGIL_BIN = path.join(ROOT, 'bin/sigil.js');
 
@@ -30,6 +31,8 @@ export interface CliOptions {
 export function sigil(args: string[], opts: CliOptions): Promise<CliRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', SIGIL_URL: opts.url };
   if (opts.keysDir) env.SIGIL_KEYS_DIR = opts.keysDir;
+  // a coverage run (npm test) collects the CLI's coverage too
+  if (process.env.NODE_V8_COVERAGE) env.NODE_V8_COVERAGE = process.env.NODE_V8_COVERAGE;
   Object.assign(env, opts.env);
   const child = spawn(process.execPath, [SIGIL_BIN, ...args], { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -66,4 +69,31 @@ export async function clientKeyFile(file: string): Promise<{ privateJwk: JWK; pu
   const pair = await generateClientKey('ES256');
   await writeFile(file, JSON.stringify(pair.publicJwks));
   return pair;
+}
+
+/** A Sigil server on storage of its own, a working directory, and the CLI options that reach it. */
+export interface CliWorld {
+  storage: TestStorage;
+  server: ServerProcess;
+  work: { dir: string; remove(): Promise<void> };
+  /** SIGIL_KEYS_DIR is <work>/keys */
+  opts: CliOptions;
+  close(): Promise<void>;
+}
+
+/** The world of a CLI test file, with `sigil init` run already (the admin key in opts.keysDir). */
+export async function initialisedCliWorld(label: string): Promise<CliWorld> {
+  const storage = await createTestStorage(`cli_${label}`);
+  const server = await startServer({ env: storageEnv(storage) });
+  const work = await tempDir(label);
+  const opts: CliOptions = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
+  jsonOf(await sigil(['init', '--json'], opts));
+  return {
+    storage, server, work, opts,
+    async close() {
+      await server.stop();
+      await storage.cleanup();
+      await work.remove();
+    },
+  };
 }

@@ -2,28 +2,19 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
-import { assertFailure, jsonOf, sigil, tempDir, type CliOptions } from './harness.js';
+import type { ServerProcess } from '../support/server.js';
+import { assertFailure, jsonOf, sigil, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
 
 describe('sigil CLI: signing keys', () => {
-  let storage: TestStorage;
+  let world: CliWorld;
   let server: ServerProcess;
-  let work: Awaited<ReturnType<typeof tempDir>>;
   let opts: CliOptions;
 
   before(async () => {
-    storage = await createTestStorage('cli_keys');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
-    work = await tempDir('keys');
-    opts = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
-    jsonOf(await sigil(['init', '--json'], opts));
+    world = await initialisedCliWorld('keys');
+    ({ server, opts } = world);
   });
-  after(async () => {
-    await server?.stop();
-    await storage?.cleanup();
-    await work?.remove();
-  });
+  after(() => world?.close());
 
   it('lists the one active key, with no private member', async () => {
     const keys = jsonOf(await sigil(['keys', 'list', '--json'], opts));

@@ -9,30 +9,23 @@ import { decodeJwt, type JWK } from 'jose';
 import {
   clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
-import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions } from './harness.js';
+import type { ServerProcess } from '../support/server.js';
+import { assertFailure, clientKeyFile, jsonOf, sigil, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';
+import { observedWithin } from '../support/wait.js';
 
 const API = 'https://api.example.com/orders';
 
 describe('sigil CLI: revoking clients and tokens, replacing client keys', () => {
-  let storage: TestStorage;
+  let world: CliWorld;
   let server: ServerProcess;
-  let work: Awaited<ReturnType<typeof tempDir>>;
+  let work: CliWorld['work'];
   let opts: CliOptions;
 
   before(async () => {
-    storage = await createTestStorage('cli_revoke');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
-    work = await tempDir('revoke');
-    opts = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
-    jsonOf(await sigil(['init', '--json'], opts));
+    world = await initialisedCliWorld('revoke');
+    ({ server, work, opts } = world);
   });
-  after(async () => {
-    await server?.stop();
-    await storage?.cleanup();
-    await work?.remove();
-  });
+  after(() => world?.close());
 
   interface Created {
     id: string;
@@ -82,13 +75,12 @@ describe('sigil CLI: revoking clients and tokens, replacing client keys', () => 
 
   /** introspection says inactive within the contract's one second */
   async function assertInactiveWithinASecond(clientId: string, key: SigningKeyPair, tok: string) {
-    const deadline = Date.now() + 1000;
-    let answer = await introspect(clientId, key, tok);
-    while (answer.active !== false && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      answer = await introspect(clientId, key, tok);
-    }
-    assert.deepEqual(answer, { active: false });
+    await observedWithin('introspection says inactive', Date.now(), 1000, async () => {
+      const answer = await introspect(clientId, key, tok);
+      if (answer.active !== false) return JSON.stringify(answer);
+      assert.deepEqual(answer, { active: false });
+      return true;
+    });
   }
 
   describe('clients revoke', () => {

@@ -5,7 +5,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateClientKey } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { clientKeyFile, jsonOf, sigil, tempDir, type CliOptions } from './harness.js';
 
@@ -18,7 +18,7 @@ describe('sigil CLI: an instance behind a shared ISSUER', () => {
 
   before(async () => {
     storage = await createTestStorage('cli_issuer');
-    server = await startServer({ issuer, env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ issuer, env: storageEnv(storage) });
     work = await tempDir('issuer');
     opts = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'admin-keys') };
   });

@@ -10,10 +10,10 @@ import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
 import { generateClientKey, keyPairFromPrivateJwk } from '../../src/client/oauth-client.js';
 import { NOT_PRINTABLE } from '../../src/input/printable-text.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import type { TestStorage } from '../support/infra.js';
+import type { ServerProcess } from '../support/server.js';
 import { adminWithKey, type Admin } from '../support/sigil.js';
-import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions, type CliRun } from './harness.js';
+import { assertFailure, clientKeyFile, jsonOf, sigil, tempDir, type CliOptions, type CliRun, initialisedCliWorld, type CliWorld } from './harness.js';
 
 /** What an attacker stores: a window title change (OSC), a screen clear (CSI), 8-bit C1 CSI, a bidi override, a fake line. */
 const OSC_TITLE = '\u001b]0;pwned\u0007';
@@ -33,6 +33,7 @@ function assertInert(run: CliRun, what: string): void {
 }
 
 describe('sigil CLI: stored strings cannot drive the operator\'s terminal', () => {
+  let world: CliWorld;
   let storage: TestStorage;
   let server: ServerProcess;
   let work: Awaited<ReturnType<typeof tempDir>>;
@@ -42,11 +43,8 @@ describe('sigil CLI: stored strings cannot drive the operator\'s terminal', () =
   const byUri = `evil-${randomBytes(4).toString('hex')}`;
 
   before(async () => {
-    storage = await createTestStorage('cliesc');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
-    work = await tempDir('escapes');
-    opts = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
-    jsonOf(await sigil(['init', '--json'], opts));
+    world = await initialisedCliWorld('escapes');
+    ({ storage, server, work, opts } = world);
     const privateJwk = JSON.parse(await readFile(path.join(opts.keysDir!, 'admin.private.jwk.json'), 'utf8')) as JWK;
     admin = adminWithKey(server.url, server.issuer, await keyPairFromPrivateJwk(privateJwk));
     await clientKeyFile(path.join(work.dir, 'public.jwks.json'));
@@ -64,11 +62,7 @@ describe('sigil CLI: stored strings cannot drive the operator\'s terminal', () =
       [byUri, EVIL_NAME, EVIL_URI],
     );
   });
-  after(async () => {
-    await server?.stop();
-    await storage?.cleanup();
-    await work?.remove();
-  });
+  after(() => world?.close());
 
   it('clients show prints every stored string escaped, one line per field', async () => {
     const run = await sigil(['clients', 'show', keyed], opts);

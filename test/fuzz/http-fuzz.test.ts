@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { requestToken, type SigningKeyPair } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { rawExchange, type RawExchange } from '../support/raw-http.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
@@ -78,7 +78,7 @@ describe('HTTP fuzzing (fast-check)', () => {
 
   before(async () => {
     storage = await createTestStorage('fuzz');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, LOG_LEVEL: 'info' } });
+    server = await startServer({ env: { ...storageEnv(storage), LOG_LEVEL: 'info' } });
     admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, {
       name: 'fuzz', scope: 'orders:read', audiences: [ORDERS], serves: [ORDERS], grant_types: ['client_credentials', TOKEN_EXCHANGE, 'refresh_token'], can_introspect: true,

@@ -9,7 +9,7 @@ import {
   ASSERTION_TYPE, assertIssued, assertOAuthError, decodePayload, ed25519IdentityKey, epoch, forgeAssertion, forgeProof, postToken,
   rsaExponentOneKey, SecretLedger, unsignedJwt, untilReady, type ForgeOptions, type RawResponse, type WeakKey,
 } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
 
@@ -24,7 +24,7 @@ describe('client authentication attacks (private_key_jwt)', () => {
 
   before(async () => {
     storage = await createTestStorage('clientauth');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     await untilReady(server.url);
     admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, { name: 'victim' });
@@ -129,7 +129,7 @@ describe('client authentication attacks (private_key_jwt)', () => {
   describe('ASSERTION_AUD_TOKEN_ENDPOINT=true (older RFC 7523 clients)', () => {
     let legacy: ServerProcess;
     before(async () => {
-      legacy = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, ASSERTION_AUD_TOKEN_ENDPOINT: 'true' } });
+      legacy = await startServer({ env: { ...storageEnv(storage), ASSERTION_AUD_TOKEN_ENDPOINT: 'true' } });
       await untilReady(legacy.url);
     });
     after(async () => {

@@ -10,10 +10,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
-import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { postForm, type Answer } from '../support/http.js';
+import { startServer, type ServerProcess } from '../support/server.js';
+import { adminSession, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
+import { eventually, observedWithin } from '../support/wait.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT = 'urn:ietf:params:oauth:token-type:access_token';
@@ -26,14 +28,7 @@ const PROPAGATION_MS = 1000;
 /** ACCESS_TOKEN_TTL of the short-lived instance, whose tokens expire during a test */
 const SHORT_TTL = 2;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => Math.floor(Date.now() / 1000);
-
-interface Answer {
-  status: number;
-  text: string;
-  body: any;
-}
 
 describe('revocation follows the delegation chain', () => {
   let storage: TestStorage;
@@ -49,7 +44,7 @@ describe('revocation follows the delegation chain', () => {
 
   before(async () => {
     storage = await createTestStorage('chain');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    const env = storageEnv(storage);
     a = await startServer({ env });
     issuer = a.issuer;
     [b, short] = await Promise.all([
@@ -81,14 +76,8 @@ describe('revocation follows the delegation chain', () => {
     return { front, orders, stock };
   }
 
-  async function tokenCall(who: TestClient, params: Record<string, string | undefined>, on: ServerProcess = a, dpopKey: SigningKeyPair = who.dpopKey): Promise<RawResponse> {
-    const res = await postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: await dpopProof(dpopKey, 'POST', `${issuer}/token`),
-      params,
-    });
-    return ledger.addResponse(res);
-  }
+  const tokenCall = (who: TestClient, params: Record<string, string | undefined>, on: ServerProcess = a, dpopKey: SigningKeyPair = who.dpopKey): Promise<RawResponse> =>
+    rawTokenCall(on, issuer, who, params, { dpopKey }, ledger);
 
   async function rootToken(who: TestClient, on: ServerProcess = a): Promise<string> {
     const t = (await requestToken(tokenRequest(on.url, issuer, who))).access_token;
@@ -113,18 +102,6 @@ describe('revocation follows the delegation chain', () => {
     return { access: res.body.access_token, refresh: res.body.refresh_token };
   }
 
-  async function postForm(url: string, fields: Record<string, string>): Promise<Answer> {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
-    const text = await res.text();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, text, body };
-  }
-
   async function introspect(on: ServerProcess, who: TestClient, token: string): Promise<Answer> {
     return postForm(`${on.url}/introspect`, { token, client_assertion_type: ASSERTION_TYPE, client_assertion: await clientAssertion(who.key, who.clientId, issuer) });
   }
@@ -134,23 +111,10 @@ describe('revocation follows the delegation chain', () => {
   }
 
   /** poll until `check` holds; it must hold within PROPAGATION_MS of t0 */
-  async function within(what: string, t0: number, check: () => Promise<true | string>): Promise<void> {
-    let last = 'nothing yet';
-    for (;;) {
-      const started = Date.now();
-      const r = await check().catch((e: Error) => `error: ${e.message}`);
-      if (r === true) {
-        assert.ok(started - t0 <= PROPAGATION_MS, `${what}: only after ${started - t0} ms`);
-        return;
-      }
-      last = r;
-      if (Date.now() - t0 > PROPAGATION_MS) assert.fail(`${what}: not within ${PROPAGATION_MS} ms; last: ${last}`);
-      await sleep(20);
-    }
-  }
+  const within = (what: string, t0: number, check: () => Promise<boolean | string>) => observedWithin(what, t0, PROPAGATION_MS, check);
 
   /** on `on`: the token introspects inactive (as a gateway) and its status bit is 1, within a second of t0 */
-  function dead(on: ServerProcess, t0: number, tokens: Record<string, string>): Promise<void[]> {
+  function dead(on: ServerProcess, t0: number, tokens: Record<string, string>): Promise<unknown[]> {
     return Promise.all(Object.entries(tokens).flatMap(([name, token]) => [
       within(`${name}: introspection inactive`, t0, async () => {
         const r = await introspect(on, gateway, token);
@@ -188,7 +152,7 @@ describe('revocation follows the delegation chain', () => {
   }
 
   async function untilRecorded(jti: string): Promise<void> {
-    await waitFor(`token_events row of ${jti}`, async () => (await storage.sql("SELECT 1 FROM token_events WHERE jti = $1 AND outcome = 'issued'", [jti])).length > 0);
+    await eventually(`token_events row of ${jti}`, async () => (await storage.sql("SELECT 1 FROM token_events WHERE jti = $1 AND outcome = 'issued'", [jti])).length > 0);
   }
 
   describe('finding 1: what was derived from a token never outlives it', () => {
@@ -212,7 +176,7 @@ describe('revocation follows the delegation chain', () => {
       const { exp } = decodePayload(subject);
       const e = await exchange(c.orders, subject);
       assert.ok(decodePayload(e.access).exp <= exp);
-      await waitFor('the subject token to expire', async () => now() > exp, (SHORT_TTL + 5) * 1000);
+      await eventually('the subject token to expire', async () => now() > exp, { timeout: (SHORT_TTL + 5) * 1000 });
       for (const on of [a, b]) {
         const r = await refresh(c.orders, e.refresh, on);
         assertOAuthError(r, 400, 'invalid_grant');
@@ -444,7 +408,7 @@ describe('revocation follows the delegation chain', () => {
       assertOAuthError(await actorExchange(c, own), 400, 'invalid_request');
       const expiring = await rootToken(c.orders, short);
       const { exp } = decodePayload(expiring);
-      await waitFor('the actor token to expire', async () => now() > exp, (SHORT_TTL + 5) * 1000);
+      await eventually('the actor token to expire', async () => now() > exp, { timeout: (SHORT_TTL + 5) * 1000 });
       assertOAuthError(await actorExchange(c, expiring), 400, 'invalid_request');
     });
   });

@@ -8,7 +8,7 @@ import {
   assertIssued, assertOAuthError, decodePayload, dpopJwk, epoch, forgeAssertion, forgeProof, postToken, rfc7638Thumbprint, SecretLedger,
   unsignedJwt, untilReady, type ForgeOptions, type RawResponse,
 } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
 
@@ -24,7 +24,7 @@ describe('DPoP proof attacks at the token endpoint', () => {
 
   before(async () => {
     storage = await createTestStorage('dpop');
-    env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    env = storageEnv(storage);
     server = await startServer({ env });
     servers.push(server);
     await untilReady(server.url);

@@ -6,53 +6,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, requestToken, type TokenResponse } from '../../src/client/oauth-client.js';
 import { createTestStorage, PG_ADMIN_URL, REDIS_URL, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { startTcpProxy, type CutMode, type TcpProxy } from '../support/tcp-proxy.js';
+import { eventually, settlesWithin } from '../support/wait.js';
+import { REQUEST_TIMEOUT_MS, send } from '../support/http.js';
 
 /** a request that has not been answered in this long is a hang */
-const REQUEST_TIMEOUT_MS = 10_000;
 /** how long the server may take to notice a store went away or came back */
 const RECOVERY_TIMEOUT_MS = 20_000;
 
-interface Answer {
-  status: number;
-  contentType: string | null;
-  text: string;
-  json: any;
-}
-
-/** fetch with a hard deadline; a deadline that fires is a test failure (a hang), not an error to retry */
-async function timedFetch(url: string, init: RequestInit = {}): Promise<Answer> {
-  let res: Response;
-  try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-  } catch (err) {
-    if ((err as Error).name === 'TimeoutError') assert.fail(`${init.method ?? 'GET'} ${url} got no answer within ${REQUEST_TIMEOUT_MS} ms (a hang)`);
-    throw err;
-  }
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, contentType: res.headers.get('content-type'), text, json };
-}
-
 /** requestToken with the same hard deadline, so a hanging token endpoint fails the test */
-async function timedToken(req: Parameters<typeof requestToken>[0]): Promise<TokenResponse> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the token endpoint got no answer within ${REQUEST_TIMEOUT_MS} ms (a hang)`)), REQUEST_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([requestToken(req), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const timedToken = (req: Parameters<typeof requestToken>[0]): Promise<TokenResponse> => settlesWithin(requestToken(req), REQUEST_TIMEOUT_MS, 'the token request');
 
 function hostPort(url: string): { host: string; port: number } {
   const u = new URL(url);
@@ -116,7 +81,7 @@ describe('failing closed when storage is unreachable', () => {
 
   /** The JSON shape of that refusal, checked on a raw request (content type, no token). */
   async function assertRawRefusal(client: TestClient): Promise<void> {
-    const res = await timedFetch(`${server.url}/token`, {
+    const res = await send(`${server.url}/token`, {
       method: 'POST',
       headers: {
         accept: 'text/html',
@@ -136,7 +101,7 @@ describe('failing closed when storage is unreachable', () => {
   }
 
   async function readyStatus(): Promise<number> {
-    return (await timedFetch(`${server.url}/ready`)).status;
+    return (await send(`${server.url}/ready`)).status;
   }
 
   const scenarios: Array<{ store: 'redis' | 'postgres'; mode: CutMode; label: string }> = [
@@ -167,7 +132,7 @@ describe('failing closed when storage is unreachable', () => {
       after(async () => {
         proxy?.restore();
         // leave a healthy server to the next scenario
-        await waitFor('ready after the scenario', async () => (await readyStatus()) === 200, RECOVERY_TIMEOUT_MS);
+        await eventually('ready after the scenario', async () => (await readyStatus()) === 200, { timeout: RECOVERY_TIMEOUT_MS });
       });
 
       it('refuses a token request sent right after the cut with 503 temporarily_unavailable', async () => {
@@ -177,12 +142,12 @@ describe('failing closed when storage is unreachable', () => {
       });
 
       it('reports /ready 503 while /health stays 200', async () => {
-        await waitFor('/ready to report 503', async () => (await readyStatus()) === 503, RECOVERY_TIMEOUT_MS);
-        const ready = await timedFetch(`${server.url}/ready`);
+        await eventually('/ready to report 503', async () => (await readyStatus()) === 503, { timeout: RECOVERY_TIMEOUT_MS });
+        const ready = await send(`${server.url}/ready`);
         assert.equal(ready.status, 503);
         assert.match(ready.contentType ?? '', /^application\/json\b/);
         assert.equal(ready.json?.stores?.[store], 'down', ready.text);
-        const health = await timedFetch(`${server.url}/health`);
+        const health = await send(`${server.url}/health`);
         assert.equal(health.status, 200, health.text);
         assert.match(health.contentType ?? '', /^application\/json\b/);
         assertAlive();
@@ -197,10 +162,10 @@ describe('failing closed when storage is unreachable', () => {
 
       it('serves again after the store comes back, without a restart', async () => {
         proxy.restore();
-        await waitFor('/ready to report 200', async () => (await readyStatus()) === 200, RECOVERY_TIMEOUT_MS);
-        const ready = await timedFetch(`${server.url}/ready`);
+        await eventually('/ready to report 200', async () => (await readyStatus()) === 200, { timeout: RECOVERY_TIMEOUT_MS });
+        const ready = await send(`${server.url}/ready`);
         assert.equal(ready.json?.stores?.[store], 'up', ready.text);
-        const token = await waitFor('a token after recovery', async () => timedToken(tokenRequest(server.url, server.issuer, cold)), RECOVERY_TIMEOUT_MS);
+        const token = await eventually('a token after recovery', async () => timedToken(tokenRequest(server.url, server.issuer, cold)), { timeout: RECOVERY_TIMEOUT_MS });
         assert.equal(typeof token.access_token, 'string');
         assert.equal(token.token_type, 'DPoP');
         // the admin plane (Postgres and Redis behind it) works again too

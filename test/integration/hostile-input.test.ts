@@ -8,24 +8,17 @@ import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, type SigningKeyPair } from '../../src/client/oauth-client.js';
 import { LINGER_BOUNDS } from '../../src/server/lingering-close.js';
 import { DELEGATION_DEPTH_CEILING } from '../../src/input/input-limits.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { rawExchange, rawRequestBytes, type RawResponse } from '../support/raw-http.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { adminSession, bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
+import { send, type Answer } from '../support/http.js';
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const ORDERS = 'https://api.example.com/orders';
 /** a hang fails the test instead of stalling the run */
-const REQUEST_TIMEOUT_MS = 15_000;
-
-interface Answer {
-  status: number;
-  contentType: string;
-  text: string;
-  json: any;
-}
 
 const b64 = (text: string) => Buffer.from(text).toString('base64url');
 const nested = (depth: number, inner = '1') => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
@@ -55,17 +48,7 @@ describe('hostile input', () => {
   let client: TestClient;
   let gateway: TestClient;
 
-  async function call(path: string, init: RequestInit = {}): Promise<Answer> {
-    const res = await fetch(`${server.url}${path}`, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, contentType: res.headers.get('content-type') ?? '', text, json };
-  }
+  const call = (path: string, init: RequestInit = {}): Promise<Answer> => send(`${server.url}${path}`, init);
 
   const form = (path: string, body: string, headers: Record<string, string> = {}) =>
     call(path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
@@ -90,7 +73,7 @@ describe('hostile input', () => {
   before(async () => {
     storage = await createTestStorage('hostile');
     // the longest delegation chain an operator may allow: every token it makes must still be presentable
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, MAX_DELEGATION_DEPTH: String(DELEGATION_DEPTH_CEILING) } });
+    server = await startServer({ env: { ...storageEnv(storage), MAX_DELEGATION_DEPTH: String(DELEGATION_DEPTH_CEILING) } });
     admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, { name: 'hostile input', scope: 'orders:read', audiences: [ORDERS] });
     gateway = await createClient(admin, {

@@ -6,22 +6,16 @@ import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, type Admin, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
+import { REQUEST_TIMEOUT_MS, send, type Answer } from '../support/http.js';
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /** every request gets at most this long: a hang fails the test instead of stalling the run */
-const REQUEST_TIMEOUT_MS = 10_000;
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  text: string;
-  json: any;
-}
 
 function parseJson(text: string): any {
   try {
@@ -132,11 +126,7 @@ describe('HTTP surface', () => {
   /** every credential this suite sent or received: none may ever appear in a log line */
   const secrets = new Set<string>();
 
-  async function call(path: string, init: RequestInit = {}): Promise<Answer> {
-    const res = await fetch(`${server.url}${path}`, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, text, json: parseJson(text) };
-  }
+  const call = (path: string, init: RequestInit = {}): Promise<Answer> => send(`${server.url}${path}`, init);
 
   /** like call(), but a connection failure (EPIPE, ECONNRESET) is an answer with status 0, for assertions to report */
   async function callOrFailure(path: string, init: RequestInit = {}): Promise<Answer> {
@@ -144,8 +134,9 @@ describe('HTTP surface', () => {
       return await call(path, init);
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      if (e.name === 'TimeoutError') throw err;
-      return { status: 0, headers: new Headers(), text: `(no HTTP response: ${e.cause?.code ?? e.cause?.message ?? e.message})`, json: undefined };
+      if (err instanceof assert.AssertionError) throw err; // a hang
+      const text = `(no HTTP response: ${e.cause?.code ?? e.cause?.message ?? e.message})`;
+      return { status: 0, headers: new Headers(), contentType: '', text, body: undefined, json: undefined };
     }
   }
 
@@ -190,7 +181,7 @@ describe('HTTP surface', () => {
 
   before(async () => {
     storage = await createTestStorage('surface');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, { name: 'surface client', scope: 'orders:read orders:write', audiences: ['https://api.example.com/orders'] });
     tokenUrl = `${server.issuer}/token`;
@@ -329,7 +320,7 @@ describe('HTTP surface', () => {
         duplex: 'half',
       } as RequestInit);
       // the server's side: it did refuse the body as too large (not something else)
-      const refusal = await waitFor('the 413 refusal log line', async () => logRecords().find((r) => r.requestId === rid && r.event === 'token.refused'));
+      const refusal = await eventually('the 413 refusal log line', async () => logRecords().find((r) => r.requestId === rid && r.event === 'token.refused'));
       assert.match(String(refusal.reason), /exceed/i, JSON.stringify(refusal));
       // the client's side: the 413 reached it
       assertJsonError(viewOf(res), 413);
@@ -491,9 +482,8 @@ describe('HTTP surface', () => {
       const res = await issue(client, { 'x-request-id': issuedRid });
       assert.equal(res.headers.get('x-request-id'), issuedRid);
       issuedJti = jtiOf(res.json.access_token);
-      const line = await waitFor('the issuance log line', async () =>
-        logRecords().find((r) => r.requestId === issuedRid && r.client_id === client.clientId && r.jti === issuedJti),
-      );
+      const line = await eventually('the issuance log line', async () =>
+        logRecords().find((r) => r.requestId === issuedRid && r.client_id === client.clientId && r.jti === issuedJti));
       assert.equal(line.level, 'info');
     });
 
@@ -503,14 +493,14 @@ describe('HTTP surface', () => {
       const res = await postToken(await validForm(refusedClient, { resource: 'https://not-registered.example' }), { headers: { 'x-request-id': refusedRid }, dpopFor: refusedClient });
       assert.equal(res.status, 400);
       assert.equal(res.headers.get('x-request-id'), refusedRid);
-      const line = await waitFor('the refusal log line', async () => logRecords().find((r) => r.requestId === refusedRid && r.error === 'invalid_target'));
+      const line = await eventually('the refusal log line', async () => logRecords().find((r) => r.requestId === refusedRid && r.error === 'invalid_target'));
       assert.equal(line.client_id, refusedClient.clientId);
       assert.equal(typeof line.reason, 'string');
       assert.ok(line.reason.length > 0, 'the reason says why');
     });
 
     it('records issued tokens (jti, client_id, expires_at) and refusals (error, reason) in token_events', async () => {
-      const issued = await waitFor('the issued row', async () => {
+      const issued = await eventually('the issued row', async () => {
         const rows = await storage.sql<{ client_id: string; expires_at: Date; grant_type: string; request_id: string }>(
           "SELECT client_id, expires_at, grant_type, request_id FROM token_events WHERE outcome = 'issued' AND jti = $1", [issuedJti],
         );
@@ -522,7 +512,7 @@ describe('HTTP surface', () => {
       assert.equal(issued[0]!.grant_type, 'client_credentials');
       assert.equal(issued[0]!.request_id, issuedRid);
 
-      const refused = await waitFor('the refused row', async () => {
+      const refused = await eventually('the refused row', async () => {
         const rows = await storage.sql<{ error: string; reason: string | null; request_id: string; jti: string | null }>(
           "SELECT error, reason, request_id, jti FROM token_events WHERE outcome = 'refused' AND client_id = $1", [refusedClient.clientId],
         );

@@ -11,9 +11,10 @@ import {
   generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
 import { decodePayload, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, type Admin } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 interface Partner {
   origin: string;
@@ -105,10 +106,6 @@ function assertRefused(res: { status: number; body: any }, description: RegExp):
   assert.match(res.body.error_description, description);
 }
 
-function storageEnv(storage: TestStorage): Record<string, string> {
-  return { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-}
-
 describe('jwks_uri clients with the development switch (http to loopback allowed)', () => {
   let storage: TestStorage;
   let server: ServerProcess;
@@ -178,10 +175,10 @@ describe('jwks_uri clients with the development switch (http to loopback allowed
     partner.serve('rot', { keys: [k2.publicJwk] }, { 'cache-control': 'max-age=86400' });
     const t0 = Date.now();
     // JWKS_URI_CACHE_MAX=2 caps the partner's max-age of one day
-    await waitFor('k1 to be refused', async () => {
+    await eventually('k1 to be refused', async () => {
       const r = await tryToken(server, reg.body.client_id, k1.pair);
       return !r.ok && r.error === 'invalid_client';
-    }, 10_000);
+    }, { timeout: 10_000 });
     assert.ok(Date.now() - t0 < 6000, `k1 refused only after ${Date.now() - t0} ms`);
     assert.ok((await tryToken(server, reg.body.client_id, k2.pair)).ok, 'the key still published keeps working');
   });
@@ -235,7 +232,7 @@ describe('jwks_uri clients with the development switch (http to loopback allowed
     const r = await tryToken(server, created.body.client_id, (await newKey()).pair);
     assert.ok(!r.ok && r.status === 401 && r.error === 'invalid_client', JSON.stringify(r));
     assert.equal(partner.hits('/redirect') - before, 1);
-    await waitFor('the refusal in the log', async () => server.logs.some((l) => l.includes('jwks_uri fetch refused') && l.includes('redirect (302)')));
+    await eventually('the refusal in the log', async () => server.logs.some((l) => l.includes('jwks_uri fetch refused') && l.includes('redirect (302)')));
   });
 });
 
@@ -309,6 +306,6 @@ describe('jwks_uri clients with the default settings (https and public addresses
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const r = await tryToken(server, created.body.client_id, (await newKey()).pair);
     assert.ok(!r.ok && r.status === 401 && r.error === 'invalid_client', JSON.stringify(r));
-    await waitFor('the refusal in the log', async () => server.logs.some((l) => l.includes('jwks_uri fetch refused') && l.includes('resolves to')));
+    await eventually('the refusal in the log', async () => server.logs.some((l) => l.includes('jwks_uri fetch refused') && l.includes('resolves to')));
   });
 });

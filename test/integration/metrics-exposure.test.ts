@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { freePort, startServer, type ServerProcess } from '../support/server.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type TestClient } from '../support/sigil.js';
 
 const get = async (url: string, headers: Record<string, string> = {}) => {
@@ -28,18 +28,20 @@ describe('/metrics exposure', () => {
 
   before(async () => {
     storage = await createTestStorage('metricsx');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    const env = storageEnv(storage);
     a = await startServer({ env: { ...env, METRICS_TOKEN: tokenA } });
     await untilReady(a.url);
     const admin = await bootstrapAdmin(a.url, a.issuer);
     listed = await createClient(admin, { name: 'listed' });
     unlisted = await createClient(admin, { name: 'unlisted' });
-    metricsPort = await freePort();
     b = await startServer({
       issuer: a.issuer,
-      env: { ...env, METRICS_PORT: String(metricsPort), METRICS_TOKEN: tokenB, METRICS_CLIENT_IDS: `${listed.clientId},some-client-that-never-calls` },
+      env: { ...env, METRICS_PORT: '0', METRICS_TOKEN: tokenB, METRICS_CLIENT_IDS: `${listed.clientId},some-client-that-never-calls` },
     });
     await untilReady(b.url);
+    // the port the metrics listener bound, as its log line reports it
+    assert.ok(b.metricsPort, 'the metrics listener logged its port');
+    metricsPort = b.metricsPort;
   });
   after(async () => {
     await a?.stop();

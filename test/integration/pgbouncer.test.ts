@@ -13,16 +13,17 @@ import { refreshTokenHash } from '../../src/tokens/refresh-token-store.js';
 import { ASSERTION_TYPE, postToken, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
-import { freePort, startServer, waitFor, type ServerProcess } from '../support/server.js';
-import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { startServer, type ServerProcess } from '../support/server.js';
+import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall } from '../support/sigil.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { eventually } from '../support/wait.js';
+import { send, type Answer } from '../support/http.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT = 'urn:ietf:params:oauth:token-type:access_token';
 const ORDERS_API = 'https://orders.example';
 const STOCK_API = 'https://stock.example';
 /** a request not answered in this long is a hang */
-const REQUEST_TIMEOUT_MS = 10_000;
 
 const postgres = () => {
   const u = new URL(PG_ADMIN_URL);
@@ -45,24 +46,6 @@ function appliedBy(server: ServerProcess): string[] {
   });
 }
 
-interface Answer {
-  status: number;
-  text: string;
-  body: any;
-}
-
-async function send(url: string, init: RequestInit = {}): Promise<Answer> {
-  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, text, body };
-}
-
 describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', () => {
   let storage: TestStorage;
   /** between PgBouncer and Postgres: cutting it is Postgres going down behind a PgBouncer that stays up */
@@ -81,10 +64,9 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
     // server_login_retry 1 s: PgBouncer tries Postgres again soon after it comes back
     pgb = await startPgBouncer({ upstream: { host: upstream.host, port: upstream.port }, poolSize: 2, settings: { server_login_retry: 1 } });
     const env = { DATABASE_URL: pgb.via(storage.databaseUrl), REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-    const port = await freePort();
-    issuer = `http://127.0.0.1:${port}`;
+    issuer = 'http://sigil-pgbouncer.test';
     // both start at once on an empty database: migrations and the first signing key race
-    [a, b] = await Promise.all([startServer({ port, issuer, env }), startServer({ issuer, env })]);
+    [a, b] = await Promise.all([startServer({ issuer, env }), startServer({ issuer, env })]);
     await Promise.all([untilReady(a.url), untilReady(b.url)]);
     admin = await bootstrapAdmin(a.url, issuer);
     adminOnB = adminWithKey(b.url, issuer, admin.key);
@@ -106,13 +88,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
     });
   }
 
-  async function tokenCall(on: ServerProcess, who: TestClient, params: Record<string, string>): Promise<RawResponse> {
-    return postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: await dpopProof(who.dpopKey, 'POST', `${issuer}/token`),
-      params,
-    });
-  }
+  const tokenCall = (on: ServerProcess, who: TestClient, params: Record<string, string>): Promise<RawResponse> => rawTokenCall(on, issuer, who, params);
 
   it('the two instances started together: each migration applied once, one signing key, through shared server connections', async () => {
     const files = await migrationFiles();
@@ -142,7 +118,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
 
     const res = await admin.call('POST', `/admin/clients/${client.clientId}/revoke`, { reason: 'pgbouncer test' });
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    await waitFor('B refuses the revoked client a token (401 invalid_client)', async () => {
+    await eventually('B refuses the revoked client a token (401 invalid_client)', async () => {
       try {
         await requestToken(tokenRequest(b.url, issuer, client));
         return false;
@@ -151,7 +127,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
       }
     });
     for (const t of [onA, onB]) {
-      await waitFor('B: the revoked client\'s token introspects inactive', async () => (await introspect(b, t)).body?.active === false);
+      await eventually('B: the revoked client\'s token introspects inactive', async () => (await introspect(b, t)).body?.active === false);
     }
   });
 
@@ -179,7 +155,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
     assert.equal(reuse.status, 400, reuse.text);
     assert.equal(reuse.body.error, 'invalid_grant');
     // B hears of the revocation within a second (CONTRACT.md); then the newest one is refused there too
-    await waitFor('B: the family\'s access tokens introspect inactive', async () => (await introspect(b, r2.body.access_token)).body?.active === false);
+    await eventually('B: the family\'s access tokens introspect inactive', async () => (await introspect(b, r2.body.access_token)).body?.active === false);
     const afterReuse = await refresh(b, r2.body.refresh_token);
     assert.equal(afterReuse.status, 400, `the newest refresh token of a reused family: ${afterReuse.text}`);
     assert.equal(afterReuse.body.error, 'invalid_grant');
@@ -194,7 +170,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
       assert.equal(x.body.error, 'invalid_grant', x.text);
     }
     const winner = answers.find((x) => x.status === 200)!;
-    await waitFor('A: the winner\'s access token introspects inactive', async () => (await introspect(a, winner.body.access_token)).body?.active === false);
+    await eventually('A: the winner\'s access token introspects inactive', async () => (await introspect(a, winner.body.access_token)).body?.active === false);
     const successor = await refresh(a, winner.body.refresh_token);
     assert.equal(successor.status, 400, `the family was revoked for the reuse: ${successor.text}`);
     const rows = await storage.sql<{ n: number }>(
@@ -214,7 +190,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
     const pending = await storage.sql<{ kid: string }>('SELECT kid FROM signing_keys WHERE activate_at > now()');
     assert.deepEqual(pending.map((k) => k.kid), [staged.kid]);
     for (const s of [a, b]) {
-      await waitFor(`${s.url} publishes the staged key`, async () => ((await send(`${s.url}/jwks`)).body as { keys: Array<{ kid: string }> }).keys.some((k) => k.kid === staged.kid));
+      await eventually(`${s.url} publishes the staged key`, async () => ((await send(`${s.url}/jwks`)).body as { keys: Array<{ kid: string }> }).keys.some((k) => k.kid === staged.kid));
     }
     const listed = await adminOnB.call('GET', '/admin/keys');
     assert.equal(listed.status, 200);
@@ -260,7 +236,7 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
       };
       // right after the cut (before /ready notices), then once it has
       await Promise.all([attempt('A, a client it never served', a, cold), attempt('B, a client it never served', b, warm)]);
-      for (const s of [a, b]) await waitFor(`${s.url}/ready reports 503`, async () => (await send(`${s.url}/ready`)).status === 503, 20_000);
+      for (const s of [a, b]) await eventually(`${s.url}/ready reports 503`, async () => (await send(`${s.url}/ready`)).status === 503, { timeout: 20_000 });
       await Promise.all([attempt('A, cached client', a, warm), attempt('B, cold client', b, cold)]);
       const registration = await send(`${b.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sit_x.y' }, body: '{}' });
       outcomes.push({ what: 'B /register', status: registration.status, body: registration.body });
@@ -272,8 +248,8 @@ describe('Sigil behind PgBouncer (transaction pooling, 2 server connections)', (
       upstream.restore();
     }
     for (const s of [a, b]) {
-      await waitFor(`${s.url}/ready reports 200 again`, async () => (await send(`${s.url}/ready`)).status === 200, 20_000);
-      const token = await waitFor('a token after Postgres is back', async () => requestToken(tokenRequest(s.url, issuer, cold)), 20_000);
+      await eventually(`${s.url}/ready reports 200 again`, async () => (await send(`${s.url}/ready`)).status === 200, { timeout: 20_000 });
+      const token = await eventually('a token after Postgres is back', async () => requestToken(tokenRequest(s.url, issuer, cold)), { timeout: 20_000 });
       assert.equal(token.token_type, 'DPoP');
     }
     for (const s of [a, b]) {
@@ -312,7 +288,7 @@ describe('DATABASE_DIRECT_URL: migrations over a direct connection, everything e
     const files = await migrationFiles();
     assert.deepEqual(appliedBy(server), files);
     assert.ok(direct.acceptedConnections > 0, 'the migrations used the direct connection');
-    await waitFor('the direct connection is closed after the migrations', async () => direct.openConnections === 0);
+    await eventually('the direct connection is closed after the migrations', async () => direct.openConnections === 0);
     const before = direct.acceptedConnections;
     const admin = await bootstrapAdmin(server.url, server.issuer);
     const client = await createClient(admin);

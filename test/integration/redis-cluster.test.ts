@@ -10,12 +10,13 @@ import { createPgDb } from '../../src/storage/db.js';
 import { createRedisStore, type RedisStore } from '../../src/storage/fast-store.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { parseMarker, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
-import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
+import { assertIssued, assertOAuthError, credentialsOf, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
-import { silentLog, until } from '../storage/helpers.js';
+import { silentLog } from '../storage/helpers.js';
+import { eventually } from '../support/wait.js';
 
 const ledger = new SecretLedger();
 const RECOVERY_MS = 30_000;
@@ -35,11 +36,7 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     cluster = await startRedisCluster({ masters: 3 });
     storage = await createTestStorage('redis_cluster');
     const env = { DATABASE_URL: storage.databaseUrl, REDIS_CLUSTER: 'true', REDIS_URL: cluster.seeds, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair(env));
     admin = await bootstrapAdmin(a.url, issuer);
     client = await createClient(admin, { name: 'on the cluster' });
   });
@@ -51,24 +48,15 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     await storage?.cleanup();
   });
 
-  const htu = () => `${issuer}/token`;
-  const assertion = async () => {
-    const jwt = await forgeAssertion(client.key, client.clientId, issuer, { claims: { exp: epoch() + 290 } });
-    ledger.add(jwt);
-    return jwt;
-  };
-  const proof = async () => {
-    const jwt = await forgeProof(client.dpopKey, 'POST', htu());
-    ledger.add(jwt);
-    return jwt;
-  };
+  const assertion = () => credentialsOf(client, () => issuer, ledger).assertion();
+  const proof = () => credentialsOf(client, () => issuer, ledger).proof();
   const post = async (server: ServerProcess, assertionJwt: string, proofJwt: string) =>
     ledger.addResponse(await postToken(`${server.url}/token`, { assertion: assertionJwt, proof: proofJwt }));
   const once503IsOver = (what: string, attempt: () => Promise<RawResponse>) =>
-    waitFor(what, async () => {
+    eventually(what, async () => {
       const res = await attempt();
       return res.status === 503 ? undefined : res;
-    }, RECOVERY_MS);
+    }, { timeout: RECOVERY_MS });
 
   it('both instances issue tokens, and /ready reports every part up', async () => {
     for (const server of [a, b]) {
@@ -109,8 +97,8 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     stores.push(x, y);
     const heard: string[] = [];
     y.subscribe('cluster-test', (m) => heard.push(m));
-    await until('both stores ready', () => x.isReady() && y.isReady());
-    await until('a message crosses the cluster', async () => {
+    await eventually('both stores ready', () => x.isReady() && y.isReady());
+    await eventually('a message crosses the cluster', async () => {
       await x.publish('cluster-test', 'hello');
       return heard.includes('hello');
     });
@@ -122,14 +110,14 @@ describe('Sigil on a 3-master Redis Cluster', () => {
     ledger.add(token);
     const res = await admin.call('POST', `/admin/clients/${revoked.clientId}/revoke`, { reason: 'cluster test' });
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    await waitFor('B refuses the revoked client', async () => {
+    await eventually('B refuses the revoked client', async () => {
       try {
         await requestToken(tokenRequest(b.url, issuer, revoked));
         return false;
       } catch (err) {
         return (err as { status?: number }).status === 401;
       }
-    }, 5000);
+    }, { timeout: 5000 });
   });
 
   async function lossOnTheClientsMaster(lose: (master: RedisCluster['masters'][number]) => Promise<void>): Promise<void> {
@@ -166,7 +154,7 @@ describe('Sigil on a 3-master Redis Cluster', () => {
   it('a store of a third process learns the generations the instances started after the losses', async () => {
     const s = createRedisStore(settings(), storage.redisPrefix, silentLog);
     stores.push(s);
-    await until('ready', () => s.isReady());
+    await eventually('ready', () => s.isReady());
     const db = createPgDb(storage.databaseUrl);
     try {
       const generations = new ReplayGenerations(s, db, silentLog);

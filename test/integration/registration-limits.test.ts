@@ -8,9 +8,10 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { generateClientKey } from '../../src/client/oauth-client.js';
 import { untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, type Admin } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 interface Answer {
   status: number;
@@ -26,7 +27,7 @@ describe('/register: argon2 work is bounded', () => {
 
   before(async () => {
     storage = await createTestStorage('reglimits');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     await untilReady(server.url);
     admin = await bootstrapAdmin(server.url, server.issuer);
   });
@@ -86,7 +87,7 @@ describe('/register: argon2 work is bounded', () => {
     assert.equal(used.status, 201, JSON.stringify(used.body));
     secrets.push(used.body.registration_access_token);
     const expired = await newToken({ expires_in: 1 });
-    await waitFor('the token to expire', async () => (await admin.call('GET', `/admin/registration-tokens/${expired.id}`)).body?.status === 'expired');
+    await eventually('the token to expire', async () => (await admin.call('GET', `/admin/registration-tokens/${expired.id}`)).body?.status === 'expired');
     const unknown = `sit_${randomBytes(8).toString('hex')}.${randomBytes(32).toString('base64url')}`;
 
     const cases: Array<[string, string, RegExp]> = [
@@ -128,10 +129,10 @@ describe('/register: argon2 work is bounded', () => {
     assert.ok(throttled.length > 0, elsewhere.map((a) => a.status).join(','));
     for (const a of throttled) assertThrottled(a, 6);
     // once a check is available again the partner gets in
-    const done = await waitFor('a check for the token to become available', async () => {
+    const done = await eventually('a check for the token to become available', async () => {
       const a = await register('127.0.0.4', target.token);
       return a.status === 429 ? undefined : a;
-    }, 30_000);
+    }, { timeout: 30_000 });
     assert.equal(done.status, 201, JSON.stringify(done.body));
     secrets.push(done.body.registration_access_token);
   });

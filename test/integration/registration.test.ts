@@ -10,34 +10,17 @@ import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import {
   generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
-import { decodePayload, ed25519IdentityKey, rsaExponentOneKey, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { decodePayload, ed25519IdentityKey, rsaExponentOneKey } from '../support/forge.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { adminWithKey, type Admin } from '../support/sigil.js';
 import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
+import { send, type Answer } from '../support/http.js';
+import { eventually, observedWithin } from '../support/wait.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** CONTRACT.md: "on every instance within one second" */
 const PROPAGATION_MS = 1000;
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: any;
-}
-
-async function send(url: string, init: RequestInit): Promise<Answer> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, body };
-}
 
 /** POST /register with `token` as the Bearer initial access token. */
 function register(baseUrl: string, token: string | undefined, metadata: unknown, headers: Record<string, string> = {}): Promise<Answer> {
@@ -98,22 +81,6 @@ async function tryToken(baseUrl: string, issuer: string, clientId: string, key: 
   }
 }
 
-/** Poll until `check` reports the change, within `ms` of `t0`. */
-async function observedWithin(what: string, t0: number, ms: number, check: () => Promise<true | string>): Promise<void> {
-  let last = 'nothing observed yet';
-  for (;;) {
-    const startedAt = Date.now();
-    const r = await check().catch((err: Error) => `error: ${err.message}`);
-    if (r === true) {
-      assert.ok(startedAt - t0 <= ms, `${what}: observed only after ${startedAt - t0} ms (bound ${ms} ms)`);
-      return;
-    }
-    last = r;
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not observed within ${ms} ms; last seen: ${last}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('dynamic client registration (RFC 7591) and management (RFC 7592) on two instances', () => {
   let storage: TestStorage;
   let a: ServerProcess;
@@ -136,12 +103,8 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
 
   before(async () => {
     storage = await createTestStorage('registration');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    const env = storageEnv(storage);
+    ({ a, b, issuer } = await startPair(env));
     work = await tempDir('registration');
     cliA = { url: a.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
     jsonOf(await sigil(['init', '--json'], cliA));
@@ -283,10 +246,10 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592) on tw
   it('an expired token is refused (401)', async () => {
     const created = await createToken('--expires-in', '1');
     assert.equal(created.uses, 1);
-    await waitFor('the token to expire', async () => {
+    await eventually('the token to expire', async () => {
       const shown = await admin.call('GET', `/admin/registration-tokens/${created.id}`);
       return shown.body?.status === 'expired';
-    }, 10_000);
+    }, { timeout: 10_000 });
     assertUnauthorized(await register(b.url, created.token, { jwks: (await partnerKey()).jwks }), /expired/);
   });
 

@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { dpopProof, requestToken, TokenError } from '../../src/client/oauth-client.js';
-import { assertIssued, assertOAuthError, epoch, forgeAssertion, forgeProof, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
+import { assertIssued, assertOAuthError, credentialsOf, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 const ledger = new SecretLedger();
 /** how long a loss may take to be noticed and its quarantine to pass, on a loaded machine */
@@ -32,11 +33,7 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     redis = await startRedisServer();
     storage = await createTestStorage('replay_loss');
     const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: redis.url, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair(env));
     admin = await bootstrapAdmin(a.url, issuer);
     client = await createClient(admin, { name: 'replayed' });
     wellBehaved = await createClient(admin, { name: 'well-behaved' });
@@ -48,18 +45,9 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     await storage?.cleanup();
   });
 
-  const htu = () => `${issuer}/token`;
-  const freshAssertion = async () => {
-    // the longest life Sigil accepts: the assertion stays presentable for the whole test
-    const assertion = await forgeAssertion(client.key, client.clientId, issuer, { claims: { exp: epoch() + 290 } });
-    ledger.add(assertion);
-    return assertion;
-  };
-  const freshProof = async () => {
-    const proof = await forgeProof(client.dpopKey, 'POST', htu());
-    ledger.add(proof);
-    return proof;
-  };
+  const fresh = () => credentialsOf(client, () => issuer, ledger);
+  const freshAssertion = () => fresh().assertion();
+  const freshProof = () => fresh().proof();
   const post = async (server: ServerProcess, assertion: string, proof: string) => ledger.addResponse(await postToken(`${server.url}/token`, { assertion, proof }));
 
   interface Used {
@@ -74,7 +62,7 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     const proof = await freshProof();
     assertIssued(await post(server, assertion, proof));
     const adminToken = (await requestToken({
-      tokenEndpoint: `${server.url}/token`, htu: htu(), issuer, clientId: 'sigil-admin', clientKey: admin.key, dpopKey: admin.key, resource: `${issuer}/admin`, scope: 'sigil:admin',
+      tokenEndpoint: `${server.url}/token`, htu: `${issuer}/token`, issuer, clientId: 'sigil-admin', clientKey: admin.key, dpopKey: admin.key, resource: `${issuer}/admin`, scope: 'sigil:admin',
     })).access_token;
     const adminProof = await dpopProof(admin.key, 'GET', `${issuer}/admin/clients`, { accessToken: adminToken });
     ledger.add(adminToken, adminProof);
@@ -98,13 +86,13 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
   /** The answer once the instance serves again: 503 while Redis is away or the loss is being handled. */
   async function once503IsOver(what: string, attempt: () => Promise<RawResponse>): Promise<RawResponse> {
     const odd: string[] = [];
-    const res = await waitFor(what, async () => {
+    const res = await eventually(what, async () => {
       const r = await attempt();
       if (r.status !== 503) return r;
       // every 503 is the RFC 6749 JSON error and says when to retry
       if (r.body?.error !== 'temporarily_unavailable' || r.headers.get('retry-after') !== '1') odd.push(`${r.text} (Retry-After: ${r.headers.get('retry-after')})`);
       return undefined;
-    }, RECOVERY_MS);
+    }, { timeout: RECOVERY_MS });
     assert.deepEqual(odd, [], `${what}: 503s without temporarily_unavailable or Retry-After`);
     return res;
   }
@@ -130,7 +118,7 @@ describe('replay protection survives the loss of Redis\'s data (two instances, d
     return {
       /** stop once a token was issued after `afterIndex`, and return every answer */
       async stop(): Promise<string[]> {
-        await waitFor('the well-behaved client gets tokens again', async () => seen.slice(-4).filter((s) => s === '200').length >= 2, RECOVERY_MS);
+        await eventually('the well-behaved client gets tokens again', async () => seen.slice(-4).filter((s) => s === '200').length >= 2, { timeout: RECOVERY_MS });
         stopped = true;
         await run;
         return seen;

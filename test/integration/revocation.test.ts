@@ -9,37 +9,16 @@ import {
   clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, decodePayload, signJws, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { adminSession, adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { statusBit, statusRef } from '../support/status-list-decoder.js';
+import { postForm, type Answer } from '../support/http.js';
+import { eventually, observedWithin } from '../support/wait.js';
 
 /** CONTRACT.md: "on every instance within one second" */
 const PROPAGATION_MS = 1000;
-const POLL_MS = 20;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Answer {
-  status: number;
-  text: string;
-  body: any;
-}
-
-async function postForm(url: string, fields: Record<string, string | undefined>): Promise<Answer> {
-  const body = new URLSearchParams();
-  for (const [k, v] of Object.entries(fields)) if (v !== undefined) body.append(k, v);
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, body: json };
-}
 
 /** RFC 7662 introspection at `baseUrl`, authenticated as `client` (private_key_jwt, aud = issuer). */
 async function introspect(baseUrl: string, issuer: string, client: TestClient, token: string): Promise<Answer> {
@@ -71,44 +50,15 @@ async function tryToken(baseUrl: string, issuer: string, client: TestClient, key
   }
 }
 
-/**
- * Poll `check` every ~20 ms until it reports the change (true), and require that to happen within
- * `ms` of `t0` (the moment the revoking call returned). Otherwise `check` returns what it saw.
- * Returns the elapsed milliseconds at the start of the observing request.
- */
-async function observedWithin(what: string, t0: number, ms: number, check: () => Promise<true | string>): Promise<number> {
-  let last = 'nothing observed yet';
-  for (;;) {
-    const startedAt = Date.now();
-    try {
-      const r = await check();
-      if (r === true) {
-        const elapsed = startedAt - t0;
-        assert.ok(elapsed <= ms, `${what}: observed only after ${elapsed} ms (bound ${ms} ms)`);
-        return elapsed;
-      }
-      last = r;
-    } catch (err) {
-      last = `error: ${(err as Error).message}`;
-    }
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not observed within ${ms} ms of the revocation; last seen: ${last}`);
-    await sleep(POLL_MS);
-  }
-}
-
 const isInactive = (a: Answer): true | string =>
   a.status === 200 && a.body && a.body.active === false ? true : `${a.status} ${a.text.slice(0, 200)}`;
 
 /** The stored token_events row of an issued token (written in the background, so waited for). */
 async function untilRecorded(storage: TestStorage, jti: string): Promise<void> {
-  await waitFor(`token_events row of ${jti}`, async () => {
+  await eventually(`token_events row of ${jti}`, async () => {
     const rows = await storage.sql('SELECT 1 FROM token_events WHERE jti = $1 AND outcome = $2', [jti, 'issued']);
     return rows.length > 0;
   });
-}
-
-function sharedEnv(storage: TestStorage, redisUrl = storage.redisUrl): Record<string, string> {
-  return { DATABASE_URL: storage.databaseUrl, REDIS_URL: redisUrl, REDIS_PREFIX: storage.redisPrefix };
 }
 
 describe('revocation across two instances', () => {
@@ -122,11 +72,7 @@ describe('revocation across two instances', () => {
 
   before(async () => {
     storage = await createTestStorage('revocation');
-    a = await startServer({ env: sharedEnv(storage) });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env: sharedEnv(storage) });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair(storageEnv(storage)));
     admin = await bootstrapAdmin(a.url, issuer);
     adminB = adminWithKey(b.url, issuer, admin.key);
     gateway = await createClient(admin, { name: 'gateway', can_introspect: true });
@@ -462,11 +408,7 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
   before(async () => {
     redis = await startRedisServer();
     storage = await createTestStorage('revocation_redis');
-    a = await startServer({ env: sharedEnv(storage, redis.url) });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env: sharedEnv(storage, redis.url) });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    ({ a, b, issuer } = await startPair({ ...storageEnv(storage), REDIS_URL: redis.url }));
     admin = await bootstrapAdmin(a.url, issuer);
     gateway = await createClient(admin, { name: 'gateway', can_introspect: true });
   });
@@ -482,21 +424,24 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
    * A restarted Redis has lost its replay records: every instance answers 503 for ~8 s (README).
    */
   async function untilRevokedOn(server: ServerProcess, client: TestClient, token: string, context = ''): Promise<void> {
-    const until = Date.now() + 20_000;
-    const seen = { introspection: '', tokenEndpoint: '', statusBit: '' };
-    for (;;) {
+    const name = `${server === a ? 'A' : 'B'} (${server.url})`;
+    await eventually(`${name}: the revocation fully visible after Redis came back${context}`, async () => {
       const r = await introspect(server.url, issuer, gateway, token).catch((e: Error) => ({ status: 0, text: e.message, body: undefined }) as Answer);
-      seen.introspection = r.status === 200 && r.body?.active === false ? 'ok' : `${r.status} ${r.text.slice(0, 160)}`;
       const t = await tryToken(server.url, issuer, client).catch((e: Error) => ({ ok: false, status: 0, error: e.message, text: e.message }) as TokenOutcome);
-      seen.tokenEndpoint = !t.ok && t.status === 401 && t.error === 'invalid_client' ? 'ok' : JSON.stringify(t).slice(0, 160);
       const bit = await statusBit(server.url, statusRef(token)).catch((e: Error) => e.message.slice(0, 160));
-      seen.statusBit = bit === 1 ? 'ok' : `bit ${bit}`;
-      if (Object.values(seen).every((v) => v === 'ok')) return;
-      if (Date.now() > until) {
-        assert.fail(`${server === a ? 'A' : 'B'} (${server.url}): 20 s after Redis came back the revocation is not fully visible: ${JSON.stringify(seen)}${context}`);
-      }
-      await sleep(50);
-    }
+      const seen = {
+        introspection: r.status === 200 && r.body?.active === false ? 'ok' : `${r.status} ${r.text.slice(0, 160)}`,
+        tokenEndpoint: !t.ok && t.status === 401 && t.error === 'invalid_client' ? 'ok' : JSON.stringify(t).slice(0, 160),
+        statusBit: bit === 1 ? 'ok' : `bit ${bit}`,
+      };
+      if (Object.values(seen).every((v) => v === 'ok')) return true;
+      throw new Error(JSON.stringify(seen));
+    }, { timeout: 20_000, every: 50 });
+  }
+
+  /** Both instances have seen Redis go (their readiness probe answers 503): Redis was down for them, not only stopped. */
+  async function untilBothSeeRedisDown(): Promise<void> {
+    for (const server of [a, b]) await eventually(`${server.url}/ready reports 503 while Redis is down`, async () => (await fetch(`${server.url}/ready`)).status === 503);
   }
 
   it('a revocation made while Redis is down (its message lost) is caught up by both instances once Redis is back', async () => {
@@ -525,7 +470,7 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
       [client.clientId],
     );
     assert.equal((await storage.sql("SELECT 1 FROM security_events WHERE kind = 'client_revoked' AND target = $1", [client.clientId])).length, 1);
-    await sleep(300);
+    await untilBothSeeRedisDown();
     await redis.start();
 
     await untilRevokedOn(b, client, token);
@@ -543,7 +488,7 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
     const res = await admin.call('POST', `/admin/clients/${client.clientId}/revoke`, { reason: 'just in time' });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     await redis.stop('SIGKILL');
-    await sleep(300);
+    await untilBothSeeRedisDown();
     await redis.start();
 
     for (const server of [b, a]) {
@@ -566,7 +511,7 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
     // gateways read the list (both instances build and keep it) before anything happens
     for (const server of [a, b]) assert.equal(await statusBit(server.url, statusRef(markerToken)), 0);
 
-    await waitFor('a token_events batch written by A', async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [markerJti])).length > 0, 5000);
+    await eventually('a token_events batch written by A', async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [markerJti])).length > 0, { timeout: 5000 });
     const started = Date.now();
     const token = (await requestToken(tokenRequest(a.url, issuer, client))).access_token;
     const res = await callA('POST', `/admin/clients/${client.clientId}/revoke`, { reason: 'in flight' });
@@ -576,12 +521,12 @@ describe('revocation survives a Redis restart (dedicated redis-server)', () => {
     const took = Date.now() - started;
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const recordedBeforeStop = (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [decodePayload(token).jti])).length > 0;
-    await sleep(300);
+    await untilBothSeeRedisDown();
     // Postgres has the truth by now: the revocation, and the bit (set by the batch that came late)
-    await waitFor('the token\'s status bit in Postgres', async () => {
+    await eventually('the token\'s status bit in Postgres', async () => {
       const { uri, idx } = statusRef(token);
       return (await storage.sql('SELECT 1 FROM status_bits WHERE list_id = $1 AND idx = $2', [uri.slice(uri.lastIndexOf('/') + 1), idx])).length > 0;
-    }, 5000);
+    }, { timeout: 5000 });
     await redis.start();
 
     const context = ` [issue → revoke → gateways refetch → Redis stopped took ${took} ms; the token's issuance record was ${recordedBeforeStop ? 'already' : 'not yet'} in Postgres when Redis stopped]`;

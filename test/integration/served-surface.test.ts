@@ -9,9 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { createTestStorage, REDIS_URL, type TestStorage } from '../support/infra.js';
 import { pathVariants } from '../support/path-variants.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { eventually } from '../support/wait.js';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 const RECOVERY_TIMEOUT_MS = 20_000;
@@ -320,11 +321,11 @@ describe('the served surface', () => {
       healthy = new Map();
       for (const { method, path } of all) healthy.set(key(method, path), (await probe(method, path)).status);
       redisProxy.cut('refuse');
-      await waitFor('/ready to report 503', async () => (await probe('GET', '/ready')).status === 503, RECOVERY_TIMEOUT_MS);
+      await eventually('/ready to report 503', async () => (await probe('GET', '/ready')).status === 503, { timeout: RECOVERY_TIMEOUT_MS });
     });
     after(async () => {
       redisProxy.restore();
-      await waitFor('/ready to report 200', async () => (await probe('GET', '/ready')).status === 200, RECOVERY_TIMEOUT_MS);
+      await eventually('/ready to report 200', async () => (await probe('GET', '/ready')).status === 200, { timeout: RECOVERY_TIMEOUT_MS });
     });
 
     it('every route that depends on storage answers 503 temporarily_unavailable; the others answer as before', async () => {

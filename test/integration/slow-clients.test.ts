@@ -10,9 +10,10 @@ import { requestToken } from '../../src/client/oauth-client.js';
 import { holdStream, type HeldStream } from '../support/event-stream.js';
 import { decodePayload, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
 import { statusRef } from '../support/status-list-decoder.js';
+import { eventually } from '../support/wait.js';
 
 const HEADERS_TIMEOUT_MS = 1000;
 const REQUEST_TIMEOUT_MS = 2000;
@@ -128,7 +129,7 @@ describe('slow clients', () => {
     const token = (await requestToken(tokenRequest(server.url, server.issuer, client))).access_token;
     assert.equal((await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(token).jti })).status, 200);
     const { uri } = statusRef(token);
-    await waitFor('the change event', async () => stream.events().some((e) => e.event === 'status_lists_changed' && e.data.includes(uri)));
+    await eventually('the change event', async () => stream.events().some((e) => e.event === 'status_lists_changed' && e.data.includes(uri)));
     assert.equal(await Promise.race([stream.ended, Promise.resolve('open')]), 'open');
   });
 });
@@ -157,10 +158,17 @@ describe('connection limit', () => {
   /** one request on a new connection, kept open afterwards; undefined when the server closed it unanswered */
   async function keptConnection(): Promise<Connection | undefined> {
     const c = await open(server.port, 'GET /health HTTP/1.1\r\nHost: sigil\r\n\r\n');
-    const answered = await Promise.race([
-      waitFor('an answer', async () => c.text().includes('\r\n\r\n{"status":"ok"}')).then(() => true),
-      c.closed.then(() => false),
-    ]);
+    // the answer or the close, whichever comes first (no poll left running after the other)
+    const answered = await new Promise<boolean>((resolve) => {
+      const onData = () => {
+        if (!c.text().includes('\r\n\r\n{"status":"ok"}')) return;
+        c.socket.off('data', onData);
+        resolve(true);
+      };
+      c.socket.on('data', onData);
+      onData();
+      void c.closed.then(() => resolve(false));
+    });
     if (answered) return c;
     assert.equal(c.text(), '', 'a refused connection is closed without an answer');
     return undefined;
@@ -175,10 +183,10 @@ describe('connection limit', () => {
     }
     assert.equal(await keptConnection(), undefined, `connection ${LIMIT + 1} is refused`);
     held.shift()!.socket.destroy();
-    const again = await waitFor('a connection once one was freed', keptConnection);
+    const again = await eventually('a connection once one was freed', keptConnection);
     held.push(again);
     // what the operator sees: only through a held connection, since the server is full
     held[0]!.socket.write('GET /metrics HTTP/1.1\r\nHost: sigil\r\n\r\n');
-    await waitFor('the metrics answer', async () => /^sigil_http_connections_dropped_total [1-9]/m.test(held[0]!.text()));
+    await eventually('the metrics answer', async () => /^sigil_http_connections_dropped_total [1-9]/m.test(held[0]!.text()));
   });
 });

@@ -7,47 +7,21 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { clientAssertion, requestToken } from '../../src/client/oauth-client.js';
 import { encodeStatusList, LIST_CAPACITY } from '../../src/revocation/status-list.js';
-import { ASSERTION_TYPE, decodePayload, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, type ServerProcess } from '../support/server.js';
+import { ASSERTION_TYPE, decodePayload } from '../support/forge.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startPair, type ServerProcess } from '../support/server.js';
 import { adminWithKey, bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import {
   decodeStatusList, fetchStatusList, onInstance, STATUS_LIST_MEDIA_TYPE, statusBit, statusRef,
 } from '../support/status-list-decoder.js';
+import { postForm } from '../support/http.js';
+import { observedWithin } from '../support/wait.js';
 
 const PROPAGATION_MS = 1000;
-const POLL_MS = 20;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function revokeOwn(baseUrl: string, issuer: string, client: TestClient, token: string): Promise<number> {
-  const res = await fetch(`${baseUrl}/revoke`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token, client_assertion_type: ASSERTION_TYPE, client_assertion: await clientAssertion(client.key, client.clientId, issuer) }),
-  });
-  await res.text();
+  const res = await postForm(`${baseUrl}/revoke`, { token, client_assertion_type: ASSERTION_TYPE, client_assertion: await clientAssertion(client.key, client.clientId, issuer) });
   return res.status;
-}
-
-/** Poll until `check` is true; it must become true within `ms` of `t0` (see revocation.test.ts). */
-async function observedWithin(what: string, t0: number, ms: number, check: () => Promise<true | string>): Promise<number> {
-  let last = 'nothing observed yet';
-  for (;;) {
-    const startedAt = Date.now();
-    try {
-      const r = await check();
-      if (r === true) {
-        const elapsed = startedAt - t0;
-        assert.ok(elapsed <= ms, `${what}: observed only after ${elapsed} ms (bound ${ms} ms)`);
-        return elapsed;
-      }
-      last = r;
-    } catch (err) {
-      last = `error: ${(err as Error).message}`;
-    }
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not observed within ${ms} ms; last seen: ${last}`);
-    await sleep(POLL_MS);
-  }
 }
 
 const bitIs = (baseUrl: string, token: string, want: number) => async (): Promise<true | string> => {
@@ -142,12 +116,8 @@ describe('token status lists', () => {
 
   before(async () => {
     storage = await createTestStorage('statuslist');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
-    a = await startServer({ env });
-    issuer = a.issuer;
-    b = await startServer({ issuer, env });
-    await untilReady(a.url);
-    await untilReady(b.url);
+    const env = storageEnv(storage);
+    ({ a, b, issuer } = await startPair(env));
     admin = await bootstrapAdmin(a.url, issuer);
     adminB = adminWithKey(b.url, issuer, admin.key);
     client = await createClient(admin, { name: 'status list client' });

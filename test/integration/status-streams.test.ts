@@ -7,10 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import { requestToken } from '../../src/client/oauth-client.js';
 import { holdStream, type HeldStream } from '../support/event-stream.js';
 import { decodePayload, untilReady } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
 import { statusRef } from '../support/status-list-decoder.js';
+import { eventually } from '../support/wait.js';
 
 const ADDRESSES = 30;
 const PER_ADDRESS = 10;
@@ -26,7 +27,7 @@ describe('status-list event streams at scale', () => {
   before(async () => {
     storage = await createTestStorage('streams');
     server = await startServer({
-      env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, STATUS_STREAMS_PER_ADDRESS: String(PER_ADDRESS) },
+      env: { ...storageEnv(storage), STATUS_STREAMS_PER_ADDRESS: String(PER_ADDRESS) },
     });
     await untilReady(server.url);
     admin = await bootstrapAdmin(server.url, server.issuer);
@@ -46,12 +47,12 @@ describe('status-list event streams at scale', () => {
       for (const s of opened) assert.equal(s.status, 200, s.text());
       streams.push(...opened);
     }
-    await waitFor('every stream got its ready event', async () => streams.every((s) => s.events().some((e) => e.event === 'ready')), 30_000);
+    await eventually('every stream got its ready event', async () => streams.every((s) => s.events().some((e) => e.event === 'ready')), { timeout: 30_000 });
 
     const revoked = await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(token).jti, reason: 'stream test' });
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
     const heard = (s: HeldStream) => s.events().some((e) => e.event === 'status_lists_changed' && (JSON.parse(e.data) as { status_lists: string[] }).status_lists.includes(uri));
-    await waitFor(`every stream heard the change of ${uri}`, async () => streams.every(heard), 30_000);
+    await eventually(`every stream heard the change of ${uri}`, async () => streams.every(heard), { timeout: 30_000 });
     const warnings = server.logs.filter((l) => /warning|MaxListeners/i.test(l) && !l.startsWith('{'));
     assert.deepEqual(warnings, [], 'nothing but JSON logs: no MaxListeners (or other) warning on stderr');
     assert.match(streams[0]!.text(), /(^|\n)retry: \d+\n/, 'a reconnect hint');
@@ -72,7 +73,7 @@ describe('status-list event streams at scale', () => {
     streams.push(other);
     // a stream that closes frees its slot
     streams[0]!.close();
-    await waitFor('the freed slot is usable again', async () => {
+    await eventually('the freed slot is usable again', async () => {
       const s = await holdStream(server.url, { localAddress: addressOf(0) });
       if (s.status === 200) return streams.push(s) > 0;
       s.close();

@@ -11,9 +11,10 @@ import { clientAssertion, dpopProof, requestToken, thumbprint, type SigningKeyPa
 import {
   ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, signJws, unsignedJwt, untilReady, type RawResponse,
 } from '../support/forge.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
-import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { startServer, type ServerProcess } from '../support/server.js';
+import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient, rawTokenCall, type TokenCallOptions } from '../support/sigil.js';
+import { eventually, observedWithin } from '../support/wait.js';
 
 const TX = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT = 'urn:ietf:params:oauth:token-type:access_token';
@@ -24,7 +25,6 @@ const STOCK_API = 'https://stock.example';
 const BILLING_API = 'https://billing.example';
 const DB_API = 'https://db.example';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => Math.floor(Date.now() / 1000);
 
 describe('token exchange (RFC 8693)', () => {
@@ -53,7 +53,7 @@ describe('token exchange (RFC 8693)', () => {
 
   before(async () => {
     storage = await createTestStorage('tokenexchange');
-    const env = { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+    const env = storageEnv(storage);
     a = await startServer({ env });
     issuer = a.issuer;
     [b, c] = await Promise.all([
@@ -88,27 +88,11 @@ describe('token exchange (RFC 8693)', () => {
     return t;
   }
 
-  interface Call {
-    on?: ServerProcess;
-    /** the DPoP key of the proof; null sends no proof; default the caller's own DPoP key */
-    dpopKey?: SigningKeyPair | null;
-  }
-
-  /** One raw token request by `who` (private_key_jwt, DPoP): exactly these form fields besides the client authentication. */
-  async function tokenCall(who: TestClient, params: Record<string, string | undefined>, call: Call = {}): Promise<RawResponse> {
-    const on = call.on ?? a;
-    const key = call.dpopKey === undefined ? who.dpopKey : call.dpopKey;
-    const res = await postToken(`${on.url}/token`, {
-      assertion: await clientAssertion(who.key, who.clientId, issuer),
-      proof: key ? await dpopProof(key, 'POST', `${issuer}/token`) : undefined,
-      params,
-    });
-    ledger.addResponse(res);
-    return res;
-  }
+  /** One raw token request by `who` (private_key_jwt, DPoP), on A unless told otherwise. */
+  const tokenCall = (who: TestClient, params: Record<string, string | undefined>, call: TokenCallOptions = {}): Promise<RawResponse> => rawTokenCall(a, issuer, who, params, call, ledger);
 
   /** an exchange of `subject` by `who`, with the given extra fields (undefined removes a default) */
-  function exchange(who: TestClient, subject: string | undefined, extra: Record<string, string | undefined> = {}, call: Call = {}): Promise<RawResponse> {
+  function exchange(who: TestClient, subject: string | undefined, extra: Record<string, string | undefined> = {}, call: TokenCallOptions = {}): Promise<RawResponse> {
     return tokenCall(who, { grant_type: TX, subject_token: subject, subject_token_type: AT, ...extra }, call);
   }
 
@@ -245,22 +229,19 @@ describe('token exchange (RFC 8693)', () => {
   it('a revoked subject token (admin POST /admin/tokens/revoke) is invalid_request', async () => {
     const subject = await frontToken();
     const { jti } = decodePayload(subject);
-    await waitFor(`token_events row of ${jti}`, async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [jti])).length > 0);
+    await eventually(`token_events row of ${jti}`, async () => (await storage.sql('SELECT 1 FROM token_events WHERE jti = $1', [jti])).length > 0);
     await assertExchanged(await exchange(orders, subject)); // control: it works before the revocation
     const r = await admin.call('POST', '/admin/tokens/revoke', { jti, reason: 'exchange test' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assertOAuthError(await exchange(orders, subject), 400, 'invalid_request');
     // on the other instance too (within one second)
     const t0 = Date.now();
-    for (;;) {
+    await observedWithin('B refuses to exchange the revoked token', t0, 1000, async () => {
       const res = await exchange(orders, subject, {}, { on: b });
-      if (res.status !== 200) {
-        assertOAuthError(res, 400, 'invalid_request');
-        break;
-      }
-      assert.ok(Date.now() - t0 < 1000, 'B still exchanges a token revoked more than one second ago');
-      await sleep(20);
-    }
+      if (res.status === 200) return 'B still exchanges it';
+      assertOAuthError(res, 400, 'invalid_request');
+      return true;
+    });
   });
 
   it('a subject token of a revoked client is invalid_request', async () => {
@@ -293,8 +274,8 @@ describe('token exchange (RFC 8693)', () => {
   it('an expired subject token is invalid_request', async () => {
     const subject = await frontToken(c); // ACCESS_TOKEN_TTL=1 on C
     const { exp } = decodePayload(subject);
-    while (now() <= exp) await sleep(100);
-    await sleep(1100);
+    // the verifier (jose, no clock tolerance) refuses once exp <= now, on this machine's clock
+    await eventually('the subject token\'s exp has passed', () => now() > exp, { timeout: 5000 });
     for (const on of [a, b, c]) assertOAuthError(await exchange(orders, subject, {}, { on }), 400, 'invalid_request');
   });
 

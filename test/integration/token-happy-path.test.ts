@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { requestToken, thumbprint } from '../../src/client/oauth-client.js';
-import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin } from '../support/sigil.js';
+import { decodePayload } from '../support/forge.js';
+import { eventually, settlesWithin } from '../support/wait.js';
 
 describe('client_credentials: happy paths', () => {
   let storage: TestStorage;
@@ -13,7 +16,7 @@ describe('client_credentials: happy paths', () => {
 
   before(async () => {
     storage = await createTestStorage('happy');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ env: storageEnv(storage) });
     admin = await bootstrapAdmin(server.url, server.issuer);
   });
   after(async () => {
@@ -74,14 +77,25 @@ describe('client_credentials: happy paths', () => {
 
   it('records the issued token in token_events without waiting on it', async () => {
     const client = await createClient(admin);
-    const res = await requestToken(tokenRequest(server.url, server.issuer, client));
-    const { jti } = JSON.parse(Buffer.from(res.access_token.split('.')[1]!, 'base64url').toString());
-    const deadline = Date.now() + 5000;
-    let rows: Array<{ client_id: string; expires_at: Date }> = [];
-    while (Date.now() < deadline && rows.length === 0) {
-      rows = await storage.sql('SELECT client_id, expires_at FROM token_events WHERE jti = $1 AND outcome = $2', [jti, 'issued']);
-      if (!rows.length) await new Promise((r) => setTimeout(r, 100));
+    // token_events held under an exclusive lock: a token endpoint that waited on the write (or on
+    // anything reading that table) would hang until the lock goes; Sigil's must answer regardless
+    const holder = new pg.Client({ connectionString: storage.databaseUrl });
+    await holder.connect();
+    let jti: string;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE token_events IN ACCESS EXCLUSIVE MODE');
+      const res = await settlesWithin(requestToken(tokenRequest(server.url, server.issuer, client)), 5000, 'a token request while token_events is locked');
+      jti = decodePayload(res.access_token).jti;
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
     }
+    // and the record follows once the table is free again
+    const rows = await eventually('the token_events row', async () => {
+      const r = await storage.sql<{ client_id: string }>('SELECT client_id FROM token_events WHERE jti = $1 AND outcome = $2', [jti, 'issued']);
+      return r.length ? r : undefined;
+    });
     assert.equal(rows.length, 1);
     assert.equal(rows[0]!.client_id, client.clientId);
   });

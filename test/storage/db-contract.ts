@@ -18,7 +18,8 @@ import { oidcAdapterFactory } from '../../src/oidc/adapter.js';
 import { ReplayClaims } from '../../src/oidc/replay-claims.js';
 import { sqlReplayGuard } from '../../src/storage/replay-guard.js';
 import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
-import { sampleClient, silentLog, testRedisPrefix, until, type MakeDb, type TestDb } from './helpers.js';
+import { sampleClient, silentLog, testRedisPrefix, type MakeDb, type TestDb } from './helpers.js';
+import { eventually } from '../support/wait.js';
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
@@ -415,28 +416,28 @@ export function dbContract(name: string, makeDb: MakeDb): void {
     });
 
     it("after A changes a row and calls A.changed(id), B's find() returns the new data", async () => {
-      await until('both Redis stores ready', () => busA.isReady() && busB.isReady());
+      await eventually('both Redis stores ready', () => busA.isReady() && busB.isReady());
       // B's subscription is made asynchronously: probe the channel until B hears A
       let heard = false;
       busB.subscribe('client', (m) => {
         if (m === 'probe-no-such-client') heard = true;
       });
-      await until('B is subscribed to client events', async () => {
+      await eventually('B is subscribed to client events', async () => {
         await busA.publish('client', 'probe-no-such-client');
         return heard;
       });
       assert.ok(await a.create(sampleClient('svc-x', { name: 'v1' })));
       // B's cache may hold the entry only after the create event; prime it with the current row
-      await until('B sees the created client', async () => (await b.find('svc-x'))?.name === 'v1');
+      await eventually('B sees the created client', async () => (await b.find('svc-x'))?.name === 'v1');
       for (let v = 2; v <= 4; v++) {
         await ctx.t.sql('UPDATE clients SET name = $1, scope = $2 WHERE client_id = $3', [`v${v}`, `s${v}`, 'svc-x']);
         assert.equal((await b.find('svc-x'))?.name, `v${v - 1}`, 'B serves its cached copy until told');
         await a.changed('svc-x');
         // well inside the 5 s cache lifetime, so only the bus message can explain the refresh
-        const fresh = await until(`B sees v${v}`, async () => {
+        const fresh = await eventually(`B sees v${v}`, async () => {
           const r = await b.find('svc-x');
           return r?.name === `v${v}` ? r : undefined;
-        }, 3000);
+        }, { timeout: 3000 });
         assert.deepEqual(fresh.scope, [`s${v}`]);
       }
     });
@@ -444,10 +445,10 @@ export function dbContract(name: string, makeDb: MakeDb): void {
     it('a revocation written by A is seen by B', async () => {
       await ctx.t.sql("UPDATE clients SET status = 'revoked', revoked_at = now(), revoked_by = 'admin', revoked_reason = 'leak' WHERE client_id = 'svc-x'");
       await a.changed('svc-x');
-      const r = await until('B sees the revocation', async () => {
+      const r = await eventually('B sees the revocation', async () => {
         const c = await b.find('svc-x');
         return c?.status === 'revoked' ? c : undefined;
-      }, 3000);
+      }, { timeout: 3000 });
       assert.equal(r.revokedBy, 'admin');
       assert.equal(r.revokedReason, 'leak');
       assert.ok(r.revokedAt instanceof Date);
@@ -534,7 +535,7 @@ export function dbContract(name: string, makeDb: MakeDb): void {
       const log = new TokenEventLog(ctx.t.db, silentLog, { intervalMs: 20 });
       try {
         log.record(event(0, { jti: 'timer-0' }));
-        await until('the timer flushed', async () => (await stored('timer-')).length === 1);
+        await eventually('the timer flushed', async () => (await stored('timer-')).length === 1);
         assert.equal(log.pending, 0);
       } finally {
         await log.close();
@@ -738,7 +739,7 @@ export function dbContract(name: string, makeDb: MakeDb): void {
       const m = adapter('Session');
       await m.upsert('short', { jti: 'short' } as unknown as AdapterPayload, 1);
       assert.ok(await m.find('short'));
-      await until('the 1 s row expires', async () => (await m.find('short')) === undefined);
+      await eventually('the 1 s row expires', async () => (await m.find('short')) === undefined);
     });
   });
 }

@@ -7,7 +7,8 @@ import { after, describe, it } from 'node:test';
 import { errors } from 'oidc-provider';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { createMemoryStore, createRedisStore, type FastStore, type RedisStore } from '../../src/storage/fast-store.js';
-import { silentLog, testRedisPrefix, until, withinGuard } from './helpers.js';
+import { silentLog, testRedisPrefix } from './helpers.js';
+import { eventually, settlesWithin } from '../support/wait.js';
 
 interface Fleet {
   /** a store that is one "instance" on the shared bus, connected */
@@ -28,7 +29,7 @@ async function connected(sender: FastStore, listener: FastStore, channel: string
   listener.subscribe(channel, (m) => {
     if (m === probe) heard = true;
   });
-  await until(`subscription on ${channel} is live`, async () => {
+  await eventually(`subscription on ${channel} is live`, async () => {
     if (heard) return true;
     await sender.publish(channel, probe);
     return false;
@@ -55,12 +56,12 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
       await connected(s, s, `${channel}-other`);
       await s.publish(channel, 'hello');
       await s.publish(channel, 'world');
-      await until('both handlers got both messages', () => real(got1).length >= 2 && real(got2).length >= 2);
+      await eventually('both handlers got both messages', () => real(got1).length >= 2 && real(got2).length >= 2);
       assert.deepEqual(real(got1), ['hello', 'world']);
       assert.deepEqual(real(got2), ['hello', 'world']);
       // a marker on the other channel, sent after: once it arrives, anything misrouted would have too
       await s.publish(`${channel}-other`, 'marker');
-      await until('marker', () => otherChannel.includes('marker'));
+      await eventually('marker', () => otherChannel.includes('marker'));
       assert.deepEqual(otherChannel.filter((m) => !m.startsWith('probe-')), ['marker']);
     });
 
@@ -89,7 +90,7 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
       const p = s.publish(channel, 'x');
       assert.deepEqual(real(got), []);
       await p;
-      await until('delivered', () => real(got).length === 1);
+      await eventually('delivered', () => real(got).length === 1);
       assert.deepEqual(real(got), ['x']);
     });
 
@@ -106,7 +107,7 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
         b.subscribe(channel, (m) => gotB.push(m));
         await a.publish(channel, 'from-a');
         await b.publish(channel, 'from-b');
-        await until('both instances got both messages', () => real(gotA).length >= 2 && real(gotB).length >= 2);
+        await eventually('both instances got both messages', () => real(gotA).length >= 2 && real(gotB).length >= 2);
         assert.deepEqual(real(gotA).sort(), ['from-a', 'from-b']);
         assert.deepEqual(real(gotB).sort(), ['from-a', 'from-b']);
       });
@@ -124,10 +125,10 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
       const mine: string[] = [];
       a.subscribe(channel, (m) => mine.push(m));
       await a.publish(channel, 'private');
-      await until('the sender bus delivered', () => mine.includes('private'));
+      await eventually('the sender bus delivered', () => mine.includes('private'));
       // a marker on the stranger's bus sent after; once it arrives, a leaked message would have too
       await strangerPeer.publish(channel, 'marker');
-      await until('marker', () => heard.includes('marker'));
+      await eventually('marker', () => heard.includes('marker'));
       assert.deepEqual(real(heard), ['marker']);
     });
   });
@@ -141,7 +142,7 @@ fastStoreContract('createRedisStore', () => {
     const s = createRedisStore(mine.url, prefix, silentLog);
     stores.push(s);
     // a fresh store refuses commands until connected (no offline queue, by design): wait for it
-    await until('redis store ready', () => s.isReady());
+    await eventually('redis store ready', () => s.isReady());
     return s;
   };
   return {
@@ -202,18 +203,18 @@ describe('createRedisStore: Redis unreachable', () => {
 
   it('claim() rejects with StorageUnavailable (503 temporarily_unavailable) instead of hanging', async () => {
     const s = unreachable();
-    await assert.rejects(withinGuard(s.claim(0, 'marker', ['k'], 60), 10_000, 'claim'), isUnavailable);
+    await assert.rejects(settlesWithin(s.claim(0, 'marker', ['k'], 60), 10_000, 'claim'), isUnavailable);
     // still refusing on later calls (reconnect attempts in the background)
-    await assert.rejects(withinGuard(s.claim(0, 'marker', ['k'], 60), 10_000, 'claim'), isUnavailable);
+    await assert.rejects(settlesWithin(s.claim(0, 'marker', ['k'], 60), 10_000, 'claim'), isUnavailable);
   });
 
   it('readMarker(), startGeneration(), expire(), publish() and ping() reject the same way', async () => {
     const s = unreachable();
-    await assert.rejects(withinGuard(s.readMarker(0), 10_000, 'readMarker'), isUnavailable);
-    await assert.rejects(withinGuard(s.startGeneration(0, undefined, 'ab:1:0'), 10_000, 'startGeneration'), isUnavailable);
-    await assert.rejects(withinGuard(s.expire(0, 'k', 60), 10_000, 'expire'), isUnavailable);
-    await assert.rejects(withinGuard(s.publish('c', 'm'), 10_000, 'publish'), isUnavailable);
-    await assert.rejects(withinGuard(s.ping(), 10_000, 'ping'), isUnavailable);
+    await assert.rejects(settlesWithin(s.readMarker(0), 10_000, 'readMarker'), isUnavailable);
+    await assert.rejects(settlesWithin(s.startGeneration(0, undefined, 'ab:1:0'), 10_000, 'startGeneration'), isUnavailable);
+    await assert.rejects(settlesWithin(s.expire(0, 'k', 60), 10_000, 'expire'), isUnavailable);
+    await assert.rejects(settlesWithin(s.publish('c', 'm'), 10_000, 'publish'), isUnavailable);
+    await assert.rejects(settlesWithin(s.ping(), 10_000, 'ping'), isUnavailable);
   });
 
   it('isReady() is false and subscribe() does not throw', async () => {
@@ -227,8 +228,8 @@ describe('createRedisStore: Redis unreachable', () => {
     const { ReplayGenerations } = await import('../../src/storage/replay-generations.js');
     const store = unreachable();
     const generations = new ReplayGenerations(store, undefined as never, silentLog);
-    await assert.rejects(withinGuard(generations.check(), 10_000, 'check'), isUnavailable);
+    await assert.rejects(settlesWithin(generations.check(), 10_000, 'check'), isUnavailable);
     const g = redisReplayGuard(store, generations);
-    await assert.rejects(withinGuard(g.claim('client', { id: 'jti', iat: () => undefined }, 60), 10_000, 'claim'), isUnavailable);
+    await assert.rejects(settlesWithin(g.claim('client', { id: 'jti', iat: () => undefined }, 60), 10_000, 'claim'), isUnavailable);
   });
 });

@@ -1,6 +1,5 @@
 // Shared pieces of the storage contract tests: real backends (a fresh Postgres database, a fresh
-// PGlite data directory, a fresh Redis key prefix), a silent logger and a polling helper.
-import assert from 'node:assert/strict';
+// PGlite data directory, a fresh Redis key prefix) and a silent logger.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -10,7 +9,7 @@ import pg from 'pg';
 import { createLogger, type Logger } from '../../src/log.js';
 import type { NewClient } from '../../src/clients/client-store.js';
 import { createPgDb, createPgliteDb, type Db } from '../../src/storage/db.js';
-import { createTestStorage, PG_ADMIN_URL, REDIS_URL } from '../support/infra.js';
+import { createTestStorage, PG_ADMIN_URL, REDIS_URL, type TestStorage } from '../support/infra.js';
 
 export const silentLog: Logger = createLogger('silent');
 
@@ -29,24 +28,30 @@ export interface TestDb {
 
 export type MakeDb = () => Promise<TestDb>;
 
-export const makePgDb: MakeDb = async () => {
-  const storage = await createTestStorage('st');
-  const db = createPgDb(storage.databaseUrl);
-  const extra: Db[] = [];
-  return {
-    db,
-    second() {
-      const d = createPgDb(storage.databaseUrl);
-      extra.push(d);
-      return d;
-    },
-    sql: (text, params) => storage.sql(text, params),
-    async cleanup() {
-      for (const d of [db, ...extra]) await d.close().catch(() => {});
-      await storage.cleanup();
-    },
+/** A fresh Postgres database, reached through `via` (e.g. a PgBouncer in front of it; default directly). */
+export function pgDbVia(via: (databaseUrl: string) => string | Promise<string> = (u) => u, label = 'st'): MakeDb {
+  return async () => {
+    const storage = await createTestStorage(label);
+    const url = await via(storage.databaseUrl);
+    const db = createPgDb(url);
+    const extra: Db[] = [];
+    return {
+      db,
+      second() {
+        const d = createPgDb(url);
+        extra.push(d);
+        return d;
+      },
+      sql: (text, params) => storage.sql(text, params),
+      async cleanup() {
+        for (const d of [db, ...extra]) await d.close().catch(() => {});
+        await storage.cleanup();
+      },
+    };
   };
-};
+}
+
+export const makePgDb: MakeDb = pgDbVia();
 
 export const makePgliteDb: MakeDb = async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'sigil-pglite-'));
@@ -105,30 +110,6 @@ export function testRedisPrefix(label = 'st') {
   };
 }
 
-/** Poll fn until it returns something other than undefined/false; fail with `what` after timeoutMs. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** Settle p, or fail after ms (a guard against hanging, not a timing assertion). */
-export async function withinGuard<T>(p: Promise<T>, ms = 10_000, what = 'operation'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms (hung)`)), ms);
-  });
-  try {
-    return await Promise.race([p, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export const EC_PUBLIC_JWK = {
   kty: 'EC',
   crv: 'P-256',
@@ -149,5 +130,32 @@ export function sampleClient(clientId: string, over: Partial<NewClient> = {}): N
     isAdmin: false,
     jwks: { keys: [{ ...EC_PUBLIC_JWK, kid: 'k1' }] },
     ...over,
+  };
+}
+
+/**
+ * Fresh, empty Postgres databases for races on a new database: `fresh()` makes one and `open()`
+ * another handle on it (a new "instance"), reached through `via` (default directly); `close()`
+ * closes every handle and drops every database.
+ */
+export function freshDatabases(label: string, via: (databaseUrl: string) => string | Promise<string> = (u) => u) {
+  const storages: TestStorage[] = [];
+  const dbs: Db[] = [];
+  return {
+    async fresh() {
+      const s = await createTestStorage(label);
+      storages.push(s);
+      const url = await via(s.databaseUrl);
+      const open = () => {
+        const d = createPgDb(url);
+        dbs.push(d);
+        return d;
+      };
+      return { s, open };
+    },
+    async close() {
+      for (const d of dbs) await d.close().catch(() => {});
+      for (const s of storages) await s.cleanup();
+    },
   };
 }

@@ -12,7 +12,8 @@ import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/in
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { dbContract } from './db-contract.js';
-import { withinGuard, type MakeDb } from './helpers.js';
+import { type MakeDb, freshDatabases, pgDbVia } from './helpers.js';
+import { settlesWithin } from '../support/wait.js';
 
 const KEK = Buffer.alloc(32, 3);
 const postgres = () => {
@@ -27,25 +28,7 @@ after(async () => {
   await (await shared)?.close();
 });
 
-const makeBouncedDb: MakeDb = async () => {
-  const pgb = await bouncer();
-  const storage = await createTestStorage('pgb');
-  const db = createPgDb(pgb.via(storage.databaseUrl));
-  const extra: Db[] = [];
-  return {
-    db,
-    second() {
-      const d = createPgDb(pgb.via(storage.databaseUrl));
-      extra.push(d);
-      return d;
-    },
-    sql: (text, params) => storage.sql(text, params),
-    async cleanup() {
-      for (const d of [db, ...extra]) await d.close().catch(() => {});
-      await storage.cleanup();
-    },
-  };
-};
+const makeBouncedDb: MakeDb = pgDbVia(async (url) => (await bouncer()).via(url), 'pgb');
 
 dbContract('pgbouncer (transaction pooling)', makeBouncedDb);
 
@@ -54,41 +37,27 @@ async function migrationFiles(): Promise<string[]> {
 }
 
 describe('pgbouncer: instances racing on a fresh database', () => {
-  const storages: TestStorage[] = [];
-  const dbs: Db[] = [];
-  const fresh = async () => {
-    const pgb = await bouncer();
-    const s = await createTestStorage('pgbrace');
-    storages.push(s);
-    const open = () => {
-      const d = createPgDb(pgb.via(s.databaseUrl));
-      dbs.push(d);
-      return d;
-    };
-    return { s, open };
-  };
-  after(async () => {
-    for (const d of dbs) await d.close().catch(() => {});
-    for (const s of storages) await s.cleanup();
-  });
+  const databases = freshDatabases('pgbrace', async (url) => (await bouncer()).via(url));
+  const fresh = () => databases.fresh();
+  after(() => databases.close());
 
   it('three concurrent migrate() calls from three Db objects all succeed; each migration is applied once', async () => {
     const files = await migrationFiles();
     for (let round = 0; round < 3; round++) {
       const { s, open } = await fresh();
-      const runs = await withinGuard(Promise.all([migrate(open()), migrate(open()), migrate(open())]), 30_000, 'concurrent migrations');
+      const runs = await settlesWithin(Promise.all([migrate(open()), migrate(open()), migrate(open())]), 30_000, 'concurrent migrations');
       assert.deepEqual(runs.flat().sort(), files, 'every migration applied by exactly one of them');
       const rows = await s.sql<{ version: string }>('SELECT version FROM schema_migrations ORDER BY applied_at, version');
       assert.deepEqual(rows.map((r) => r.version), files, 'applied in order');
       // nothing left behind on the pooled server connections: a later migrate() finds the lock free
-      assert.deepEqual(await withinGuard(migrate(open()), 10_000, 'a later migration run'), []);
+      assert.deepEqual(await settlesWithin(migrate(open()), 10_000, 'a later migration run'), []);
     }
   });
 
   it('concurrent loadSigningKeys() from three Db objects produce one active key', async () => {
     const { s, open } = await fresh();
     await migrate(open());
-    const all = await withinGuard(Promise.all([1, 2, 3].map(() => loadSigningKeys(open(), 'ES256', KEK))), 30_000, 'concurrent key creation');
+    const all = await settlesWithin(Promise.all([1, 2, 3].map(() => loadSigningKeys(open(), 'ES256', KEK))), 30_000, 'concurrent key creation');
     assert.equal(new Set(all.map((k) => k[0]!.kid)).size, 1);
     const rows = await s.sql<{ n: number }>('SELECT count(*)::int AS n FROM signing_keys');
     assert.equal(rows[0]!.n, 1);
@@ -151,9 +120,9 @@ describe('pgbouncer: Postgres down behind a PgBouncer that still accepts connect
     for (const [what, call] of calls) {
       if (what === 'migrate') {
         // the migration wraps the error with the file name; its cause must still be the 503
-        await assert.rejects(withinGuard(call(), 10_000, what), (err: Error) => (err instanceof StorageUnavailable ? isUnavailable(err) : isUnavailable(err.cause)));
+        await assert.rejects(settlesWithin(call(), 10_000, what), (err: Error) => (err instanceof StorageUnavailable ? isUnavailable(err) : isUnavailable(err.cause)));
       } else {
-        await assert.rejects(withinGuard(call(), 10_000, what), isUnavailable);
+        await assert.rejects(settlesWithin(call(), 10_000, what), isUnavailable);
       }
     }
     assert.ok(

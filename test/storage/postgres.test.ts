@@ -13,7 +13,8 @@ import { StorageUnavailable } from '../../src/storage/errors.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
 import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
-import { lateDatabase, silentLog, withinGuard } from './helpers.js';
+import { freshDatabases, lateDatabase, silentLog } from './helpers.js';
+import { settlesWithin } from '../support/wait.js';
 
 const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/sigil';
 
@@ -24,22 +25,9 @@ async function migrationFiles(): Promise<string[]> {
 const ev = (i: number): TokenEvent => ({ at: new Date(), outcome: 'issued', grantType: 'client_credentials', clientId: 'c', jti: `pg-${i}`, expiresAt: new Date(Date.now() + 300_000) });
 
 describe('postgres: instances racing on a fresh database', () => {
-  const storages: TestStorage[] = [];
-  const dbs: Db[] = [];
-  const fresh = async () => {
-    const s = await createTestStorage('race');
-    storages.push(s);
-    const open = () => {
-      const d = createPgDb(s.databaseUrl);
-      dbs.push(d);
-      return d;
-    };
-    return { s, open };
-  };
-  after(async () => {
-    for (const d of dbs) await d.close().catch(() => {});
-    for (const s of storages) await s.cleanup();
-  });
+  const databases = freshDatabases('race');
+  const fresh = () => databases.fresh();
+  after(() => databases.close());
 
   it('two concurrent migrate() calls from two Db objects both succeed; each migration is applied once', async () => {
     const files = await migrationFiles();
@@ -94,11 +82,11 @@ describe('postgres: unreachable server', () => {
   };
 
   it('query(), exec(), transaction(), lockedTransaction() and ping() reject with StorageUnavailable', async () => {
-    await assert.rejects(withinGuard(db.query('SELECT 1')), isUnavailable);
-    await assert.rejects(withinGuard(db.exec('SELECT 1')), isUnavailable);
-    await assert.rejects(withinGuard(db.transaction(async (tx) => tx.query('SELECT 1'))), isUnavailable);
-    await assert.rejects(withinGuard(db.lockedTransaction(1, async () => 1)), isUnavailable);
-    await assert.rejects(withinGuard(db.ping()), isUnavailable);
+    await assert.rejects(settlesWithin(db.query('SELECT 1')), isUnavailable);
+    await assert.rejects(settlesWithin(db.exec('SELECT 1')), isUnavailable);
+    await assert.rejects(settlesWithin(db.transaction(async (tx) => tx.query('SELECT 1'))), isUnavailable);
+    await assert.rejects(settlesWithin(db.lockedTransaction(1, async () => 1)), isUnavailable);
+    await assert.rejects(settlesWithin(db.ping()), isUnavailable);
   });
 
   it('a server with no connection slot left (53300 too many connections) is StorageUnavailable, not a bad query', async () => {
@@ -111,11 +99,11 @@ describe('postgres: unreachable server', () => {
     url.username = role;
     const full = createPgDb(url.toString());
     try {
-      await assert.rejects(withinGuard(full.query('SELECT 1')), (err) => {
+      await assert.rejects(settlesWithin(full.query('SELECT 1')), (err) => {
         assert.equal((err as StorageUnavailable).cause && ((err as StorageUnavailable).cause as { code?: string }).code, '53300');
         return isUnavailable(err);
       });
-      await assert.rejects(withinGuard(full.transaction(async (tx) => tx.query('SELECT 1'))), isUnavailable);
+      await assert.rejects(settlesWithin(full.transaction(async (tx) => tx.query('SELECT 1'))), isUnavailable);
     } finally {
       await full.close().catch(() => {});
       await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
@@ -126,9 +114,9 @@ describe('postgres: unreachable server', () => {
   it('TokenEventLog.flush() keeps every event and does not throw', async () => {
     const log = new TokenEventLog(db, silentLog, { intervalMs: 3_600_000 });
     for (let i = 0; i < 4; i++) log.record(ev(i));
-    await withinGuard(log.flush());
+    await settlesWithin(log.flush());
     assert.equal(log.pending, 4);
-    await withinGuard(log.flush());
+    await settlesWithin(log.flush());
     assert.equal(log.pending, 4);
   });
 });
@@ -148,12 +136,12 @@ describe('postgres: TokenEventLog survives a database that appears later', () =>
     const log = new TokenEventLog(db, silentLog, { intervalMs: 3_600_000 });
     try {
       for (let i = 0; i < 5; i++) log.record(ev(i));
-      await withinGuard(log.flush());
+      await settlesWithin(log.flush());
       assert.equal(log.pending, 5, 'nothing lost while the database is missing');
       await late.create();
       await migrate(db);
       log.record(ev(5));
-      await withinGuard(log.flush());
+      await settlesWithin(log.flush());
       assert.equal(log.pending, 0);
       const rows = await db.query<{ jti: string }>('SELECT jti FROM token_events ORDER BY id');
       assert.deepEqual(rows.rows.map((r) => r.jti), ['pg-0', 'pg-1', 'pg-2', 'pg-3', 'pg-4', 'pg-5']);

@@ -18,7 +18,8 @@ import { redisReplayGuard, type ReplayGuard } from '../../src/storage/replay-gua
 import { firstAcceptedIat, parseMarker, quarantineEndMs, REPLAY_SHARDS, shardOf } from '../../src/storage/replay-state.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
-import { makePgDb, silentLog, testRedisPrefix, until, withinGuard, type TestDb } from './helpers.js';
+import { makePgDb, silentLog, testRedisPrefix, type TestDb } from './helpers.js';
+import { eventually, settlesWithin } from '../support/wait.js';
 
 const CLIENT = 'generations-client';
 const SHARD = shardOf(CLIENT);
@@ -38,7 +39,7 @@ interface Instance {
 
 async function instance(url: string, prefix: string, db: TestDb, now: () => number): Promise<Instance> {
   const store = createRedisStore(url, prefix, silentLog);
-  await until('redis store ready', () => store.isReady());
+  await eventually('redis store ready', () => store.isReady());
   const generations = new ReplayGenerations(store, db.db, silentLog, now);
   await generations.check();
   return { store, generations, guard: redisReplayGuard(store, generations) };
@@ -141,7 +142,7 @@ describe('replay generations on the shared Redis (own prefix)', () => {
       assert.equal(await claim(g, `fresh-${name}`, cutoffSecond), 'free', 'a JWT dated from the cut-off second is fine');
       assert.equal(await claim(g, `no-iat-${name}`, undefined), 'predates-loss', 'iat is required within the window');
     }
-    await until('the loss recorded in Postgres', async () => Number((await db.sql<{ c: string | null }>('SELECT last_loss_cutoff_ms::text AS c FROM replay_generations'))[0]?.c) >= lossNoticed);
+    await eventually('the loss recorded in Postgres', async () => Number((await db.sql<{ c: string | null }>('SELECT last_loss_cutoff_ms::text AS c FROM replay_generations'))[0]?.c) >= lossNoticed);
   });
 
   it('oidc-provider\'s replay checks (client authentication everywhere, the proof of exchange and refresh) refuse what predates the loss', async () => {
@@ -254,13 +255,13 @@ describe('replay generations across a failover to a replica that had not caught 
     proxy.cut('blackhole');
     const replay = claim(a.guard, 'used-on-primary', usedIat);
     replay.catch(() => {});
-    await until('the claim is on the wire', () => proxy.openConnections > 0);
+    await eventually('the claim is on the wire', () => proxy.openConnections > 0);
     proxy.retarget({ host: '127.0.0.1', port: replica.port });
     proxy.restore();
-    await assert.rejects(withinGuard(replay, 10_000, 'the replayed claim'), isNotVerified);
+    await assert.rejects(settlesWithin(replay, 10_000, 'the replayed claim'), isNotVerified);
 
     // the reconnection is verified: the replica's run id is not the one in the markers
-    await until('the loss is noticed', () => a.generations.state.cutoffMs(SHARD) > 0 && a.generations.ticket() !== undefined);
+    await eventually('the loss is noticed', () => a.generations.state.cutoffMs(SHARD) > 0 && a.generations.ticket() !== undefined);
     assert.ok(a.generations.state.cutoffMs(SHARD) >= clock.now());
     clock.set(quarantineEndMs(a.generations.state.cutoffMs(SHARD)));
     assert.equal(await claim(a.guard, 'used-on-primary', usedIat), 'replayed', 'the untrusted answer did take the id on the replica');
@@ -282,10 +283,10 @@ describe('replay generations: a Redis that may evict keys', () => {
       for (const server of [evicting, careful]) {
         const store = createRedisStore(server.url, 'eviction:', log);
         stores.push(store);
-        await until('redis store ready', () => store.isReady());
+        await eventually('redis store ready', () => store.isReady());
         await new ReplayGenerations(store, db.db, log).check();
       }
-      await until('the evicting Redis is reported', () => lines.some((l) => l.includes('maxmemory-policy noeviction') && l.includes('allkeys-lru')));
+      await eventually('the evicting Redis is reported', () => lines.some((l) => l.includes('maxmemory-policy noeviction') && l.includes('allkeys-lru')));
       assert.equal(lines.filter((l) => l.includes('maxmemory-policy noeviction')).length, 1, `only the evicting Redis is reported: ${lines.join('')}`);
     } finally {
       for (const s of stores) await s.close();

@@ -9,7 +9,8 @@ import { migrate } from '../../src/storage/migrate.js';
 import { ReplayGenerations } from '../../src/storage/replay-generations.js';
 import { redisReplayGuard, sqlReplayGuard, type ReplayGuard as Guard } from '../../src/storage/replay-guard.js';
 import { shardOf } from '../../src/storage/replay-state.js';
-import { makePgDb, makePgliteDb, silentLog, testRedisPrefix, until, type TestDb } from './helpers.js';
+import { makePgDb, makePgliteDb, silentLog, testRedisPrefix, type TestDb } from './helpers.js';
+import { eventually } from '../support/wait.js';
 
 /** every claim of these tests belongs to one client, with a fresh iat */
 const CLIENT = 'contract-client';
@@ -98,7 +99,7 @@ function replayContract(name: string, make: () => Promise<GuardFixture>): void {
       assert.equal(await f.guard.claim(jti, 1), true);
       assert.equal(await f.guard.claim(jti, 1), false);
       // polling with claim() is safe: a refused claim does not extend the record
-      await until('the 1 s claim expires', () => f.guard.claim(jti, 60));
+      await eventually('the 1 s claim expires', () => f.guard.claim(jti, 60));
       assert.equal(await f.guard.claim(jti, 60), false, 'the new claim holds');
     });
 
@@ -109,7 +110,7 @@ function replayContract(name: string, make: () => Promise<GuardFixture>): void {
       assert.equal(await f.guard.claim(kept, 1), true);
       await f.guard.extend(kept, 300);
       // once the probe (same original ttl) has expired, the extended claim must still hold
-      await until('the 1 s probe expires', () => f.guard.claim(probe, 60));
+      await eventually('the 1 s probe expires', () => f.guard.claim(probe, 60));
       assert.equal(await f.guard.claim(kept, 60), false);
     });
 
@@ -170,7 +171,7 @@ replayContract('redisReplayGuard(createRedisStore)', async () => {
   const make = async () => {
     const s = createRedisStore(r.url, r.prefix, silentLog);
     stores.push(s);
-    await until('redis ready', () => s.isReady());
+    await eventually('redis ready', () => s.isReady());
     const generations = new ReplayGenerations(s, t.db, silentLog);
     await generations.check();
     return simple(redisReplayGuard(s, generations));
@@ -198,7 +199,7 @@ describe('replay guard: redis records live under the store prefix, in their clie
     const { Redis } = await import('ioredis');
     const raw = new Redis(r.url, { maxRetriesPerRequest: 1 });
     try {
-      await until('redis ready', () => store.isReady());
+      await eventually('redis ready', () => store.isReady());
       const generations = new ReplayGenerations(store, t.db, silentLog);
       await generations.check();
       const guard = simple(redisReplayGuard(store, generations));

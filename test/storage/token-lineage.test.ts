@@ -9,7 +9,8 @@ import { migrate } from '../../src/storage/migrate.js';
 import {
   chainState, insertLineage, liveChildren, liveTokensNaming, lockChainForIssuance, lockClientForRevocation, lockTokensForRevocation, pruneLineage, type LineageNode,
 } from '../../src/tokens/token-lineage.js';
-import { makePgDb, makePgliteDb, until, type MakeDb, type TestDb } from './helpers.js';
+import { makePgDb, makePgliteDb, type MakeDb, type TestDb } from './helpers.js';
+import { eventually } from '../support/wait.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -121,7 +122,7 @@ describe('postgres: an issuer and a revocation of the same chain exclude each ot
       return liveChildren(tx, ['parent-1']);
     });
     try {
-      await until('the revocation to wait for the issuer\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
+      await eventually('the revocation to wait for the issuer\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
     } finally {
       // also on failure: a transaction left holding its locks would block every later test
       release();
@@ -148,7 +149,7 @@ describe('postgres: an issuer and a revocation of the same chain exclude each ot
       return chainState(tx, { clients: ['front'], tokens: ['parent-2'], familyId: null });
     });
     try {
-      await until('the issuer to wait for the revocation\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
+      await eventually('the issuer to wait for the revocation\'s lock', async () => (await waitingAdvisoryLocks()) > 0);
     } finally {
       // also on failure: a transaction left holding its locks would block every later test
       release();
@@ -175,7 +176,7 @@ describe('postgres: an issuer and a revocation of the same chain exclude each ot
       return chainState(tx, { clients: ['front'], tokens: [], familyId: null });
     });
     try {
-      await until('the issuer to wait for the client revocation', async () => (await waitingAdvisoryLocks()) > 0);
+      await eventually('the issuer to wait for the client revocation', async () => (await waitingAdvisoryLocks()) > 0);
     } finally {
       // also on failure: a transaction left holding its locks would block every later test
       release();

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { CompactSign, type CompactJWSHeaderParameters, type CryptoKey, type JWK } from 'jose';
 import type { SigningKeyPair } from '../../src/client/oauth-client.js';
+import { eventually } from './wait.js';
 
 export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
@@ -219,11 +220,30 @@ export class SecretLedger {
  * answers 503 until its next readiness probe: see the report of the security tests.)
  */
 export async function untilReady(baseUrl: string, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
+  await eventually(`${baseUrl}/ready to answer 200`, async () => {
     const status = await fetch(`${baseUrl}/ready`).then((r) => r.status, () => 0);
-    if (status === 200) return;
-    if (Date.now() > until) throw new Error(`${baseUrl} did not become ready (last /ready status ${status})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    if (status !== 200) throw new Error(`/ready answered ${status}`);
+    return true;
+  }, { timeout: timeoutMs, every: 50 });
+}
+
+/**
+ * Fresh credentials of one client for raw token requests, each recorded in `ledger`: an assertion
+ * with the longest life Sigil accepts (it stays presentable for a whole test, e.g. to be replayed
+ * after a restart) and a DPoP proof for the token endpoint. `issuer` is read at each call (it is
+ * known only once the servers run).
+ */
+export function credentialsOf(client: { key: SigningKeyPair; dpopKey: SigningKeyPair; clientId: string }, issuer: () => string, ledger: SecretLedger) {
+  return {
+    async assertion(): Promise<string> {
+      const jwt = await forgeAssertion(client.key, client.clientId, issuer(), { claims: { exp: epoch() + 290 } });
+      ledger.add(jwt);
+      return jwt;
+    },
+    async proof(): Promise<string> {
+      const jwt = await forgeProof(client.dpopKey, 'POST', `${issuer()}/token`);
+      ledger.add(jwt);
+      return jwt;
+    },
+  };
 }

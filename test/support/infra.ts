@@ -55,3 +55,8 @@ export async function createTestStorage(label = 't'): Promise<TestStorage> {
     },
   };
 }
+
+/** The environment that puts a Sigil process on this storage. */
+export function storageEnv(storage: Pick<TestStorage, 'databaseUrl' | 'redisUrl' | 'redisPrefix'>): Record<string, string> {
+  return { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix };
+}

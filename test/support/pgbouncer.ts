@@ -7,7 +7,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from './server.js';
+import { onAFreePort, PortTaken } from './server.js';
 
 /** PGBOUNCER_BIN, else Debian's /usr/sbin/pgbouncer (not on a non-root PATH), else the PATH */
 export const PGBOUNCER_BIN = process.env.PGBOUNCER_BIN ?? (existsSync('/usr/sbin/pgbouncer') ? '/usr/sbin/pgbouncer' : 'pgbouncer');
@@ -39,9 +39,13 @@ export interface PgBouncer {
   close(): Promise<void>;
 }
 
-export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncer> {
+/** A PgBouncer on a free loopback port (again on another, should it be taken before pgbouncer binds it). */
+export function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncer> {
+  return onAFreePort((port) => launchPgBouncer(opts, port));
+}
+
+async function launchPgBouncer(opts: PgBouncerOptions, port: number): Promise<PgBouncer> {
   const host = '127.0.0.1';
-  const port = await freePort();
   const user = opts.user ?? 'postgres';
   const dir = await mkdtemp(path.join(tmpdir(), 'sigil-pgbouncer-'));
   const ini = path.join(dir, 'pgbouncer.ini');
@@ -131,7 +135,9 @@ export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncer>
   const until = Date.now() + 10_000;
   for (;;) {
     if (!alive()) {
+      process.off('exit', killOnExit);
       await rm(dir, { recursive: true, force: true });
+      if (logs.some((l) => /Address already in use/i.test(l))) throw new PortTaken(`pgbouncer: port ${port} is taken`);
       throw new Error(`pgbouncer (${PGBOUNCER_BIN}) exited at start (${child.exitCode ?? child.signalCode}); is it installed (apt-get install pgbouncer)?\n${logs.slice(-20).join('\n')}`);
     }
     const up = await Promise.race([admin('SHOW VERSION').then(() => true, () => false), spawnError]).catch((err: Error) => {

@@ -5,6 +5,7 @@
 import { Redis } from 'ioredis';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 import { freePort } from './server.js';
+import { eventually } from './wait.js';
 
 const SLOTS = 16384;
 
@@ -36,12 +37,16 @@ export async function startRedisCluster(opts: { masters?: number } = {}): Promis
   const count = opts.masters ?? 3;
   // a short node timeout: a killed master is seen failed, and back, within seconds
   // the bus port is chosen too: the default (port + 10000) may not exist for a high free port
-  const busPorts = await Promise.all(Array.from({ length: count }, () => freePort()));
-  const masters = await Promise.all(busPorts.map((bus) => startRedisServer({
-    args: [
-      '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(bus),
-      '--cluster-node-timeout', '2000', '--cluster-require-full-coverage', 'yes',
-    ],
+  const busPorts: number[] = [];
+  const masters = await Promise.all(Array.from({ length: count }, (_, i) => startRedisServer({
+    // a new bus port with each attempt: a taken one makes redis-server fail to start, and it is retried
+    args: async () => {
+      busPorts[i] = await freePort();
+      return [
+        '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPorts[i]),
+        '--cluster-node-timeout', '2000', '--cluster-require-full-coverage', 'yes',
+      ];
+    },
   })));
   const per = Math.ceil(SLOTS / count);
   for (const [i, m] of masters.entries()) {
@@ -57,8 +62,7 @@ export async function startRedisCluster(opts: { masters?: number } = {}): Promis
       return masters[Math.floor(slot / per)]!;
     },
     async untilHealthy(timeoutMs = 30_000) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
+      await eventually('the test cluster healthy (cluster_state:ok, every master connected)', async () => {
         const states = await Promise.all(masters.map(async (m) => {
           try {
             const info = await call<string>(m.port, ['CLUSTER', 'INFO']);
@@ -69,10 +73,9 @@ export async function startRedisCluster(opts: { masters?: number } = {}): Promis
             return false;
           }
         }));
-        if (states.every(Boolean)) return;
-        if (Date.now() > until) throw new Error(`the test cluster did not become healthy: ${states.join(', ')}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        if (!states.every(Boolean)) throw new Error(`healthy per master: ${states.join(', ')}`);
+        return true;
+      }, { timeout: timeoutMs, every: 100 });
     },
     on: (master, ...command) => call(master.port, command),
     async close() {

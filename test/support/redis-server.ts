@@ -6,7 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from './server.js';
+import { onAFreePort, PortTaken } from './server.js';
+import { eventually } from './wait.js';
 
 export const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN ?? 'redis-server';
 
@@ -37,6 +38,8 @@ function ping(port: number): Promise<boolean> {
     };
     socket.setTimeout(500, () => done(false));
     socket.on('error', () => done(false));
+    // closed without an answer (something else on the port): no timeout would fire any more
+    socket.on('close', () => done(false));
     socket.on('connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       answer += chunk.toString('utf8');
@@ -45,8 +48,20 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-export async function startRedisServer(opts: { port?: number; /** more redis-server options, e.g. cluster mode */ args?: string[] } = {}): Promise<RedisServer> {
-  const port = opts.port ?? (await freePort());
+export interface RedisServerOptions {
+  /** the port; unset: a free one (again on another, should it be taken before redis-server binds it) */
+  port?: number;
+  /** more redis-server options, e.g. cluster mode; a function is asked again on each attempt */
+  args?: string[] | (() => Promise<string[]>);
+}
+
+export async function startRedisServer(opts: RedisServerOptions = {}): Promise<RedisServer> {
+  const args = async () => (typeof opts.args === 'function' ? opts.args() : opts.args ?? []);
+  if (opts.port !== undefined) return launchRedisServer(opts.port, await args());
+  return onAFreePort(async (port) => launchRedisServer(port, await args()));
+}
+
+async function launchRedisServer(port: number, args: string[]): Promise<RedisServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'sigil-redis-'));
   const logs: string[] = [];
   let child: ChildProcess | undefined;
@@ -68,7 +83,7 @@ export async function startRedisServer(opts: { port?: number; /** more redis-ser
       if (alive()) return;
       const proc = spawn(
         REDIS_SERVER_BIN,
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice', ...(opts.args ?? [])],
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice', ...args],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       child = proc;
@@ -81,6 +96,7 @@ export async function startRedisServer(opts: { port?: number; /** more redis-ser
       const until = Date.now() + 10_000;
       for (;;) {
         if (proc.exitCode !== null || proc.signalCode !== null) {
+          if (logs.some((l) => /Address already in use/i.test(l))) throw new PortTaken(`redis-server: port ${port} (or its cluster bus port) is taken`);
           throw new Error(`redis-server on port ${port} exited at start (${proc.exitCode ?? proc.signalCode}):\n${logs.slice(-20).join('\n')}`);
         }
         if (await Promise.race([ping(port), spawnError])) return;
@@ -97,8 +113,7 @@ export async function startRedisServer(opts: { port?: number; /** more redis-ser
       await exited;
       clearTimeout(timer);
       // the port is free again once nothing answers on it
-      const until = Date.now() + 5_000;
-      while ((await ping(port)) && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+      await eventually(`nothing answers on port ${port} any more`, async () => !(await ping(port)), { timeout: 5000 }).catch(() => {});
     },
     async close() {
       await server.stop();
@@ -106,6 +121,11 @@ export async function startRedisServer(opts: { port?: number; /** more redis-ser
       await rm(dir, { recursive: true, force: true });
     },
   };
-  await server.start();
+  try {
+    await server.start();
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
   return server;
 }

@@ -2,8 +2,9 @@
 // admin API, and get tokens with private_key_jwt + DPoP.
 import { SignJWT } from 'jose';
 import {
-  dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, type KeyAlg, type SigningKeyPair, type TokenRequest,
+  clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, type KeyAlg, type SigningKeyPair, type TokenRequest,
 } from '../../src/client/oauth-client.js';
+import { postToken, type RawResponse, type SecretLedger } from './forge.js';
 
 export interface Admin {
   key: SigningKeyPair;
@@ -81,4 +82,25 @@ export async function createClient(admin: Admin, opts: { alg?: KeyAlg; name?: st
 /** A token request for `client` against `url`, with proofs addressed to the issuer. */
 export function tokenRequest(url: string, issuer: string, client: TestClient, extra: Partial<TokenRequest> = {}): TokenRequest {
   return { tokenEndpoint: `${url}/token`, htu: `${issuer}/token`, issuer, clientId: client.clientId, clientKey: client.key, dpopKey: client.dpopKey, ...extra };
+}
+
+/** Where one raw token request goes and with which DPoP key (null: no proof; default the client's own). */
+export interface TokenCallOptions {
+  on?: { url: string };
+  dpopKey?: SigningKeyPair | null;
+}
+
+/**
+ * One raw token request by `who` (private_key_jwt, DPoP): exactly `params` besides the client
+ * authentication, sent to `opts.on` (default `server`), every proof addressed to `issuer`. What it
+ * answers is recorded in `ledger`, when given, so that a later log check can look for it.
+ */
+export async function rawTokenCall(server: { url: string }, issuer: string, who: TestClient, params: Record<string, string | undefined>, opts: TokenCallOptions = {}, ledger?: SecretLedger): Promise<RawResponse> {
+  const key = opts.dpopKey === undefined ? who.dpopKey : opts.dpopKey;
+  const res = await postToken(`${(opts.on ?? server).url}/token`, {
+    assertion: await clientAssertion(who.key, who.clientId, issuer),
+    proof: key ? await dpopProof(key, 'POST', `${issuer}/token`) : undefined,
+    params,
+  });
+  return ledger ? ledger.addResponse(res) : res;
 }

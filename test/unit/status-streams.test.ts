@@ -8,7 +8,8 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createMetrics } from '../../src/server/metrics.js';
 import { sourceOf, StatusStreams, type StatusStreamsOptions } from '../../src/server/status-streams.js';
-import { waitFor } from '../support/server.js';
+import {  } from '../support/server.js';
+import { eventually, settlesWithin } from '../support/wait.js';
 
 /** A hub on its own HTTP server. */
 async function hubServer(opts: Partial<StatusStreamsOptions> = {}, lists: string[] = ['1-0']) {
@@ -54,15 +55,6 @@ function rawStream(port: number, read = true): Promise<RawStream> {
   });
 }
 
-/** `promise`, or a failure naming `what` after `ms` (a hang fails the test instead of stalling the run) */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
 const endedBy = async (metrics: ReturnType<typeof createMetrics>, reason: string) =>
   (await metrics.statusStreamsEnded.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
 
@@ -79,7 +71,7 @@ describe('status stream fan-out', () => {
     it('is closed once it has a bounded amount queued; a reading stream goes on receiving', async () => {
       const stalled = await rawStream(h.port, false);
       const reading = await rawStream(h.port);
-      await waitFor('both streams open', async () => h.hub.size === 2);
+      await eventually('both streams open', async () => h.hub.size === 2);
       let announced = 0;
       // past the kernel's socket buffers (a few MB on loopback), the process would start to hold it
       while (h.hub.size === 2) {
@@ -95,9 +87,9 @@ describe('status stream fan-out', () => {
       assert.equal(h.hub.size, 1, 'the reading stream is still open');
       const before = reading.text().length;
       h.hub.announce(['1-0']);
-      await waitFor('the reading stream receives the next change', async () => reading.text().slice(before).includes('{"status_lists":["https://issuer.test/status-lists/1-0"]'));
+      await eventually('the reading stream receives the next change', async () => reading.text().slice(before).includes('{"status_lists":["https://issuer.test/status-lists/1-0"]'));
       reading.socket.destroy();
-      await waitFor('the closed stream is forgotten', async () => h.hub.size === 0);
+      await eventually('the closed stream is forgotten', async () => h.hub.size === 0);
       assert.equal((await h.metrics.statusStreamsOpen.get()).values[0]?.value, 0);
     });
   });
@@ -111,7 +103,7 @@ describe('status stream fan-out', () => {
 
     it('ends a stream after STATUS_STREAM_LIFETIME, having told the client when to reconnect', async () => {
       const s = await rawStream(h.port);
-      await within(s.closed, 10_000, 'the stream ends at its lifetime');
+      await settlesWithin(s.closed, 10_000, 'the stream ends at its lifetime');
       const text = s.text();
       assert.match(text, /^HTTP\/1\.1 200 /);
       assert.match(text, /\r\ncontent-type: text\/event-stream\r\n/i);
@@ -134,7 +126,7 @@ describe('status stream fan-out', () => {
     it('ends every stream, a stalled one included, and refuses new ones', async () => {
       const reading = await rawStream(h.port);
       const stalled = await rawStream(h.port, false);
-      await waitFor('both streams open', async () => h.hub.size === 2);
+      await eventually('both streams open', async () => h.hub.size === 2);
       // leave the stalled one with ~15 MB queued that it will never read: past the socket buffers
       for (let i = 0; i < 150; i++) {
         h.hub.announce(undefined);
@@ -143,18 +135,18 @@ describe('status stream fan-out', () => {
       assert.equal(h.hub.size, 2);
       // as Sigil shuts down: the server stops accepting (its close waits for open responses), then streams end
       const serverClosed = new Promise<void>((resolve) => h.server.close(() => resolve()));
-      await within(h.hub.close(), 10_000, 'close() resolves');
-      await within(reading.closed, 10_000, 'the reading stream ends');
+      await settlesWithin(h.hub.close(), 10_000, 'close() resolves');
+      await settlesWithin(reading.closed, 10_000, 'the reading stream ends');
       assert.match(reading.text(), /\r\n0\r\n\r\n$/, 'a reading stream gets a clean end');
       assert.equal(h.hub.size, 0);
       // the stalled reader, still not reading, does not hold the server's close
-      await within(serverClosed, 10_000, 'the server closes with a stalled reader connected');
+      await settlesWithin(serverClosed, 10_000, 'the server closes with a stalled reader connected');
       stalled.socket.resume();
-      await within(stalled.closed, 10_000, 'the stalled stream sees its connection closed');
+      await settlesWithin(stalled.closed, 10_000, 'the stalled stream sees its connection closed');
 
       const another = await listening(h.hub);
       const late = await rawStream((another.address() as AddressInfo).port);
-      await within(late.closed, 10_000, 'the refused stream is answered');
+      await settlesWithin(late.closed, 10_000, 'the refused stream is answered');
       assert.match(late.text(), /^HTTP\/1\.1 429 [^]*\r\nshutting_down\r\n/);
       another.close();
     });
@@ -170,9 +162,9 @@ describe('status stream fan-out', () => {
     it('refuses a third stream from one address while another address still gets one', async () => {
       const a = await rawStream(h.port);
       const b = await rawStream(h.port);
-      await waitFor('two streams open', async () => h.hub.size === 2);
+      await eventually('two streams open', async () => h.hub.size === 2);
       const third = await rawStream(h.port);
-      await waitFor('the third is answered', async () => third.text().includes('per_address'));
+      await eventually('the third is answered', async () => third.text().includes('per_address'));
       assert.match(third.text(), /^HTTP\/1\.1 429 /);
       third.socket.destroy();
       // another source address: 127.0.0.2 is loopback too
@@ -187,9 +179,9 @@ describe('status stream fan-out', () => {
           resolve({ socket, text: () => received, closed: new Promise((done) => socket.once('close', () => done())) });
         });
       });
-      await waitFor('a stream from another address', async () => other.text().startsWith('HTTP/1.1 200 '));
+      await eventually('a stream from another address', async () => other.text().startsWith('HTTP/1.1 200 '));
       for (const s of [a, b, other]) s.socket.destroy();
-      await waitFor('all closed', async () => h.hub.size === 0);
+      await eventually('all closed', async () => h.hub.size === 0);
     });
 
     it('counts an IPv4-mapped address as IPv4 and an IPv6 host by its /64, never by a header', () => {
