@@ -77,7 +77,7 @@ function fastStoreContract(name: string, makeFleet: () => Fleet, { multiInstance
       await s.publish(channel, 'first');
       await s.publish(channel, 'second');
       // an escaped throw is an uncaught exception: node:test fails the run
-      await until('both delivered past the throwing handler', () => real(got).length === 2);
+      await eventually('both delivered past the throwing handler', () => real(got).length === 2);
       assert.deepEqual(real(got), ['first', 'second']);
     });
 
