@@ -31,6 +31,8 @@ export interface JwksFetcherOptions {
   ca?: string | Buffer;
   /** problems with a fetched document, as sentences (e.g. private members); empty when it is acceptable */
   validate?: (jwks: unknown) => string[];
+  /** the clock cache lifetimes are read on, in epoch ms (tests move it instead of waiting) */
+  now?: () => number;
 }
 
 interface Good {
@@ -82,6 +84,7 @@ export class JwksUriFetcher {
   readonly #ca: string | Buffer | undefined;
   readonly #validate: (jwks: unknown) => string[];
   readonly #entries = new Map<string, Entry>();
+  readonly #now: () => number;
 
   constructor(policy: JwksUriPolicy, log: Logger, opts: JwksFetcherOptions = {}) {
     this.#policy = { ...policy, allowedHosts: policy.allowedHosts.map(canonicalHost) };
@@ -89,6 +92,7 @@ export class JwksUriFetcher {
     this.#resolve = opts.resolve ?? systemResolver;
     this.#ca = opts.ca;
     this.#validate = opts.validate ?? (() => []);
+    this.#now = opts.now ?? Date.now;
   }
 
   get policy(): JwksUriPolicy {
@@ -164,7 +168,7 @@ export class JwksUriFetcher {
   async #obtain(url: string, want: 'refresh' | 'current', signal?: AbortSignal): Promise<Good> {
     let entry = this.#entries.get(url);
     if (entry?.inflight) await entry.inflight;
-    const now = Date.now();
+    const now = this.#now();
     const unexpired = entry?.good && now < entry.good.expiresAt ? entry.good : undefined;
     if (want === 'current' && unexpired) return unexpired;
     if (entry && now - entry.attemptAt < this.#policy.minCacheSeconds * 1000) {
@@ -211,10 +215,10 @@ export class JwksUriFetcher {
     if (!doc || typeof doc !== 'object' || !Array.isArray(keys)) throw new OutboundRefused('jwks_uri document is not a JWKS (no "keys" array)');
     const problems = this.#validate(doc);
     if (problems.length) throw new OutboundRefused(`jwks_uri document: ${problems.join('; ')}`);
-    const now = Date.now();
+    const now = this.#now();
     const { minCacheSeconds, maxCacheSeconds } = this.#policy;
     const lifetime = Math.min(Math.max(declaredLifetime(answer.headers, now) ?? 0, minCacheSeconds), maxCacheSeconds);
-    this.#log.debug({ jwks_uri: logged(url), address: answer.address, ms: now - started, keys: keys.length }, 'jwks_uri fetched');
+    this.#log.debug({ jwks_uri: logged(url), address: answer.address, ms: Date.now() - started, keys: keys.length }, 'jwks_uri fetched');
     return { body: answer.body, keys: keys as JWK[], expiresAt: now + lifetime * 1000, imported: new Map() };
   }
 }

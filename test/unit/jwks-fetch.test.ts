@@ -21,6 +21,7 @@ import { classifyAddress, ipv6Bytes, KNOWN_RANGE_NAMES, type AddressClass } from
 import { addressProblem } from '../../src/outbound/destination.js';
 import { jwksUriProblem, JwksUriFetcher, type JwksUriPolicy } from '../../src/outbound/jwks-fetch.js';
 import type { Resolver } from '../../src/outbound/pinned-resolution.js';
+import { testClock } from '../support/clock.js';
 
 const log = createLogger('silent');
 const NONE = { allowHttpLoopback: false, allowedHosts: [] as string[] };
@@ -406,7 +407,8 @@ describe('JwksUriFetcher', () => {
     partner.state.jwks = { keys: [a.jwk] };
     partner.state.cacheControl = 'public, max-age=100000';
     try {
-      const f = new JwksUriFetcher(policy({ minCacheSeconds: 1, maxCacheSeconds: 1 }), log);
+      const clock = testClock();
+      const f = new JwksUriFetcher(policy({ minCacheSeconds: 1, maxCacheSeconds: 1 }), log, { now: clock.now });
       const url = `${partner.url}/jwks?lifetime=1`;
       const signedByA = await clientAssertion(a.pair, 'c1', 'https://issuer.example');
       const signedByB = await clientAssertion(b.pair, 'c1', 'https://issuer.example');
@@ -417,7 +419,7 @@ describe('JwksUriFetcher', () => {
       const before = hits('/jwks');
       assert.equal(await f.currentKeyProblem(url, signedByA), undefined);
       assert.equal(hits('/jwks'), before);
-      await new Promise((r) => setTimeout(r, 1100));
+      clock.advance(1100);
       assert.match((await f.currentKeyProblem(url, signedByA))!, /not signed by a key/);
       assert.equal(await f.currentKeyProblem(url, signedByB), undefined);
       assert.equal(hits('/jwks') - before, 1, 'max-age=100000 was capped at JWKS_URI_CACHE_MAX (1 s)');
@@ -436,11 +438,12 @@ describe('JwksUriFetcher', () => {
       [{ expires: new Date(Date.now() + 60_000).toUTCString() }, false],
     ] as const) {
       Object.assign(partner.state, { cacheControl: undefined, expires: undefined }, headers);
-      const f = new JwksUriFetcher(policy({ minCacheSeconds: 1, maxCacheSeconds: 3600 }), log);
+      const clock = testClock();
+      const f = new JwksUriFetcher(policy({ minCacheSeconds: 1, maxCacheSeconds: 3600 }), log, { now: clock.now });
       const url = `${partner.url}/jwks?h=${encodeURIComponent(JSON.stringify(headers))}`;
       assert.equal(await f.currentKeyProblem(url, signedByA), undefined);
       const before = hits('/jwks');
-      await new Promise((r) => setTimeout(r, 1100));
+      clock.advance(1100);
       assert.equal(await f.currentKeyProblem(url, signedByA), undefined);
       assert.equal(hits('/jwks') - before, refetched ? 1 : 0, JSON.stringify(headers));
     }
@@ -449,12 +452,13 @@ describe('JwksUriFetcher', () => {
 
   it('keys past their lifetime whose refresh fails are no longer trusted (fail closed)', async () => {
     partner.state.jwks = { keys: [a.jwk] };
-    const f = new JwksUriFetcher(policy({ minCacheSeconds: 1, maxCacheSeconds: 1 }), log);
+    const clock = testClock();
+    const f = new JwksUriFetcher(policy({ minCacheSeconds: 1, maxCacheSeconds: 1 }), log, { now: clock.now });
     const url = `${partner.url}/jwks?failclosed=1`;
     const signedByA = await clientAssertion(a.pair, 'c1', 'https://issuer.example');
     assert.equal(await f.currentKeyProblem(url, signedByA), undefined);
     partner.state.jwks = 'not a jwks';
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.advance(1100);
     assert.match((await f.currentKeyProblem(url, signedByA))!, /could not be refreshed: jwks_uri document is not a JWKS/);
     partner.state.jwks = { keys: [a.jwk] };
   });

@@ -2,11 +2,13 @@
 // token id and per source address, on an injected clock (no waiting, no timing).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { testClock } from '../support/clock.js';
 import { PER_ADDRESS, PER_TOKEN, RegistrationThrottle, sourceKey } from '../../src/registration/registration-throttle.js';
 
+/** the throttle's clock, moved in seconds */
 function clock() {
-  let ms = 1_000_000;
-  return { now: () => ms, advance: (seconds: number) => (ms += seconds * 1000) };
+  const c = testClock(1_000_000);
+  return { now: c.now, advance: (seconds: number) => c.advance(seconds * 1000) };
 }
 
 describe('RegistrationThrottle', () => {

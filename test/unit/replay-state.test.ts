@@ -5,17 +5,14 @@ import { describe, it } from 'node:test';
 import {
   firstAcceptedIat, IAT_SKEW_SECONDS, markerPrefix, QUARANTINE_GRACE_MS, quarantineEndMs, parseMarker, REPLAY_SHARDS, REPLAY_WINDOW_SECONDS, ReplayState, shardOf, type GenerationMarker,
 } from '../../src/storage/replay-state.js';
+import { testClock } from '../support/clock.js';
 
 const RUN = 'a'.repeat(40);
 const OTHER_RUN = 'b'.repeat(40);
 const marker = (generation: string, createdMs: number, cutoffMs: number, runId = RUN): GenerationMarker =>
   parseMarker(`${markerPrefix(generation, createdMs, cutoffMs)}:${runId}`)!;
 
-/** a clock the test moves */
-function clock(startMs: number) {
-  let t = startMs;
-  return { now: () => t, set: (ms: number) => (t = ms) };
-}
+const clock = testClock;
 
 describe('replay generation markers', () => {
   it('parse what markerPrefix + a run id make, and nothing else', () => {

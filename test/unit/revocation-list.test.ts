@@ -16,6 +16,7 @@ import { StorageUnavailable } from '../../src/storage/errors.js';
 import { createRedisStore, type BusHandler, type FastStore } from '../../src/storage/fast-store.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
+import { eventually } from '../support/wait.js';
 
 const NEVER = 3_600_000;
 const silent = createLogger('silent');
@@ -516,11 +517,11 @@ describe('revocation list over real Redis', () => {
     // channel is heard, b's own subscription is in place
     let heard = false;
     readerRedis.subscribe('security-events', (m) => void (m === 'probe' && (heard = true)));
-    for (let i = 0; i < 100 && !heard; i++) {
+    await eventually('the reader is subscribed', async () => {
+      if (heard) return true;
       await writerRedis.publish('security-events', 'probe');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert.ok(heard, 'the reader is subscribed');
+      return false;
+    });
   });
   after(async () => {
     await writerRedis?.close();
