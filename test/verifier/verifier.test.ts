@@ -5,7 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeProtectedHeader, generateKeyPair } from 'jose';
 import { dpopProof, generateClientKey, requestToken } from '../../src/client/oauth-client.js';
-import { createVerifier, VerifierError, type Verifier, type VerifierOptions } from '../../src/verifier/index.js';
+import { createRedisReplayStore, createVerifier, VerifierError, type Verifier, type VerifierOptions } from '../../src/verifier/index.js';
 import { b64url, decodePayload, epoch, forgeProof, signJws, unsignedJwt, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, waitFor, type ServerProcess } from '../support/server.js';
@@ -175,9 +175,20 @@ describe('sigil/verifier against a real server', () => {
     assert.equal((await withNonces(req)).client_id, client.clientId);
   });
 
-  it('a token signed by a new key after a rotation is accepted without a restart', async () => {
+  it('a token signed by a new key after a rotation is accepted without a restart; unknown kids refetch once per cool-down', async () => {
     const v = make();
+    // a verifier that caches the JWKS for an hour: only the unknown-kid refetch can find the new key
+    const longCache = make({
+      jwksRefetchCooldownSeconds: 2,
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!String(input).endsWith('/jwks')) return res;
+        return new Response(await res.text(), { status: res.status, headers: { 'content-type': 'application/json', 'cache-control': 'public, max-age=3600' } });
+      },
+    });
     await v(await dpopRequest(await token()));
+    await longCache(await dpopRequest(await token()));
+    assert.equal(longCache.stats.jwksFetches, 1);
     const before = decodeProtectedHeader(await token()).kid;
     const rotated = await admin.call('POST', '/admin/keys/rotate');
     assert.equal(rotated.status, 201, JSON.stringify(rotated.body));
@@ -186,6 +197,27 @@ describe('sigil/verifier against a real server', () => {
       return decodeProtectedHeader(t).kid !== before && t;
     }, 30_000);
     assert.equal((await v(await dpopRequest(fresh))).client_id, client.clientId);
+    assert.equal((await longCache(await dpopRequest(fresh))).client_id, client.clientId);
+    assert.equal(longCache.stats.jwksFetches, 2, 'one refetch for the new kid');
+    // junk kids within the cool-down (2 s) of that refetch: refused, and no further fetch
+    const { privateKey } = await generateKeyPair('ES256');
+    const junk = await Promise.all([0, 1, 2].map(async (i) => dpopRequest(await signJws({ alg: 'ES256', typ: 'at+jwt', kid: `junk-${i}` }, decodePayload(fresh), privateKey))));
+    for (const req of junk) {
+      assertRefused(await refusal(longCache, req), 401, 'invalid_token',
+        `DPoP error="invalid_token", error_description="the access token is signed by an unknown key", ${ALGS}`);
+    }
+    assert.equal(longCache.stats.jwksFetches, 2, 'unknown kids do not refetch within the cool-down');
+  });
+
+  it('a proof used at one replica is refused at another sharing Redis', async () => {
+    // the stores' clocks run 10 s behind: their first start (no marker yet: a possible loss) is past
+    const shared = { redis: storage.redisUrl, prefix: `${storage.redisPrefix}verifier:`, now: () => Date.now() - 10_000 };
+    const a = make({ dpop: { replayStore: await createRedisReplayStore(shared) } });
+    const b = make({ dpop: { replayStore: await createRedisReplayStore(shared) } });
+    const req = await dpopRequest(await token());
+    assert.equal((await a(req)).client_id, client.clientId);
+    assertRefused(await refusal(b, req), 401, 'invalid_dpop_proof', `DPoP error="invalid_dpop_proof", error_description="the DPoP proof has been used before", ${ALGS}`);
+    assert.equal((await b(await dpopRequest(await token()))).client_id, client.clientId);
   });
 
   it('a revoked token and a revoked client are refused within 1 s (status list change stream)', async () => {
@@ -221,6 +253,40 @@ describe('sigil/verifier against a real server', () => {
       }
     }, 5_000);
     assert.ok(Date.now() - clientRevokedAt < 1000, `refused after ${Date.now() - clientRevokedAt} ms`);
+  });
+
+  it('after the change stream reconnects, every cached list is fetched again', async () => {
+    let streamAllowed = true;
+    let cut: AbortController | undefined;
+    const v = make({
+      status: { backoffMs: { min: 50, max: 200 } },
+      fetch: (input, init) => {
+        if (!String(input).endsWith('/status-lists/events')) return fetch(input, init);
+        if (!streamAllowed) return Promise.reject(new Error('the stream is cut'));
+        cut = new AbortController();
+        return fetch(input, { ...init, signal: AbortSignal.any([cut.signal, ...(init?.signal ? [init.signal] : [])]) });
+      },
+    });
+    const t = await token();
+    await v(await dpopRequest(t));
+    await waitFor('the change stream is open', async () => v.stats.statusStreamReady);
+    streamAllowed = false;
+    cut!.abort();
+    await waitFor('the change stream is down', async () => !v.stats.statusStreamReady);
+    assert.equal((await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(t).jti, reason: 'verifier test' })).status, 200);
+    // without the stream the cached list (ttl 60 s) still says valid: the control
+    assert.equal((await v(await dpopRequest(t))).client_id, client.clientId);
+    streamAllowed = true;
+    const err = await waitFor('refused once the stream is back', async () => {
+      try {
+        await v(await dpopRequest(t));
+        return false;
+      } catch (e) {
+        return e as VerifierError;
+      }
+    }, 10_000);
+    assert.equal(err.code, 'invalid_token');
+    assert.ok(v.stats.statusStreamReady);
   });
 
   it('the status list unreachable: fail closed (503 temporarily_unavailable)', async () => {
