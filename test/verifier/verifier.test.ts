@@ -2,10 +2,12 @@
 // with the exact WWW-Authenticate an API must answer with (RFC 6750 §3, RFC 9449 §7.1).
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { decodeProtectedHeader, generateKeyPair } from 'jose';
 import { dpopProof, generateClientKey, requestToken } from '../../src/client/oauth-client.js';
-import { createRedisReplayStore, createVerifier, VerifierError, type Verifier, type VerifierOptions } from '../../src/verifier/index.js';
+import { createRedisReplayStore, createVerifier, verifyNodeRequest, VerifierError, type Verifier, type VerifierOptions } from '../../src/verifier/index.js';
 import { b64url, decodePayload, epoch, forgeProof, signJws, unsignedJwt, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import { startServer, waitFor, type ServerProcess } from '../support/server.js';
@@ -79,6 +81,24 @@ describe('sigil/verifier against a real server', () => {
     const req = await dpopRequest(t, client, 'POST', `${API}?page=2`);
     const fetchRequest = new Request(req.url, { method: 'POST', headers: req.headers });
     assert.equal((await verify(fetchRequest)).jti, payload.jti);
+  });
+
+  it('a Node http API behind the adapter: its path resolved against baseUrl, refusals answered', async () => {
+    const v = make({ baseUrl: 'https://api.example.com' });
+    const api = createServer((req, res) => void verifyNodeRequest(v, req, res).then((c) => c && res.end(JSON.stringify(c))));
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+    try {
+      const at = `http://127.0.0.1:${(api.address() as AddressInfo).port}/orders/42`;
+      const t = await token();
+      const ok = await fetch(at, { headers: { authorization: `DPoP ${t}`, dpop: await dpopProof(client.dpopKey, 'GET', API, { accessToken: t }) } });
+      assert.equal(ok.status, 200);
+      assert.equal(((await ok.json()) as { client_id: string }).client_id, client.clientId);
+      const refused = await fetch(at);
+      assert.equal(refused.status, 401);
+      assert.equal(refused.headers.get('www-authenticate'), `DPoP ${ALGS}`);
+    } finally {
+      await new Promise((r) => api.close(r));
+    }
   });
 
   it('no token: 401 with a challenge and no error code', async () => {
