@@ -6,4 +6,4 @@ export { VerifierError, type VerifierErrorCode } from './errors.js';
 export { MemoryReplayStore, type ClaimResult, type ReplayStore } from './replay.js';
 export { createRedisReplayStore, RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay.js';
 export type { IntrospectionClient } from './introspection.js';
-export { expressVerifier, fastifyVerifier, fromNodeRequest, koaVerifier, sendRefusal, verifyFetchRequest, verifyNodeRequest } from './adapters.js';
+export { type PublicUrlOptions, expressVerifier, fastifyVerifier, fromNodeRequest, koaVerifier, sendRefusal, verifyFetchRequest, verifyNodeRequest } from './adapters.js';

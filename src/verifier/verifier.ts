@@ -141,7 +141,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   async function setup(): Promise<{ challenge: Challenge; proofs: ProofChecker }> {
     if (challenge && proofs) return { challenge, proofs };
-    const md = await issuer.metadata();
+    let md;
+    try {
+      md = await issuer.metadata();
+    } catch {
+      // not one request can be checked before the issuer has been reached once
+      throw refusal({ algs: DEFAULT_DPOP_ALGS, bearer: options.allowBearer ?? false, realm: options.realm }, 'temporarily_unavailable', 'the issuer cannot be reached', { retryAfter: 5 });
+    }
     const advertised = Array.isArray(md.dpop_signing_alg_values_supported) ? md.dpop_signing_alg_values_supported : DEFAULT_DPOP_ALGS;
     // only asymmetric algorithms this library implements, whatever the document says
     const algs = advertised.filter((a) => SUPPORTED_ALGORITHMS.includes(a));

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
-  expressVerifier, fastifyVerifier, koaVerifier, verifyFetchRequest, verifyNodeRequest, VerifierError, type AccessTokenClaims, type RequestLike, type Verifier,
+  fromNodeRequest, expressVerifier, fastifyVerifier, koaVerifier, verifyFetchRequest, verifyNodeRequest, VerifierError, type AccessTokenClaims, type RequestLike, type Verifier,
 } from '../../src/verifier/index.js';
 
 const CHALLENGE = 'DPoP error="use_dpop_nonce", error_description="a nonce is required in the DPoP proof", algs="ES256"';
@@ -43,6 +43,21 @@ describe('sigil/verifier adapters', () => {
     const res = await fetch(`${base}/orders/1?x=2`, { headers: { authorization: auth } });
     return { status: res.status, headers: res.headers, body: (await res.json()) as unknown };
   };
+
+  it('the public URL: from baseUrl, or from forwarded headers only when a trusted proxy sent them', () => {
+    const req = (peer: string, headers: Record<string, string> = {}) =>
+      ({ method: 'POST', url: '/orders/1?x=2', headers: { host: '10.0.0.5:8080', ...headers }, socket: { remoteAddress: peer } }) as unknown as IncomingMessage;
+    const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'api.example.com' };
+    const proxies = ['127.0.0.0/8', '::1'];
+    assert.equal(fromNodeRequest(req('127.0.0.1', forwarded), { trustedProxies: proxies }).url, 'https://api.example.com/orders/1?x=2');
+    assert.equal(fromNodeRequest(req('::ffff:127.0.0.9', forwarded), { trustedProxies: proxies }).url, 'https://api.example.com/orders/1?x=2');
+    assert.equal(fromNodeRequest(req('::1', forwarded), { trustedProxies: proxies }).url, 'https://api.example.com/orders/1?x=2');
+    // from anyone else the headers are ignored: the configured base, or the path for the verifier's
+    assert.equal(fromNodeRequest(req('10.1.2.3', forwarded), { trustedProxies: proxies }).url, '/orders/1?x=2');
+    assert.equal(fromNodeRequest(req('10.1.2.3', forwarded), { trustedProxies: proxies, baseUrl: 'https://orders.example.com' }).url, 'https://orders.example.com/orders/1?x=2');
+    assert.equal(fromNodeRequest(req('127.0.0.1', forwarded)).url, '/orders/1?x=2', 'no proxy is trusted by default');
+    assert.equal(fromNodeRequest(req('127.0.0.1', forwarded), 'https://orders.example.com').url, 'https://orders.example.com/orders/1?x=2');
+  });
 
   it('Node http: claims, or the refusal answered', async () => {
     handler = (req, res) => void verifyNodeRequest(stub, req, res).then((c) => c && res.end(JSON.stringify(c)));

@@ -309,6 +309,26 @@ describe('sigil/verifier against a real server', () => {
     assert.ok(v.stats.statusStreamReady);
   });
 
+  it('without the change stream, a revoked token is refused once the list\'s ttl has passed', async () => {
+    let ahead = 0;
+    // the verifier's clock jumps past the list's ttl (60 s); proofs may be that old for this verifier
+    const v = make({ status: { events: false }, now: () => Date.now() + ahead, dpop: { maxAgeSeconds: 300 } });
+    const t = await token();
+    await v(await dpopRequest(t));
+    assert.equal((await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(t).jti, reason: 'verifier test' })).status, 200);
+    assert.equal((await v(await dpopRequest(t))).client_id, client.clientId, 'within the ttl the cached list is used');
+    const fetches = v.stats.statusListFetches;
+    ahead = 61_000;
+    assertRefused(await refusal(v, await dpopRequest(t)), 401, 'invalid_token', `DPoP error="invalid_token", error_description="the access token has been revoked", ${ALGS}`);
+    assert.equal(v.stats.statusListFetches, fetches + 1);
+  });
+
+  it('the issuer unreachable before its first answer: 503, not an exception', async () => {
+    const v = make({ fetch: () => Promise.reject(new Error('connection refused')) });
+    const err = await refusal(v, await dpopRequest(await token()));
+    assertRefused(err, 503, 'temporarily_unavailable', `DPoP ${ALGS}`);
+  });
+
   it('the status list unreachable: fail closed (503 temporarily_unavailable)', async () => {
     const cut = make({ fetch: (input, init) => (String(input).includes('/status-lists/') ? Promise.reject(new Error('unreachable')) : fetch(input, init)) });
     const err = await refusal(cut, await dpopRequest(await token()));
