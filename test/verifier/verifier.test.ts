@@ -101,6 +101,23 @@ describe('sigil/verifier against a real server', () => {
     }
   });
 
+  it('an exchanged token: the act chain and the original subject reach the API', async () => {
+    const STOCK = 'https://api.example.com/stock';
+    const orders = await createClient(admin, {
+      name: 'orders service', scope: 'orders:read', audiences: [STOCK], serves: [AUDIENCE],
+      grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+    });
+    const exchanged = (await requestToken(tokenRequest(server.url, server.issuer, orders, {
+      grantType: 'urn:ietf:params:oauth:grant-type:token-exchange', resource: STOCK,
+      extra: { subject_token: await token(), subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' },
+    }))).access_token;
+    const stockApi = make({ audience: STOCK });
+    const claims = await stockApi(await dpopRequest(exchanged, orders, 'GET', 'https://api.example.com/stock/1'));
+    assert.equal(claims.sub, client.clientId, 'the original subject');
+    assert.equal(claims.client_id, orders.clientId);
+    assert.equal(claims.act?.sub, orders.clientId, 'the actor');
+  });
+
   it('no token: 401 with a challenge and no error code', async () => {
     assertRefused(await refusal(verify, { method: 'GET', url: API, headers: {} }), 401, 'missing_token', `DPoP ${ALGS}`);
   });
