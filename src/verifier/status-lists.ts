@@ -32,6 +32,9 @@ const MAX_INFLATED_BYTES = 1 << 21;
 const DEFAULT_TTL_SECONDS = 300;
 /** lists not asked for in this long are dropped (their tokens expired) */
 const IDLE_MS = 3_600_000;
+/** a stream open this long before it ended was healthy: the next one is opened at once */
+const HEALTHY_STREAM_MS = 10_000;
+const QUICK_RECONNECT_MS = 250;
 
 export interface StatusListsOptions {
   issuer: IssuerState;
@@ -51,6 +54,7 @@ export class StatusLists {
   #reconnect: NodeJS.Timeout | undefined;
   #failures = 0;
   #retryHintMs: number | undefined;
+  #readyAt = 0;
   #closed = false;
   /** the change stream is open and its ready event arrived */
   streamReady = false;
@@ -227,6 +231,7 @@ export class StatusLists {
       // (re)connected: whatever changed while no stream was open is refetched now
       this.#failures = 0;
       this.streamReady = true;
+      this.#readyAt = this.#opts.now();
       this.#opts.log?.('status_stream_ready');
       this.invalidateAll();
     } else if (event === 'status_lists_changed' && Array.isArray(uris)) {
@@ -236,12 +241,15 @@ export class StatusLists {
 
   #scheduleReconnect(controller: AbortController): void {
     if (this.#stream !== controller) return;
+    // a stream that served a while and ended (the issuer ends each after its lifetime, spread
+    // already) is replaced at once: changes in the gap would wait for the reconnection
+    const healthy = this.streamReady && this.#opts.now() - this.#readyAt > HEALTHY_STREAM_MS;
     this.streamReady = false;
     this.#stream = undefined;
     if (this.#closed) return;
     const { min, max } = this.#opts.backoffMs ?? { min: this.#retryHintMs ?? 1000, max: 30_000 };
-    const base = Math.min(max, min * 2 ** Math.min(this.#failures, 16));
-    this.#failures++;
+    const base = healthy ? QUICK_RECONNECT_MS : Math.min(max, min * 2 ** Math.min(this.#failures, 16));
+    if (!healthy) this.#failures++;
     // spread, so that the gateways of a restarted issuer do not all come back at once
     const delay = base / 2 + Math.random() * (base / 2);
     this.#opts.log?.('status_stream_reconnect', { delay_ms: Math.round(delay) });

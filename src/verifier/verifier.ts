@@ -251,10 +251,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const ath = createHash('sha256').update(token).digest('base64url');
     let claims: AccessTokenClaims;
     const hit = tokens.get(ath);
-    if (hit && hit.expMs > nowMs) claims = hit.claims;
-    else {
-      if (hit) tokens.delete(ath);
-      if (hit) throw refusal(c, 'invalid_token', 'the access token has expired');
+    if (hit) {
+      if (hit.expMs <= nowMs) {
+        tokens.delete(ath);
+        throw refusal(c, 'invalid_token', 'the access token has expired');
+      }
+      claims = hit.claims;
+    } else {
       claims = await verifyToken(token, c, nowMs);
       remember(ath, claims);
     }

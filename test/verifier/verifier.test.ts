@@ -326,6 +326,29 @@ describe('sigil/verifier against a real server', () => {
     assert.ok(v.stats.statusStreamReady);
   });
 
+  it('a change stream that served a while and ended is replaced at once, whatever the backoff', async () => {
+    let ahead = 0;
+    let opened = 0;
+    let cut: AbortController | undefined;
+    const v = make({
+      now: () => Date.now() + ahead,
+      dpop: { maxAgeSeconds: 300 },
+      // a failing stream would wait 30 to 60 s
+      status: { backoffMs: { min: 60_000, max: 60_000 } },
+      fetch: (input, init) => {
+        if (!String(input).endsWith('/status-lists/events')) return fetch(input, init);
+        opened++;
+        cut = new AbortController();
+        return fetch(input, { ...init, signal: AbortSignal.any([cut.signal, ...(init?.signal ? [init.signal] : [])]) });
+      },
+    });
+    await v(await dpopRequest(await token()));
+    await waitFor('the change stream is open', async () => v.stats.statusStreamReady);
+    ahead = 11_000;
+    cut!.abort();
+    await waitFor('a new stream', async () => opened === 2 && v.stats.statusStreamReady, 5_000);
+  });
+
   it('without the change stream, a revoked token is refused once the list\'s ttl has passed', async () => {
     let ahead = 0;
     // the verifier's clock jumps past the list's ttl (60 s); proofs may be that old for this verifier
