@@ -106,7 +106,10 @@ const AUTHORIZATION = /^(DPoP|Bearer) +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
 function header(headers: HeadersLike, name: string): string | undefined {
   if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name) ?? undefined;
-  const v = (headers as Record<string, string | string[] | undefined>)[name];
+  const record = headers as Record<string, string | string[] | undefined>;
+  // Node's headers are lower-case already; a hand-made record may not be
+  let v = record[name];
+  if (v === undefined) for (const k in record) if (k.toLowerCase() === name) v = record[k];
   // node keeps repeated unknown headers as one value joined by ", "; an array means several
   return Array.isArray(v) ? v.join(', ') : v;
 }

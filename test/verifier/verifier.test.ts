@@ -81,6 +81,9 @@ describe('sigil/verifier against a real server', () => {
     const req = await dpopRequest(t, client, 'POST', `${API}?page=2`);
     const fetchRequest = new Request(req.url, { method: 'POST', headers: req.headers });
     assert.equal((await verify(fetchRequest)).jti, payload.jti);
+    // a hand-made record of headers, names in any case
+    const capitalised = { method: 'GET', url: API, headers: { Authorization: `DPoP ${t}`, DPoP: await dpopProof(client.dpopKey, 'GET', API, { accessToken: t }) } };
+    assert.equal((await verify(capitalised)).jti, payload.jti);
   });
 
   it('a Node http API behind the adapter: its path resolved against baseUrl, refusals answered', async () => {
