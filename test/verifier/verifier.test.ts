@@ -134,6 +134,20 @@ describe('sigil/verifier against a real server', () => {
       `DPoP error="invalid_token", error_description="a DPoP-bound access token must be presented with the DPoP scheme", ${ALGS}, Bearer error="invalid_token", error_description="a DPoP-bound access token must be presented with the DPoP scheme"`);
   });
 
+  it('a plain Bearer token (no cnf): accepted only when Bearer is allowed, and never with the DPoP scheme', async () => {
+    const optional = await createClient(admin, { name: 'bearer client', dpop: 'optional' });
+    const bearer = (await requestToken(tokenRequest(server.url, server.issuer, optional, { dpopKey: undefined, resource: AUDIENCE, scope: 'orders:read' }))).access_token;
+    assert.equal(decodePayload(bearer).cnf, undefined, 'a token without cnf');
+    const req = { method: 'GET', url: API, headers: { authorization: `Bearer ${bearer}` } };
+    assertRefused(await refusal(verify, req), 401, 'invalid_token', `DPoP error="invalid_token", error_description="a DPoP-bound access token and a DPoP proof are required", ${ALGS}`);
+    const lenient = make({ allowBearer: true });
+    assert.equal((await lenient(req)).client_id, optional.clientId);
+    const asDpop = { method: 'GET', url: API, headers: { authorization: `DPoP ${bearer}`, dpop: await dpopProof(optional.dpopKey, 'GET', API, { accessToken: bearer }) } };
+    assertRefused(await refusal(lenient, asDpop), 401, 'invalid_token',
+      `DPoP error="invalid_token", error_description="the access token is not DPoP-bound", ${ALGS}, Bearer error="invalid_token", error_description="the access token is not DPoP-bound"`);
+    assertRefused(await refusal(lenient, { method: 'GET', url: API, headers: {} }), 401, 'missing_token', `DPoP ${ALGS}, Bearer`);
+  });
+
   it('a proof for another URL or another method is refused', async () => {
     const t = await token();
     const other = { method: 'GET', url: API, headers: { authorization: `DPoP ${t}`, dpop: await dpopProof(client.dpopKey, 'GET', 'https://api.example.com/orders/43', { accessToken: t }) } };
