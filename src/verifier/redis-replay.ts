@@ -56,6 +56,10 @@ export class RedisReplayStore implements ReplayStore {
   /** the latest loss known here (ms), 0 for none */
   #cutoffMs = 0;
   #settling: Promise<void> | undefined;
+  /** moves whenever the connection closes or becomes ready */
+  #epoch = 0;
+  /** the epoch at which the marker was last read and judged */
+  #verifiedEpoch = -1;
   /** losses noticed by this replica (tests, metrics) */
   losses = 0;
 
@@ -68,10 +72,11 @@ export class RedisReplayStore implements ReplayStore {
     this.#prefix = `${prefix}{dpop}:jti:`;
     this.#skew = opts.skewSeconds ?? 5;
     this.#now = opts.now ?? Date.now;
-    // a new connection may reach another Redis process (restart, failover): verified again before use
-    redis.on('ready', () => {
-      this.#expected = undefined;
-    });
+    // a new connection may reach another Redis process (restart, failover, a restored snapshot):
+    // nothing sent before it is trusted, and the marker is verified again before the next claim
+    const moved = () => void this.#epoch++;
+    redis.on('close', moved);
+    redis.on('ready', moved);
   }
 
   static async create(opts: RedisReplayStoreOptions): Promise<RedisReplayStore> {
@@ -83,15 +88,22 @@ export class RedisReplayStore implements ReplayStore {
       own = true;
     } else client = opts.redis;
     const store = new RedisReplayStore(client, own, opts);
-    await store.#settle();
+    // the first read may straddle the connection becoming ready: read again until it is verified
+    for (let i = 0; i < 3 && store.#verifiedEpoch !== store.#epoch; i++) await store.#settle();
     return store;
   }
 
   async claim(key: string, ttlMs: number, iat: number): Promise<ClaimResult> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (!this.#expected) await this.#settle();
-      const expected = this.#expected!;
+      if (!this.#expected || this.#verifiedEpoch !== this.#epoch) await this.#settle();
+      const ticket = this.#epoch;
+      const expected = this.#expected;
+      // the connection changed while the marker was read: read it again
+      if (!expected || this.#verifiedEpoch !== ticket) continue;
       const r = (await this.#redis.eval(CLAIM, 2, this.#markerKey, this.#prefix + key, expected.raw, String(Math.ceil(ttlMs)))) as number;
+      // answered by a Redis reached anew since it was sent (a claim queued while disconnected): it
+      // may be a Redis that lost this very record; the record may be set now, so no retry either
+      if (this.#epoch !== ticket) return 'unavailable';
       if (r === -1) {
         // the marker changed under us: another replica started a generation, or the records were lost
         if (this.#expected === expected) this.#expected = undefined;
@@ -119,7 +131,10 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   async #readMarker(): Promise<void> {
+    const epoch = this.#epoch;
     const [raw, info] = await Promise.all([this.#redis.get(this.#markerKey), this.#redis.info('server')]);
+    // what was read is true of the Redis this connection reached: trusted only if it did not change
+    if (this.#epoch !== epoch) return;
     const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1] ?? '0';
     const found = parseMarker(raw);
     const expected = this.#expected;
@@ -127,6 +142,7 @@ export class RedisReplayStore implements ReplayStore {
     if (found && found.runId === runId && (!expected || found.createdMs >= expected.createdMs)) {
       this.#expected = found;
       this.#cutoffMs = Math.max(this.#cutoffMs, found.cutoffMs);
+      this.#verifiedEpoch = epoch;
       return;
     }
     // missing (at our first start it cannot be told from a loss while every replica was down), older,
@@ -137,6 +153,7 @@ export class RedisReplayStore implements ReplayStore {
     const marker = `${randomBytes(8).toString('hex')}:${now}:${this.#cutoffMs}:${runId}`;
     await this.#redis.set(this.#markerKey, marker);
     this.#expected = parseMarker(marker);
+    if (this.#epoch === epoch) this.#verifiedEpoch = epoch;
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createRedisReplayStore, type RedisReplayStore } from '../../src/verifier/index.js';
 import { REDIS_URL } from '../support/infra.js';
+import { startRedisServer } from '../support/redis-server.js';
+import { waitFor } from '../support/server.js';
 
 describe('RedisReplayStore', () => {
   const prefix = `verifier-replay-test:${randomUUID()}:`;
@@ -64,5 +66,33 @@ describe('RedisReplayStore', () => {
     assert.equal(await b.claim('jkt:new', 65_000, Math.floor(t / 1000)), 'replayed');
     t += 70_000;
     assert.equal(await b.claim('jkt:much-later', 65_000, before + 2), 'replayed', 'whenever it comes (the verifier\'s age check refuses it anyway)');
+  });
+
+  it('a Redis restarted from an older snapshot (records lost, the old marker back, another run_id) is a loss too', async () => {
+    const own = await startRedisServer();
+    const direct = new Redis(own.url, { maxRetriesPerRequest: 1 });
+    const s = await createRedisReplayStore({ redis: own.url, prefix: 'snapshot:', now });
+    try {
+      t += 10_000;
+      let iat = Math.floor(t / 1000);
+      assert.equal(await s.claim('jkt:before-snapshot', 65_000, iat), 'fresh');
+      await direct.save();
+      assert.equal(await s.claim('jkt:after-snapshot', 65_000, iat), 'fresh');
+      // a crash: what was recorded after the snapshot is gone, the marker of the snapshot is back
+      await own.stop('SIGKILL');
+      await own.start();
+      t += 1000;
+      const result = await waitFor('the store reaches the restarted Redis', async () => s.claim('jkt:after-snapshot', 65_000, iat).catch(() => undefined), 10_000);
+      assert.equal(result, 'unavailable', 'the replay of a record the snapshot lacks is not fresh');
+      assert.equal(s.losses, 2, 'the first start and the restored snapshot');
+      t += 8_000;
+      assert.equal(await s.claim('jkt:after-snapshot', 65_000, iat), 'replayed');
+      iat = Math.floor(t / 1000);
+      assert.equal(await s.claim('jkt:new', 65_000, iat), 'fresh');
+    } finally {
+      await s.close();
+      direct.disconnect();
+      await own.close();
+    }
   });
 });
