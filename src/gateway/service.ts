@@ -41,6 +41,8 @@ export interface VerifyServiceOptions {
   fetch?: FetchLike;
   /** tests: the status-list change-stream backoff */
   statusBackoffMs?: { min: number; max: number };
+  /** tests: the verifiers' clock */
+  now?: () => number;
   log?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -85,7 +87,7 @@ export async function startVerifyService(opts: VerifyServiceOptions): Promise<Ve
   for (const route of opts.config.routes) {
     if (verifiers.has(route.audience)) continue;
     verifiers.set(route.audience, createVerifier({
-      issuer: opts.issuer, audience: route.audience, fetch: trackingFetch, log,
+      issuer: opts.issuer, audience: route.audience, fetch: trackingFetch, log, now: opts.now,
       dpop: { replayStore: shared }, status: opts.statusBackoffMs ? { backoffMs: opts.statusBackoffMs } : undefined,
     }));
   }
