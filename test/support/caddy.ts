@@ -18,11 +18,17 @@ export function caddySite(opts: { port: number; upstreamPort: number; verifierPo
   return `
 http://:${opts.port} {
 	bind 127.0.0.1
-	forward_auth ${opts.verifierPorts.map((p) => `127.0.0.1:${p}`).join(' ')} {
-		uri /verify
-		copy_headers X-Sigil-Client-Id X-Sigil-Sub X-Sigil-Scope X-Sigil-Jti X-Sigil-Act
+	route {
+		forward_auth ${opts.verifierPorts.map((p) => `127.0.0.1:${p}`).join(' ')} {
+			uri /verify
+			copy_headers X-Sigil-Client-Id X-Sigil-Sub X-Sigil-Scope X-Sigil-Jti X-Sigil-Act
+		}
+		# Caddy 2.6 copies a header the answer lacks as its unexpanded placeholder (2.7 removes it):
+		# X-Sigil-Act is absent for tokens that were not exchanged
+		@no_act header_regexp X-Sigil-Act ^\{http\.reverse_proxy\.header\.
+		request_header @no_act -X-Sigil-Act
+		reverse_proxy 127.0.0.1:${opts.upstreamPort}
 	}
-	reverse_proxy 127.0.0.1:${opts.upstreamPort}
 }
 `;
 }
@@ -42,7 +48,6 @@ export async function startCaddy(opts: { upstreamPort: number; verifierPorts: nu
   const config = `{
 	admin off
 	auto_https off
-	persist_config off
 }
 ${caddySite({ port, ...opts })}`;
   const file = path.join(dir, 'Caddyfile');
@@ -52,10 +57,10 @@ ${caddySite({ port, ...opts })}`;
   let output = '';
   for (const s of [child.stdout!, child.stderr!]) s.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await waitFor('caddy to listen', async () => {
-    if (child.exitCode !== null) throw new Error(`caddy exited with ${child.exitCode}: ${output}`);
-    return listening(port);
-  }, 15_000).catch((err: Error) => {
+  await Promise.race([
+    waitFor('caddy to listen', () => listening(port), 15_000),
+    exited.then(() => Promise.reject(new Error(`caddy exited with ${child.exitCode}`))),
+  ]).catch((err: Error) => {
     child.kill('SIGKILL');
     throw new Error(`${err.message}\n${output}`);
   });

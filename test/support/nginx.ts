@@ -108,10 +108,10 @@ ${nginxSite({ port, ...opts })}
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const logs = async () => `${stderr}${await readFile(path.join(dir, 'error.log'), 'utf8').catch(() => '')}`;
-  await waitFor('nginx to listen', async () => {
-    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${await logs()}`);
-    return existsSync(path.join(dir, 'nginx.pid'));
-  }, 15_000).catch(async (err: Error) => {
+  await Promise.race([
+    waitFor('nginx to listen', async () => existsSync(path.join(dir, 'nginx.pid')), 15_000),
+    exited.then(() => Promise.reject(new Error(`nginx exited with ${child.exitCode}`))),
+  ]).catch(async (err: Error) => {
     child.kill('SIGKILL');
     throw new Error(`${err.message}\n${await logs()}`);
   });
