@@ -53,7 +53,7 @@ export interface VerifyService {
   close(): Promise<void>;
 }
 
-/** the service's own endpoints; an API path that is exactly one of these cannot use the ext_authz protocol */
+/** the service's own endpoints, unless a gateway asks about an API path a route covers (ext_authz) */
 const OWN_PATHS = new Set(['/health', '/ready', '/metrics']);
 const READY_TIMEOUT_MS = 5_000;
 
@@ -156,7 +156,10 @@ export async function startVerifyService(opts: VerifyServiceOptions): Promise<Ve
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
     const describesAnother = req.headers['x-original-url'] !== undefined || req.headers['x-forwarded-uri'] !== undefined;
-    if (OWN_PATHS.has(path) && req.method === 'GET' && !describesAnother) {
+    // Envoy asks with the API's own path: a 200 from /metrics to a gateway asking about an API's
+    // /metrics would let the call through. From a gateway, a path a route covers is always decided.
+    const askedAboutApi = () => isTrusted(opts.config.trusted, req.socket.remoteAddress) && table.match(req.headers.host, path) !== undefined;
+    if (OWN_PATHS.has(path) && req.method === 'GET' && !describesAnother && !askedAboutApi()) {
       if (path === '/health') return json(res, 200, { status: 'ok' });
       if (path === '/ready') {
         const r = await ready();

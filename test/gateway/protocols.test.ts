@@ -80,6 +80,22 @@ describe('verify-server protocols', () => {
     assert.match(String(refused.headers['www-authenticate']), /htu does not match/);
   });
 
+  it('Envoy asking about an API path that is also one of the service\'s own (/metrics) gets a decision, not the metrics', async () => {
+    const catchAll = await start({ routes: [{ prefix: '/', audience: ORDERS }] });
+    for (const own of ['/metrics', '/health', '/ready']) {
+      const r = await send(catchAll.port, { path: own, host: HOST });
+      assert.equal(r.status, 401, `${own}: ${r.status}`);
+      const { headers } = await credentials('GET', `http://${HOST}${own}`);
+      const allowed = await send(catchAll.port, { path: own, host: HOST, headers });
+      assert.equal(allowed.status, 200, allowed.text);
+      assert.equal(allowed.headers['x-sigil-client-id'], client.clientId);
+    }
+    // a probe from outside the gateways still reads them
+    const hosted = await start({ routes: [{ host: HOST, prefix: '/', audience: ORDERS }] });
+    assert.equal((await send(hosted.port, { path: '/health', host: `127.0.0.1:${hosted.port}` })).status, 200);
+    assert.equal((await send(hosted.port, { path: '/health', host: HOST })).status, 401);
+  });
+
   it('nginx auth_request headers win over X-Forwarded-*; a repeated or malformed description is refused', async () => {
     const { headers } = await credentials('GET', `https://${HOST}/orders/1`);
     const ok = await send(service.port, { path: '/verify', host: 'verify.internal', headers: { ...headers, 'x-original-method': 'GET', 'x-original-url': `https://${HOST}/orders/1`, 'x-forwarded-uri': '/elsewhere', 'x-forwarded-method': 'DELETE' } });

@@ -10,7 +10,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeProtectedHeader, generateKeyPair } from 'jose';
-import { dpopProof, requestToken } from '../../src/client/oauth-client.js';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { dpopProof, keyPairFromPrivateJwk, requestToken } from '../../src/client/oauth-client.js';
 import { parseGatewayConfig } from '../../src/gateway/config.js';
 import { startVerifyService, type VerifyService } from '../../src/gateway/service.js';
 import { createRedisReplayStore } from '../../src/verifier/index.js';
@@ -19,7 +21,8 @@ import { b64url, decodePayload, epoch, forgeProof, signJws, unsignedJwt, untilRe
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import type { Gateway } from '../support/nginx.js';
 import { startServer, waitFor, type ServerProcess } from '../support/server.js';
-import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { adminWithKey, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
 
 export type StartGateway = (opts: { upstreamPort: number; verifierPorts: number[] }) => Promise<Gateway>;
 
@@ -45,6 +48,9 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
     let storage: TestStorage;
     let server: ServerProcess;
     let admin: Admin;
+    /** the admin's `sigil` CLI: keys rotate, tokens revoke, clients revoke are run as an operator would */
+    let cli: CliOptions;
+    let work: Awaited<ReturnType<typeof tempDir>>;
     let client: TestClient;
     let upstream: EchoUpstream;
     const services: VerifyService[] = [];
@@ -80,7 +86,11 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
         env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, JWKS_MAX_AGE: '2', STATUS_LIST_TTL: '60' },
       });
       await untilReady(server.url);
-      admin = await bootstrapAdmin(server.url, server.issuer);
+      work = await tempDir('gateway');
+      cli = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
+      jsonOf(await sigil(['init', '--json'], cli));
+      const adminJwk = JSON.parse(await readFile(path.join(cli.keysDir!, 'admin.private.jwk.json'), 'utf8'));
+      admin = adminWithKey(server.url, server.issuer, await keyPairFromPrivateJwk(adminJwk));
       client = await createClient(admin, { scope: 'orders:read orders:write', audiences: [ORDERS, OTHER] });
       upstream = await startEchoUpstream();
       const config = parseGatewayConfig(JSON.stringify(CONFIG));
@@ -110,6 +120,7 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
       await upstream?.close();
       await server?.stop();
       await storage?.cleanup();
+      await work?.remove();
     });
 
     it('a good call: the upstream sees the identity headers, and none a client sent itself', async () => {
@@ -203,11 +214,10 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
       assert.equal((await call(gwA, '/%6frders/42', t)).status, 200);
     });
 
-    it('a token signed by a new key after a key rotation is accepted, nothing restarted', async () => {
+    it('a token signed by a new key after `sigil keys rotate` is accepted, nothing restarted', async () => {
       assert.equal((await call(gwA, '/orders/1', await token())).status, 200);
       const before = decodeProtectedHeader(await token()).kid;
-      const rotated = await admin.call('POST', '/admin/keys/rotate');
-      assert.equal(rotated.status, 201, JSON.stringify(rotated.body));
+      jsonOf(await sigil(['keys', 'rotate', '--json'], cli));
       const fresh = await waitFor('a token signed by the new key', async () => {
         const t = await token();
         return decodeProtectedHeader(t).kid !== before && t;
@@ -217,7 +227,7 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
       assert.equal((await call(gwB, '/orders/1', fresh)).status, 200);
     });
 
-    it('a revoked token and a revoked client are refused within 1 s, without asking /introspect', async () => {
+    it('a token and a client revoked with `sigil ... revoke` are refused within 1 s of the command returning, without asking /introspect', async () => {
       const t = await token();
       assert.equal((await call(gwA, '/orders/1', t)).status, 200);
       const refusedWithin = async (what: string, fn: () => Promise<unknown>, tok: string, key: TestClient) => {
@@ -234,8 +244,7 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
         return r;
       };
       const r = await refusedWithin('the revoked token refused', async () => {
-        const res = await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(t).jti, reason: 'gateway test' });
-        assert.equal(res.status, 200, JSON.stringify(res.body));
+        jsonOf(await sigil(['tokens', 'revoke', `--reason=gateway test`, '--json', '--', decodePayload(t).jti], cli));
       }, t, client);
       assert.equal(r.headers['www-authenticate'], invalid('invalid_token', 'the access token has been revoked'));
 
@@ -243,8 +252,7 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
       const vt = await token(victim);
       assert.equal((await call(gwA, '/orders/1', vt, { key: victim })).status, 200);
       await refusedWithin('the revoked client refused', async () => {
-        const res = await admin.call('POST', `/admin/clients/${encodeURIComponent(victim.clientId)}/revoke`, { reason: 'gateway test' });
-        assert.equal(res.status, 200, JSON.stringify(res.body));
+        jsonOf(await sigil(['clients', 'revoke', victim.clientId, '--reason=gateway test', '--json'], cli));
       }, vt, victim);
       assert.deepEqual(asked.filter((u) => u.endsWith('/introspect')), []);
     });
