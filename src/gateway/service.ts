@@ -17,7 +17,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FetchLike } from '../verifier/issuer.js';
-import { createRedisReplayStore, createVerifier, MemoryReplayStore, VerifierError, type ReplayStore, type Verifier } from '../verifier/index.js';
+import { createRedisReplayStore, createVerifier, MemoryReplayStore, VerifierError, type ReplayStore, type Verifier, type VerifierOptions } from '../verifier/index.js';
 import { isTrusted, type GatewayConfig, type Route } from './config.js';
 import { identityHeaders } from './identity-headers.js';
 import { createGatewayMetrics, type Outcome, type Reason } from './metrics.js';
@@ -39,10 +39,8 @@ export interface VerifyServiceOptions {
   /** tests: a replay store of their own, or a fetch that cuts the issuer off */
   replayStore?: ReplayStore;
   fetch?: FetchLike;
-  /** tests: the status-list change-stream backoff */
-  statusBackoffMs?: { min: number; max: number };
-  /** tests: the verifiers' clock */
-  now?: () => number;
+  /** tests: verifier options of their own (a clock, no change stream, a longer proof age) */
+  verifierOverrides?: Partial<Pick<VerifierOptions, 'now' | 'status' | 'dpop'>>;
   log?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -86,9 +84,10 @@ export async function startVerifyService(opts: VerifyServiceOptions): Promise<Ve
   const verifiers = new Map<string, Verifier>();
   for (const route of opts.config.routes) {
     if (verifiers.has(route.audience)) continue;
+    const overrides = opts.verifierOverrides ?? {};
     verifiers.set(route.audience, createVerifier({
-      issuer: opts.issuer, audience: route.audience, fetch: trackingFetch, log, now: opts.now,
-      dpop: { replayStore: shared }, status: opts.statusBackoffMs ? { backoffMs: opts.statusBackoffMs } : undefined,
+      issuer: opts.issuer, audience: route.audience, fetch: trackingFetch, log, ...overrides,
+      dpop: { ...overrides.dpop, replayStore: shared },
     }));
   }
   const table = new RouteTable(opts.config.routes);

@@ -6,6 +6,7 @@
 //   a, b   share their proof replay records in Redis (a proof used through a is refused through b)
 //   c      the issuer's status lists cut off
 //   d      a clock two hours ahead (a clock moved back and forth would poison its own caches)
+//   e      no status-list change stream, a clock the test moves forward
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -59,6 +60,8 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
     let gwB: Gateway;
     let gwC: Gateway;
     let gwD: Gateway;
+    let gwE: Gateway;
+    let eAhead = 0;
     /** what every replica asked the issuer */
     const asked: string[] = [];
 
@@ -109,9 +112,14 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
         config, issuer: server.issuer, port: 0, host: '127.0.0.1',
         fetch: (input, init) => (String(input).includes('/status-lists/') ? Promise.reject(new Error('unreachable')) : recording(input, init)),
       }));
-      services.push(await startVerifyService({ config, issuer: server.issuer, port: 0, host: '127.0.0.1', now: () => Date.now() + 2 * 3600_000, fetch: recording }));
+      services.push(await startVerifyService({ config, issuer: server.issuer, port: 0, host: '127.0.0.1', verifierOverrides: { now: () => Date.now() + 2 * 3600_000 }, fetch: recording }));
+      services.push(await startVerifyService({
+        config, issuer: server.issuer, port: 0, host: '127.0.0.1', fetch: recording,
+        // proofs may be as old as the jump past the list's ttl (60 s) for this replica
+        verifierOverrides: { now: () => Date.now() + eAhead, status: { events: false }, dpop: { maxAgeSeconds: 300 } },
+      }));
       for (const s of services) gateways.push(await startGateway({ upstreamPort: upstream.port, verifierPorts: [s.port] }));
-      [gwA, gwB, gwC, gwD] = gateways as [Gateway, Gateway, Gateway, Gateway];
+      [gwA, gwB, gwC, gwD, gwE] = gateways as [Gateway, Gateway, Gateway, Gateway, Gateway];
     });
 
     after(async () => {
@@ -254,6 +262,16 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
       await refusedWithin('the revoked client refused', async () => {
         jsonOf(await sigil(['clients', 'revoke', victim.clientId, '--reason=gateway test', '--json'], cli));
       }, vt, victim);
+      assert.deepEqual(asked.filter((u) => u.endsWith('/introspect')), []);
+    });
+
+    it('without the change stream, a revoked token is refused once the list\'s ttl has passed', async () => {
+      const t = await token();
+      assert.equal((await call(gwE, '/orders/5', t)).status, 200);
+      jsonOf(await sigil(['tokens', 'revoke', '--json', '--', decodePayload(t).jti], cli));
+      assert.equal((await call(gwE, '/orders/5', t)).status, 200, 'within the ttl the cached list is used');
+      eAhead = 61_000;
+      refused(await call(gwE, '/orders/5', t), 401, invalid('invalid_token', 'the access token has been revoked'));
       assert.deepEqual(asked.filter((u) => u.endsWith('/introspect')), []);
     });
 
