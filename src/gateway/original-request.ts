@@ -42,7 +42,10 @@ function build(protocol: Protocol, method: string | null | undefined, proto: str
   if (scheme !== 'http' && scheme !== 'https') throw new BadOriginalRequest(`${protocol}: the original scheme must be http or https`);
   const path = pathAndQuery || '/';
   if (!path.startsWith('/')) throw new BadOriginalRequest(`${protocol}: the original path must start with "/"`);
-  return { protocol, method: method.toUpperCase(), url: `${scheme}://${host}${path}`, host, pathAndQuery: path };
+  const url = `${scheme}://${host}${path}`;
+  // what the verifier will parse: a host the URL parser refuses (port 99999, 1.2.3.999) is malformed here, not an outage later
+  if (!URL.canParse(url)) throw new BadOriginalRequest(`${protocol}: the original URL is not a valid URL`);
+  return { protocol, method: method.toUpperCase(), url, host, pathAndQuery: path };
 }
 
 /** The original request a trusted gateway describes; throws BadOriginalRequest when it is malformed. */

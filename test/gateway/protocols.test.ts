@@ -103,9 +103,10 @@ describe('verify-server protocols', () => {
     const twice = await send(service.port, { path: '/verify', host: 'verify.internal', headers: { ...headers, 'x-original-method': 'GET', 'x-original-url': [`https://${HOST}/orders/1`, `https://${HOST}/orders/2`] } });
     assert.equal(twice.status, 403);
     assert.equal(JSON.parse(twice.text).error, 'bad_request');
-    for (const url of ['/orders/1', 'ftp://x/orders/1', `https://${HOST}`.replace('https', 'javascript')]) {
+    for (const url of ['/orders/1', 'ftp://x/orders/1', `javascript://${HOST}/orders/1`, 'https://1.2.3.999/orders/1', 'https://[::1]:99999/orders/1', 'https://a b/orders/1']) {
       const r = await send(service.port, { path: '/verify', host: 'v', headers: { ...headers, 'x-original-method': 'GET', 'x-original-url': url } });
       assert.equal(r.status, 403, url);
+      assert.equal(JSON.parse(r.text).error, 'bad_request', url);
     }
   });
 
