@@ -40,6 +40,8 @@ export interface Command {
   options: ParseArgsOptionsConfig;
   /** names of its positional arguments, all required */
   positionals?: string[];
+  /** a service that runs until a signal: no deadline on its run */
+  longRunning?: boolean;
   run(input: CommandInput): Promise<CommandResult>;
 }
 

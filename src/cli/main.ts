@@ -12,9 +12,10 @@ import { sigilUrlForDisplay } from './settings.js';
 import { escapeJson, escapeText, escapeValue } from './terminal-text.js';
 import { tokenCommands } from './tokens.js';
 import { keyCommands } from './keys.js';
+import { verifyServerCommands } from './verify-server.js';
 
 /** Every command; a new command group is one file exporting its list, added here. */
-export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands, ...keyCommands, ...registrationTokenCommands];
+export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands, ...keyCommands, ...registrationTokenCommands, ...verifyServerCommands];
 
 /** Flags every command takes; also accepted before the command words (`sigil --json clients list`). */
 const COMMON_OPTIONS: ParseArgsOptionsConfig = {
@@ -181,7 +182,8 @@ export async function runCli(argv: string[], io: CliIo, out: Output): Promise<nu
       return 0;
     }
     checkPositionals(command, positionals);
-    const result = await withDeadline(command.run({ values, positionals, io }), sigilUrlForDisplay(io));
+    const running = command.run({ values, positionals, io });
+    const result = command.longRunning ? await running : await withDeadline(running, sigilUrlForDisplay(io));
     await out.stdout(render(result, json));
     return 0;
   } catch (err) {
