@@ -13,8 +13,9 @@ import { startVerifyService, type VerifyService } from '../../src/gateway/servic
 import { send } from '../support/echo-upstream.js';
 import { decodePayload, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { freePort, ROOT, startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { freePort, ROOT, startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 const HOST = 'api.example.test';
 const ORDERS = 'https://api.example.test/orders';
@@ -39,7 +40,7 @@ describe('verify-server protocols', () => {
 
   before(async () => {
     storage = await createTestStorage('gwproto');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ reachableIssuer: true, env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
     await untilReady(server.url);
     client = await createClient(await bootstrapAdmin(server.url, server.issuer), { audiences: [ORDERS] });
     service = await start();
@@ -157,7 +158,7 @@ describe('verify-server protocols', () => {
 
       const port = await freePort();
       const ok = run(['verify-server', '--config', path.join(dir, 'ok.json')], { SIGIL_ISSUER: server.issuer, VERIFY_PORT: String(port) });
-      await waitFor('verify-server to answer /health', async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 20_000);
+      await eventually('verify-server to answer /health', async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, { timeout: 20_000 });
       const { headers } = await credentials('GET', `https://${HOST}/orders/3`);
       const r = await fetch(`http://127.0.0.1:${port}/verify`, { headers: { ...headers, 'x-original-method': 'GET', 'x-original-url': `https://${HOST}/orders/3` } });
       assert.equal(r.status, 200, await r.text());

@@ -21,9 +21,10 @@ import { send, startEchoUpstream, type EchoUpstream, type Sent } from '../suppor
 import { b64url, decodePayload, epoch, forgeProof, signJws, unsignedJwt, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
 import type { Gateway } from '../support/nginx.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { adminWithKey, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
 import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
+import { eventually } from '../support/wait.js';
 
 export type StartGateway = (opts: { upstreamPort: number; verifierPorts: number[] }) => Promise<Gateway>;
 
@@ -85,7 +86,7 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
 
     before(async () => {
       storage = await createTestStorage(`gw${name}`);
-      server = await startServer({
+      server = await startServer({ reachableIssuer: true,
         env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, JWKS_MAX_AGE: '2', STATUS_LIST_TTL: '60' },
       });
       await untilReady(server.url);
@@ -226,10 +227,10 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
       assert.equal((await call(gwA, '/orders/1', await token())).status, 200);
       const before = decodeProtectedHeader(await token()).kid;
       jsonOf(await sigil(['keys', 'rotate', '--json'], cli));
-      const fresh = await waitFor('a token signed by the new key', async () => {
+      const fresh = await eventually('a token signed by the new key', async () => {
         const t = await token();
         return decodeProtectedHeader(t).kid !== before && t;
-      }, 30_000);
+      }, { timeout: 30_000 });
       const r = await call(gwA, '/orders/1', fresh);
       assert.equal(r.status, 200, r.text);
       assert.equal((await call(gwB, '/orders/1', fresh)).status, 200);
@@ -242,10 +243,10 @@ export function gatewaySuite(name: string, startGateway: StartGateway, opts: { s
         await fn();
         // from the revoke call returning (as the issue measures it) to the first refusal at the gateway
         const at = Date.now();
-        const r = await waitFor(what, async () => {
+        const r = await eventually(what, async () => {
           const res = await call(gwA, '/orders/1', tok, { key });
           return res.status === 401 && res;
-        }, 5_000);
+        }, { timeout: 5_000 });
         const ms = Date.now() - at;
         assert.ok(ms < 1000, `${what} after ${ms} ms`);
         assert.equal(r.echoed, undefined);

@@ -8,7 +8,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Gateway } from './nginx.js';
-import { freePort, waitFor } from './server.js';
+import { freePort } from './server.js';
+import { eventually } from './wait.js';
 
 export const CADDY = process.env.CADDY_BIN ?? '/usr/bin/caddy';
 export const caddyAvailable = (): boolean => existsSync(CADDY);
@@ -58,7 +59,7 @@ ${caddySite({ port, ...opts })}`;
   for (const s of [child.stdout!, child.stderr!]) s.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await Promise.race([
-    waitFor('caddy to listen', () => listening(port), 15_000),
+    eventually('caddy to listen', () => listening(port), { timeout: 15_000 }),
     exited.then(() => Promise.reject(new Error(`caddy exited with ${child.exitCode}`))),
   ]).catch((err: Error) => {
     child.kill('SIGKILL');

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort, waitFor } from './server.js';
+import { freePort } from './server.js';
+import { eventually } from './wait.js';
 
 export const NGINX = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 export const nginxAvailable = (): boolean => existsSync(NGINX);
@@ -109,7 +110,7 @@ ${nginxSite({ port, ...opts })}
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const logs = async () => `${stderr}${await readFile(path.join(dir, 'error.log'), 'utf8').catch(() => '')}`;
   await Promise.race([
-    waitFor('nginx to listen', async () => existsSync(path.join(dir, 'nginx.pid')), 15_000),
+    eventually('nginx to listen', async () => existsSync(path.join(dir, 'nginx.pid')), { timeout: 15_000 }),
     exited.then(() => Promise.reject(new Error(`nginx exited with ${child.exitCode}`))),
   ]).catch(async (err: Error) => {
     child.kill('SIGKILL');

@@ -64,6 +64,12 @@ export interface StartOptions {
   env?: Record<string, string | undefined>;
   /** ISSUER; unset: an issuer of this process's own (not its address, which is known only once bound) */
   issuer?: string;
+  /**
+   * The issuer is the server's own address, so that what fetches the issuer's metadata, keys and
+   * status lists by their URLs (sigil/verifier, verify-server) reaches it: the port is chosen before
+   * the start, and another one is tried when it was taken in the meantime.
+   */
+  reachableIssuer?: boolean;
 }
 
 let started = 0;
@@ -156,7 +162,23 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     proc.url = `http://127.0.0.1:${port}`;
   }
 
-  await launch(env);
+  if (opts.reachableIssuer) {
+    await onAFreePort(async (port) => {
+      Object.assign(env, { PORT: String(port), ISSUER: `http://127.0.0.1:${port}` });
+      proc.issuer = env.ISSUER!;
+      try {
+        await launch(env);
+      } catch (err) {
+        if (logs.some((l) => l.includes('EADDRINUSE'))) {
+          logs.length = 0;
+          throw new PortTaken(`port ${port} was taken`);
+        }
+        throw err;
+      }
+    });
+  } else {
+    await launch(env);
+  }
   return proc;
 }
 

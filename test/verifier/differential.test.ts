@@ -42,7 +42,7 @@ describe('sigil/verifier agrees with oauth4webapi validateJwtAccessToken', () =>
 
   before(async () => {
     storage = await createTestStorage('differential');
-    server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+    server = await startServer({ reachableIssuer: true, env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
     await untilReady(server.url);
     const admin = await bootstrapAdmin(server.url, server.issuer);
     client = await createClient(admin, { audiences: [AUDIENCE, 'https://api.example.com/other'] });

@@ -9,7 +9,8 @@ import { Redis } from 'ioredis';
 import { createRedisReplayStore, type RedisReplayStore } from '../../src/verifier/index.js';
 import { REDIS_URL } from '../support/infra.js';
 import { startRedisServer } from '../support/redis-server.js';
-import { waitFor } from '../support/server.js';
+import { eventually } from '../support/wait.js';
+
 
 describe('RedisReplayStore', () => {
   const prefix = `verifier-replay-test:${randomUUID()}:`;
@@ -82,7 +83,7 @@ describe('RedisReplayStore', () => {
       await own.stop('SIGKILL');
       await own.start();
       t += 1000;
-      const result = await waitFor('the store reaches the restarted Redis', async () => s.claim('jkt:after-snapshot', 65_000, iat).catch(() => undefined), 10_000);
+      const result = await eventually('the store reaches the restarted Redis', async () => s.claim('jkt:after-snapshot', 65_000, iat).catch(() => undefined), { timeout: 10_000 });
       assert.equal(result, 'unavailable', 'the replay of a record the snapshot lacks is not fresh');
       assert.equal(s.losses, 2, 'the first start and the restored snapshot');
       t += 8_000;

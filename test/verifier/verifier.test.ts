@@ -10,8 +10,9 @@ import { dpopProof, generateClientKey, requestToken } from '../../src/client/oau
 import { createRedisReplayStore, createVerifier, verifyNodeRequest, VerifierError, type Verifier, type VerifierOptions } from '../../src/verifier/index.js';
 import { b64url, decodePayload, epoch, forgeProof, signJws, unsignedJwt, untilReady } from '../support/forge.js';
 import { createTestStorage, type TestStorage } from '../support/infra.js';
-import { startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { startServer, type ServerProcess } from '../support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest, type Admin, type TestClient } from '../support/sigil.js';
+import { eventually } from '../support/wait.js';
 
 const AUDIENCE = 'https://api.example.com/orders';
 const API = 'https://api.example.com/orders/42';
@@ -53,7 +54,7 @@ describe('sigil/verifier against a real server', () => {
 
   before(async () => {
     storage = await createTestStorage('verifier');
-    server = await startServer({
+    server = await startServer({ reachableIssuer: true,
       env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix, JWKS_MAX_AGE: '2', STATUS_LIST_TTL: '60' },
     });
     await untilReady(server.url);
@@ -246,10 +247,10 @@ describe('sigil/verifier against a real server', () => {
     const before = decodeProtectedHeader(await token()).kid;
     const rotated = await admin.call('POST', '/admin/keys/rotate');
     assert.equal(rotated.status, 201, JSON.stringify(rotated.body));
-    const fresh = await waitFor('a token signed by the new key', async () => {
+    const fresh = await eventually('a token signed by the new key', async () => {
       const t = await token();
       return decodeProtectedHeader(t).kid !== before && t;
-    }, 30_000);
+    }, { timeout: 30_000 });
     assert.equal((await v(await dpopRequest(fresh))).client_id, client.clientId);
     assert.equal((await longCache(await dpopRequest(fresh))).client_id, client.clientId);
     assert.equal(longCache.stats.jwksFetches, 2, 'one refetch for the new kid');
@@ -278,18 +279,18 @@ describe('sigil/verifier against a real server', () => {
     const v = make();
     const t = await token();
     await v(await dpopRequest(t));
-    await waitFor('the change stream is open', async () => v.stats.statusStreamReady);
+    await eventually('the change stream is open', async () => v.stats.statusStreamReady);
     const revokedAt = Date.now();
     const revoked = await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(t).jti, reason: 'verifier test' });
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
-    const err = await waitFor('the revoked token refused', async () => {
+    const err = await eventually('the revoked token refused', async () => {
       try {
         await v(await dpopRequest(t));
         return false;
       } catch (e) {
         return e as VerifierError;
       }
-    }, 5_000);
+    }, { timeout: 5_000 });
     assert.ok(Date.now() - revokedAt < 1000, `refused after ${Date.now() - revokedAt} ms`);
     assertRefused(err, 401, 'invalid_token', `DPoP error="invalid_token", error_description="the access token has been revoked", ${ALGS}`);
 
@@ -298,14 +299,14 @@ describe('sigil/verifier against a real server', () => {
     await v(await dpopRequest(vt, victim));
     const clientRevokedAt = Date.now();
     assert.equal((await admin.call('POST', `/admin/clients/${encodeURIComponent(victim.clientId)}/revoke`, { reason: 'verifier test' })).status, 200);
-    await waitFor('the revoked client refused', async () => {
+    await eventually('the revoked client refused', async () => {
       try {
         await v(await dpopRequest(vt, victim));
         return false;
       } catch (e) {
         return (e as VerifierError).code === 'invalid_token';
       }
-    }, 5_000);
+    }, { timeout: 5_000 });
     assert.ok(Date.now() - clientRevokedAt < 1000, `refused after ${Date.now() - clientRevokedAt} ms`);
   });
 
@@ -323,22 +324,22 @@ describe('sigil/verifier against a real server', () => {
     });
     const t = await token();
     await v(await dpopRequest(t));
-    await waitFor('the change stream is open', async () => v.stats.statusStreamReady);
+    await eventually('the change stream is open', async () => v.stats.statusStreamReady);
     streamAllowed = false;
     cut!.abort();
-    await waitFor('the change stream is down', async () => !v.stats.statusStreamReady);
+    await eventually('the change stream is down', async () => !v.stats.statusStreamReady);
     assert.equal((await admin.call('POST', '/admin/tokens/revoke', { jti: decodePayload(t).jti, reason: 'verifier test' })).status, 200);
     // without the stream the cached list (ttl 60 s) still says valid: the control
     assert.equal((await v(await dpopRequest(t))).client_id, client.clientId);
     streamAllowed = true;
-    const err = await waitFor('refused once the stream is back', async () => {
+    const err = await eventually('refused once the stream is back', async () => {
       try {
         await v(await dpopRequest(t));
         return false;
       } catch (e) {
         return e as VerifierError;
       }
-    }, 10_000);
+    }, { timeout: 10_000 });
     assert.equal(err.code, 'invalid_token');
     assert.ok(v.stats.statusStreamReady);
   });
@@ -360,10 +361,10 @@ describe('sigil/verifier against a real server', () => {
       },
     });
     await v(await dpopRequest(await token()));
-    await waitFor('the change stream is open', async () => v.stats.statusStreamReady);
+    await eventually('the change stream is open', async () => v.stats.statusStreamReady);
     ahead = 11_000;
     cut!.abort();
-    await waitFor('a new stream', async () => opened === 2 && v.stats.statusStreamReady, 5_000);
+    await eventually('a new stream', async () => opened === 2 && v.stats.statusStreamReady, { timeout: 5_000 });
   });
 
   it('without the change stream, a revoked token is refused once the list\'s ttl has passed', async () => {
