@@ -3,7 +3,7 @@
 // folders. No module-level state: two servers can run in one process (tests do).
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { adminAudience } from './clients/admin-clients.js';
+import { ADMIN_SCOPE, adminAudience } from './clients/admin-clients.js';
 import { CLIENT_SIGNING_ALGS, jwksProblems } from './clients/client-keys.js';
 import { ClientStore, type ClientRecord } from './clients/client-store.js';
 import { SIGNING_ALGS } from './keys/algorithms.js';
@@ -106,13 +106,15 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const readiness = await watchStorage(storage, log);
   const http = await serveHttp({
     config, log, db, metrics, outcomes, readiness, keyRing, provider: () => provider, clients, revocations,
-    // the admin API hands out no nonces
-    authenticate: createResourceServer({
+    resourceServer: createResourceServer({
+      issuer: config.issuer,
       audience: adminAudience(config.issuer),
-      verify,
+      scopes: [ADMIN_SCOPE],
+      tokenAlgorithms: SIGNING_ALGS,
+      proofAlgorithms: CLIENT_SIGNING_ALGS,
+      publicJwks: () => keyRing.current.publicJwks,
       isRevoked: (claims) => isAccessTokenRevoked(revocationList, claims),
       replay,
-      proofs: new DpopProofVerifier({ algorithms: CLIENT_SIGNING_ALGS, maxKeys: 100 }),
     }),
     initialAccessTokens,
     registrations: new ClientRegistrations(db),

@@ -10,7 +10,7 @@ import {
 } from '../clients/admin-clients.js';
 import { CLIENT_SIGNING_ALGS } from '../clients/client-keys.js';
 import { jwtShapeProblem } from '../input/input-limits.js';
-import { RequestAuthError, type AccessTokenClaims, type DpopRequest } from './resource-server.js';
+import { VerifierError, type ResourceServer } from './resource-server.js';
 import { PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS } from '../tokens/dpop-proof.js';
 import type { ClientStore, NewClient } from '../clients/client-store.js';
 import type { Revocations } from '../revocation/revocations.js';
@@ -29,7 +29,8 @@ export type AdminOperation = (ctx: Context, actor: string, params: RouteParams) 
 export interface AdminGateDeps {
   issuer: string;
   clients: ClientStore;
-  authenticate: (req: DpopRequest) => Promise<AccessTokenClaims>;
+  /** the admin's DPoP-bound token and proof, checked by sigil/verifier (audience, the admin scope, status, replay) */
+  resourceServer: ResourceServer;
 }
 
 export interface AdminDeps {
@@ -62,22 +63,20 @@ function jsonBody(ctx: Context): Record<string, unknown> {
  */
 export function adminGate(deps: AdminGateDeps) {
   async function requireAdmin(ctx: Context): Promise<string> {
-    const claims = await deps.authenticate({
-      method: ctx.method,
-      url: `${deps.issuer}${ctx.path}`,
-      authorization: ctx.get('authorization') || undefined,
-      dpop: ctx.get('dpop') || undefined,
-    });
+    // the issuer-based URL: what the CLI's proofs name, whatever host the request came in by
+    const claims = await deps.resourceServer.verify({ method: ctx.method, url: `${deps.issuer}${ctx.path}`, headers: ctx.headers });
     const client = await deps.clients.find(claims.client_id);
-    if (!client || client.status !== 'active' || !client.isAdmin) throw new RequestAuthError(401, 'invalid_token', 'the token\'s client is not an active admin');
-    if (!claims.scope?.split(' ').includes(ADMIN_SCOPE)) throw new RequestAuthError(403, 'insufficient_scope', `the ${ADMIN_SCOPE} scope is required`);
+    if (!client || client.status !== 'active' || !client.isAdmin) throw deps.resourceServer.refuse('invalid_token', 'the token\'s client is not an active admin');
     return client.clientId;
   }
 
   function answer(ctx: Context, err: unknown): void {
-    if (err instanceof RequestAuthError) {
-      const challenge = `DPoP error="${err.error}", algs="${CLIENT_SIGNING_ALGS.join(' ')}"`;
-      return sendError(ctx, err.status, err.error, err.message, { 'WWW-Authenticate': challenge });
+    if (err instanceof VerifierError) {
+      // in this process only the replay store can be unavailable: the answer of any storage outage
+      if (err.code === 'temporarily_unavailable') return sendError(ctx, 503, 'temporarily_unavailable', 'the server cannot reach its storage; retry shortly', { 'Retry-After': '1' });
+      // RFC 6750 §3.1: no error in the challenge of a request without a token; the JSON body keeps one
+      const error = err.code === 'missing_token' ? 'invalid_token' : err.code;
+      return sendError(ctx, err.status, error, err.description, err.headers);
     }
     if (err instanceof ClientInputError) return sendError(ctx, 400, 'invalid_client_metadata', err.message);
     throw err;

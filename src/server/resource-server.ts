@@ -1,57 +1,72 @@
-// How a protected API of Sigil's own (the admin API) checks a request: a DPoP-bound JWT access token
-// signed by Sigil, for this audience, and a fresh, unreplayed DPoP proof made with the bound key.
+// How a protected API of Sigil's own (the admin API) checks a request: with sigil/verifier, the same
+// checks a customer's API or the forward-auth service makes (one implementation, not two), fed from
+// this process instead of over HTTP: the key ring's current public JWKS, the revocation list in place
+// of the status list, and the server's replay guard for the proofs' jti (so a loss of Redis's replay
+// records is noticed here as on the token endpoint).
+import type { JWK } from 'jose';
 import type { ReplayGuard } from '../storage/replay-guard.js';
-import type { AccessTokenClaims, AccessTokenVerifier } from '../tokens/access-tokens.js';
-import { DpopProofError, PROOF_MAX_AGE_SECONDS, PROOF_MAX_SKEW_SECONDS, type DpopProofVerifier, type VerifiedProof } from '../tokens/dpop-proof.js';
+import { createVerifier, type AccessTokenClaims, type RequestLike, type Verifier } from '../verifier/verifier.js';
+import { refusal, VerifierError, type Challenge, type VerifierErrorCode } from '../verifier/errors.js';
+import type { ClaimResult, ReplayStore } from '../verifier/replay.js';
+import { SUPPORTED_ALGORITHMS } from '../verifier/jws.js';
 
-export class RequestAuthError extends Error {
-  constructor(readonly status: 401 | 403, readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'insufficient_scope', description: string) {
-    super(description);
-  }
+export type { AccessTokenClaims, RequestLike };
+export { VerifierError };
+
+/** namespace of the admin API's proof records in the replay store, apart from assertions and token-endpoint proofs */
+const RECORD_PREFIX = 'rs:';
+
+/**
+ * The server's replay guard as the verifier's replay store. A proof is filed under its key's
+ * thumbprint (the guard shards by it): the thumbprint is the token's cnf.jkt, so one client's proofs
+ * stay together. A proof dated before a detected loss of records may have been used: refused as a
+ * replay. A store outage (or the few seconds of quarantine after a loss) throws, which the verifier
+ * turns into `temporarily_unavailable`.
+ */
+export function guardAsReplayStore(guard: ReplayGuard): ReplayStore {
+  return {
+    async claim(key: string, ttlMs: number, iat: number): Promise<ClaimResult> {
+      const thumbprint = key.slice(0, key.indexOf(':'));
+      const verdict = await guard.claim(thumbprint, { id: `${RECORD_PREFIX}${key}`, iat: () => iat }, Math.ceil(ttlMs / 1000));
+      return verdict === 'free' ? 'fresh' : 'replayed';
+    },
+    // the guard belongs to the server's storage, closed with it
+  };
 }
 
-export type { AccessTokenClaims };
-
-export interface DpopRequest {
-  method: string;
-  /** the issuer-based URL of the resource, without query or fragment */
-  url: string;
-  authorization: string | undefined;
-  dpop: string | undefined;
+export interface ResourceServer {
+  verify: Verifier;
+  /** a refusal of the gate's own (the token's client is not an admin) in the verifier's words */
+  refuse(code: Exclude<VerifierErrorCode, 'use_dpop_nonce'>, description: string): VerifierError;
 }
 
 export function createResourceServer(opts: {
-  audience: string; verify: AccessTokenVerifier; isRevoked: (claims: AccessTokenClaims) => boolean; replay: ReplayGuard; proofs: DpopProofVerifier;
-}) {
-  return async function authenticate(req: DpopRequest): Promise<AccessTokenClaims> {
-    const match = /^DPoP ([A-Za-z0-9._~+/-]+=*)$/.exec(req.authorization ?? '');
-    if (!match) throw new RequestAuthError(401, 'invalid_token', 'a DPoP-bound access token is required (Authorization: DPoP <token>)');
-    const token = match[1]!;
-
-    const verified = await opts.verify(token, opts.audience);
-    if (!verified.ok) {
-      throw new RequestAuthError(401, 'invalid_token', verified.reason === 'expired' ? 'the access token has expired' : 'the access token is not valid here');
-    }
-    const { claims } = verified;
-    if (opts.isRevoked(claims)) throw new RequestAuthError(401, 'invalid_token', 'the access token has been revoked');
-    const jkt = claims.cnf?.jkt;
-    if (!jkt) throw new RequestAuthError(401, 'invalid_token', 'the access token is not DPoP-bound');
-
-    if (!req.dpop || req.dpop.includes(',')) throw new RequestAuthError(401, 'invalid_dpop_proof', 'exactly one DPoP proof is required');
-    let proof: VerifiedProof;
-    try {
-      proof = opts.proofs.verify(req.dpop, { method: req.method, url: req.url, accessToken: token });
-    } catch (err) {
-      if (!(err instanceof DpopProofError)) throw err;
-      throw new RequestAuthError(401, 'invalid_dpop_proof', err.message);
-    }
-    if (proof.thumbprint !== jkt) {
-      throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was not made with the key the token is bound to');
-    }
-    // after the answer: the claim may be what reveals that Redis lost its replay records
-    const verdict = await opts.replay.claim(claims.client_id, { id: `rs:${claims.client_id}:${proof.jti}`, iat: () => proof.iat }, PROOF_MAX_AGE_SECONDS + PROOF_MAX_SKEW_SECONDS);
-    if (verdict === 'replayed') throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was already used');
-    if (verdict === 'predates-loss') throw new RequestAuthError(401, 'invalid_dpop_proof', 'the DPoP proof was issued before the server lost its replay records; make a new one');
-    return claims;
-  };
+  issuer: string;
+  audience: string;
+  /** scopes every request needs */
+  scopes: readonly string[];
+  /** algorithms of the issuer's access tokens */
+  tokenAlgorithms: readonly string[];
+  /** algorithms of the DPoP proofs (the issuer's dpop_signing_alg_values_supported) */
+  proofAlgorithms: readonly string[];
+  /** the issuer's current public JWKS: a new array when the keys change */
+  publicJwks: () => JWK[];
+  /** the token, or a client of its act chain, is revoked */
+  isRevoked: (claims: AccessTokenClaims) => boolean;
+  replay: ReplayGuard;
+}): ResourceServer {
+  const verify = createVerifier({
+    issuer: opts.issuer,
+    audience: opts.audience,
+    scopes: opts.scopes,
+    algorithms: opts.tokenAlgorithms,
+    keys: opts.publicJwks,
+    // the admin API hands out no nonces
+    dpop: { algorithms: opts.proofAlgorithms, replayStore: guardAsReplayStore(opts.replay) },
+    status: { revoked: opts.isRevoked, events: false },
+    // nothing is ever fetched: a fetch would be a wiring mistake, not a network problem
+    fetch: () => Promise.reject(new Error('the admin API verifier fetches nothing')),
+  });
+  const challenge: Challenge = { algs: opts.proofAlgorithms.filter((a) => SUPPORTED_ALGORITHMS.includes(a)), bearer: false };
+  return { verify, refuse: (code, description) => refusal(challenge, code, description) };
 }

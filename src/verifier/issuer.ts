@@ -44,6 +44,34 @@ export function discoveryUrl(issuer: string): string {
   return `${u.origin}/.well-known/oauth-authorization-server${path}`;
 }
 
+/** The verification keys of a JWKS; private, symmetric, non-signing and unreadable keys are left out. */
+export function importJwks(jwks: readonly unknown[]): IssuerKey[] {
+  const keys: IssuerKey[] = [];
+  for (const jwk of jwks as Record<string, unknown>[]) {
+    if (typeof jwk !== 'object' || jwk === null) continue;
+    // a published private or symmetric key is a misconfiguration: never verify with it
+    if (PRIVATE_MEMBERS.some((m) => m in jwk) || jwk.kty === 'oct') continue;
+    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+    let key: KeyObject;
+    try {
+      key = createPublicKey({ key: jwk as never, format: 'jwk' });
+    } catch {
+      continue;
+    }
+    keys.push({
+      kid: typeof jwk.kid === 'string' ? jwk.kid : undefined,
+      alg: typeof jwk.alg === 'string' ? jwk.alg : undefined,
+      kty: String(jwk.kty),
+      crv: typeof jwk.crv === 'string' ? jwk.crv : undefined,
+      key,
+    });
+  }
+  return keys;
+}
+
+/** The issuer's public JWKS read in its own process: a new array whenever its keys change. */
+export type LocalJwks = () => readonly object[];
+
 export class IssuerState {
   #metadata: { doc: IssuerMetadata; until: number } | undefined;
   #metadataLoading: Promise<IssuerMetadata> | undefined;
@@ -57,7 +85,21 @@ export class IssuerState {
     private readonly fetchImpl: FetchLike,
     private readonly now: () => number,
     private readonly refetchCooldownMs: number,
+    /** the keys read in-process instead of fetched (the issuer's own API): always current, never fetched */
+    private readonly localJwks?: LocalJwks,
   ) {}
+
+  #localSource: readonly object[] | undefined;
+
+  /** the local JWKS, imported again only when the issuer hands out a new array */
+  #localKeys(local: LocalJwks): IssuerKey[] {
+    const source = local();
+    if (source !== this.#localSource || !this.#keys) {
+      this.#localSource = source;
+      this.#keys = { keys: importJwks(source), until: Infinity, fetchedAt: this.now() };
+    }
+    return this.#keys.keys;
+  }
 
   async metadata(): Promise<IssuerMetadata> {
     const m = this.#metadata;
@@ -84,6 +126,7 @@ export class IssuerState {
 
   /** The current keys, fetched again when max-age has passed. */
   async keys(): Promise<IssuerKey[]> {
+    if (this.localJwks) return this.#localKeys(this.localJwks);
     const k = this.#keys;
     if (k && this.now() < k.until) return k.keys;
     return this.#refresh();
@@ -93,7 +136,7 @@ export class IssuerState {
   async keysFor(kid: string | undefined): Promise<IssuerKey[]> {
     const keys = await this.keys();
     const found = keys.filter((k) => kid === undefined || k.kid === kid);
-    if (found.length || kid === undefined) return found;
+    if (found.length || kid === undefined || this.localJwks) return found;
     const fetchedAt = this.#keys?.fetchedAt ?? 0;
     if (this.now() - fetchedAt < this.refetchCooldownMs) return [];
     return (await this.#refresh()).filter((k) => k.kid === kid);
@@ -101,6 +144,7 @@ export class IssuerState {
 
   /** the cached keys without any fetch: the hot path, when they are current */
   cachedKeys(): IssuerKey[] | undefined {
+    if (this.localJwks) return this.#localKeys(this.localJwks);
     const k = this.#keys;
     return k && this.now() < k.until ? k.keys : undefined;
   }
@@ -117,26 +161,7 @@ export class IssuerState {
     if (!res.ok) throw new Error(`JWKS at ${jwks_uri} answered ${res.status}`);
     const body = (await res.json()) as { keys?: unknown };
     if (!Array.isArray(body.keys)) throw new Error('JWKS has no keys array');
-    const keys: IssuerKey[] = [];
-    for (const jwk of body.keys as Record<string, unknown>[]) {
-      if (typeof jwk !== 'object' || jwk === null) continue;
-      // a published private or symmetric key is a misconfiguration: never verify with it
-      if (PRIVATE_MEMBERS.some((m) => m in jwk) || jwk.kty === 'oct') continue;
-      if (jwk.use !== undefined && jwk.use !== 'sig') continue;
-      let key: KeyObject;
-      try {
-        key = createPublicKey({ key: jwk as never, format: 'jwk' });
-      } catch {
-        continue;
-      }
-      keys.push({
-        kid: typeof jwk.kid === 'string' ? jwk.kid : undefined,
-        alg: typeof jwk.alg === 'string' ? jwk.alg : undefined,
-        kty: String(jwk.kty),
-        crv: typeof jwk.crv === 'string' ? jwk.crv : undefined,
-        key,
-      });
-    }
+    const keys = importJwks(body.keys);
     const now = this.now();
     this.#keys = { keys, until: now + maxAgeOf(res) * 1000, fetchedAt: now };
     return keys;

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { ProofChecker, ProofNonces, ProofProblem, normalizedEndpoint } from './dpop.js';
 import { refusal, VerifierError, type Challenge, type VerifierErrorCode } from './errors.js';
-import { IssuerState, type FetchLike, type IssuerKey } from './issuer.js';
+import { IssuerState, type FetchLike, type IssuerKey, type LocalJwks } from './issuer.js';
 import { ALGORITHMS, hasType, parseJws, SUPPORTED_ALGORITHMS } from './jws.js';
 import { MemoryReplayStore, type ReplayStore } from './replay.js';
 import { StatusLists } from './status-lists.js';
@@ -50,7 +50,14 @@ export interface VerifierOptions {
   allowBearer?: boolean;
   /** access-token algorithms accepted (default: ES256, ES384, EdDSA, PS256, RS256; always also the key's own alg) */
   algorithms?: readonly string[];
+  /**
+   * The issuer's public JWKS read in this process instead of fetched (an API running inside the
+   * issuer, as Sigil's admin API does): a new array whenever the keys change. No JWKS is fetched.
+   */
+  keys?: LocalJwks;
   dpop?: {
+    /** the proof algorithms accepted, instead of the discovery document's dpop_signing_alg_values_supported */
+    algorithms?: readonly string[];
     /** how old a proof may be (default 60 s) */
     maxAgeSeconds?: number;
     /** how far ahead its iat may be (default 5 s) */
@@ -65,6 +72,11 @@ export interface VerifierOptions {
   status?: {
     /** check the token's status list (default true) */
     enabled?: boolean;
+    /**
+     * Whether a token is revoked, answered in this process (an API running inside the issuer) in place
+     * of its status list: no list is fetched and no change stream is opened.
+     */
+    revoked?: (claims: AccessTokenClaims) => boolean | Promise<boolean>;
     /** keep the issuer's change stream open (default true) */
     events?: boolean;
     /** when a list cannot be had: refuse (default) or ask the issuer's introspection endpoint */
@@ -123,7 +135,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const now = options.now ?? Date.now;
   const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   if (!options.issuer || !options.audience) throw new TypeError('createVerifier needs issuer and audience');
-  const issuer = new IssuerState(options.issuer, fetchImpl, now, (options.jwksRefetchCooldownSeconds ?? 10) * 1000);
+  const issuer = new IssuerState(options.issuer, fetchImpl, now, (options.jwksRefetchCooldownSeconds ?? 10) * 1000, options.keys);
   const tokenAlgs = new Set((options.algorithms ?? ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256']).filter((a) => ALGORITHMS[a]));
   const dpopOpts = options.dpop ?? {};
   const replay = dpopOpts.replayStore ?? new MemoryReplayStore({ now });
@@ -131,6 +143,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const skew = dpopOpts.skewSeconds ?? 5;
   const nonces = dpopOpts.nonceSecret ? new ProofNonces(dpopOpts.nonceSecret, dpopOpts.nonceLifetimeSeconds ?? 60, now) : undefined;
   const statusEnabled = options.status?.enabled ?? true;
+  const localStatus = options.status?.revoked;
   const statusLists = new StatusLists({ issuer, fetch: fetchImpl, now, events: options.status?.events ?? true, backoffMs: options.status?.backoffMs, log: options.log });
   const onUnavailable = options.status?.onUnavailable ?? 'fail_closed';
   const fallback = onUnavailable === 'fail_closed' ? undefined : introspectionFallback(onUnavailable.introspect, issuer, fetchImpl);
@@ -144,14 +157,17 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   async function setup(): Promise<{ challenge: Challenge; proofs: ProofChecker }> {
     if (challenge && proofs) return { challenge, proofs };
-    let md;
-    try {
-      md = await issuer.metadata();
-    } catch {
-      // not one request can be checked before the issuer has been reached once
-      throw refusal({ algs: DEFAULT_DPOP_ALGS, bearer: options.allowBearer ?? false, realm: options.realm }, 'temporarily_unavailable', 'the issuer cannot be reached', { retryAfter: 5 });
+    let advertised: readonly string[] | undefined = dpopOpts.algorithms;
+    if (!advertised) {
+      let md;
+      try {
+        md = await issuer.metadata();
+      } catch {
+        // not one request can be checked before the issuer has been reached once
+        throw refusal({ algs: DEFAULT_DPOP_ALGS, bearer: options.allowBearer ?? false, realm: options.realm }, 'temporarily_unavailable', 'the issuer cannot be reached', { retryAfter: 5 });
+      }
+      advertised = Array.isArray(md.dpop_signing_alg_values_supported) ? md.dpop_signing_alg_values_supported : DEFAULT_DPOP_ALGS;
     }
-    const advertised = Array.isArray(md.dpop_signing_alg_values_supported) ? md.dpop_signing_alg_values_supported : DEFAULT_DPOP_ALGS;
     // only asymmetric algorithms this library implements, whatever the document says
     const algs = advertised.filter((a) => SUPPORTED_ALGORITHMS.includes(a));
     challenge = { algs, bearer: options.allowBearer ?? false, realm: options.realm };
@@ -217,6 +233,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
 
   async function checkStatus(claims: AccessTokenClaims, token: string, c: Challenge): Promise<void> {
+    if (localStatus) {
+      // the issuer's own answer covers every token, with a status list entry or not
+      if (await localStatus(claims)) throw refusal(c, 'invalid_token', 'the access token has been revoked');
+      return;
+    }
     const ref = claims.status?.status_list;
     if (!ref) return;
     if (typeof ref.uri !== 'string' || !Number.isInteger(ref.idx) || ref.idx < 0) throw refusal(c, 'invalid_token', 'the access token status reference is malformed');

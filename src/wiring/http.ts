@@ -18,7 +18,7 @@ import { metricsEndpoint, metricsListener, type Metrics } from '../server/metric
 import type { Readiness } from '../server/readiness.js';
 import { registrationApi } from '../server/registration-api.js';
 import { registrationTokenAdmin } from '../server/registration-tokens-api.js';
-import type { AccessTokenClaims, DpopRequest } from '../server/resource-server.js';
+import type { ResourceServer } from '../server/resource-server.js';
 import { statusListRoutes } from '../server/status-lists.js';
 import type { StatusStreams } from '../server/status-streams.js';
 import type { TokenOutcomes } from '../server/token-outcomes.js';
@@ -38,8 +38,8 @@ export interface HttpDeps {
   provider: () => Provider;
   clients: ClientStore;
   revocations: Revocations;
-  /** the admin's DPoP-bound access token, checked as a resource server would */
-  authenticate: (req: DpopRequest) => Promise<AccessTokenClaims>;
+  /** the admin's DPoP-bound access token, checked by sigil/verifier as any API would */
+  resourceServer: ResourceServer;
   initialAccessTokens: InitialAccessTokens;
   registrations: ClientRegistrations;
   jwksUri: JwksUriFetcher;
@@ -84,7 +84,7 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
       registrations: deps.registrations, jwksUri: deps.jwksUri, metadataProblem, log,
     }),
     statusLists: statusListRoutes({ issuer, ttlSeconds: config.statusListTtlSeconds, publisher: deps.statusPublisher, streams: deps.statusStreams }),
-    admin: adminPlane(adminGate({ issuer, clients: deps.clients, authenticate: deps.authenticate }), clientsAndKeys.bootstrap, {
+    admin: adminPlane(adminGate({ issuer, clients: deps.clients, resourceServer: deps.resourceServer }), clientsAndKeys.bootstrap, {
       ...clientsAndKeys.operations,
       ...registrationTokenAdmin({ issuer, db: deps.db, initialAccessTokens: deps.initialAccessTokens, log }),
     }),
