@@ -18,8 +18,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateClientKey, keyPairFromPrivateJwk, requestToken } from '../src/client/oauth-client.js';
 import { createTestStorage } from '../test/support/infra.js';
-import { freePort, ROOT, startServer, waitFor } from '../test/support/server.js';
+import { freePort, ROOT, startServer } from '../test/support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest } from '../test/support/sigil.js';
+import { eventually } from '../test/support/wait.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, 'gateway-root': { type: 'string', default: ROOT } } });
 const seconds = Number(values.seconds);
@@ -46,11 +47,11 @@ const UPSTREAM = `require('node:http').createServer((q, s) => { q.resume(); q.on
 async function main() {
   const { nginxSite } = (await import(path.join(gatewayRoot, 'dist/test/support/nginx.js'))) as { nginxSite(o: { port: number; upstreamPort: number; verifierPorts: number[] }): string };
   const storage = await createTestStorage('benchgw');
-  const server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+  const server = await startServer({ reachableIssuer: true, env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
   const procs: ChildProcess[] = [];
   const dir = await mkdtemp(path.join(tmpdir(), 'sigil-bench-gw-'));
   try {
-    await waitFor('ready', async () => (await fetch(`${server.url}/ready`)).ok);
+    await eventually('ready', async () => (await fetch(`${server.url}/ready`)).ok);
     const admin = await bootstrapAdmin(server.url, server.issuer);
     const client = await createClient(admin, { audiences: [AUDIENCE], scope: 'orders:read' });
     // the DPoP key's private JWK: the proofs are made with node:crypto
@@ -65,7 +66,7 @@ async function main() {
     procs.push(child(process.execPath, [path.join(gatewayRoot, 'bin/sigil.js'), 'verify-server', '--config', config], {
       PATH: process.env.PATH, SIGIL_ISSUER: server.issuer, VERIFY_PORT: String(verifyPort),
     }));
-    await waitFor('verify-server ready', async () => (await fetch(`http://127.0.0.1:${verifyPort}/health`)).ok, 15_000);
+    await eventually('verify-server ready', async () => (await fetch(`http://127.0.0.1:${verifyPort}/health`)).ok, { timeout: 15_000 });
 
     // one nginx, two sites: the docs' forward-auth site, and the same proxy without auth_request
     for (const t of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(path.join(dir, 'tmp', t), { recursive: true });
@@ -90,7 +91,7 @@ ${nginxSite({ port: authPort, upstreamPort, verifierPorts: [verifyPort] })}
 }
 `);
     procs.push(child(NGINX, ['-p', dir, '-c', nginxConf, '-e', `${dir}/error.log`, '-g', 'daemon off;'], { PATH: process.env.PATH }));
-    await waitFor('nginx', async () => (await fetch(`http://127.0.0.1:${plainPort}/`)).ok, 15_000);
+    await eventually('nginx', async () => (await fetch(`http://127.0.0.1:${plainPort}/`)).ok, { timeout: 15_000 });
 
     // the client's proofs, made with node:crypto (fast) before each phase, each used once
     const key: KeyObject = createPrivateKey({ key: dpopJwk as never, format: 'jwk' });

@@ -9,8 +9,9 @@ import { parseArgs } from 'node:util';
 import { dpopProof, requestToken } from '../src/client/oauth-client.js';
 import { createVerifier, VerifierError } from '../src/verifier/index.js';
 import { createTestStorage } from '../test/support/infra.js';
-import { startServer, waitFor } from '../test/support/server.js';
+import { startServer } from '../test/support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest } from '../test/support/sigil.js';
+import { eventually } from '../test/support/wait.js';
 
 const { values } = parseArgs({ options: { count: { type: 'string', default: '200' } } });
 const count = Number(values.count);
@@ -23,10 +24,10 @@ function percentile(sorted: number[], p: number): number {
 
 async function main() {
   const storage = await createTestStorage('benchvrev');
-  const server = await startServer({ env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
+  const server = await startServer({ reachableIssuer: true, env: { DATABASE_URL: storage.databaseUrl, REDIS_URL: storage.redisUrl, REDIS_PREFIX: storage.redisPrefix } });
   const verify = createVerifier({ issuer: server.issuer, audience: AUDIENCE });
   try {
-    await waitFor('ready', async () => (await fetch(`${server.url}/ready`)).ok);
+    await eventually('ready', async () => (await fetch(`${server.url}/ready`)).ok);
     const admin = await bootstrapAdmin(server.url, server.issuer);
     const client = await createClient(admin, { audiences: [AUDIENCE], scope: 'orders:read' });
     const request = async (token: string) => ({
@@ -40,7 +41,7 @@ async function main() {
       await verify(await request(t));
       tokens.push({ token: t, jti: JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()).jti as string });
     }
-    await waitFor('the verifier\'s change stream', async () => verify.stats.statusStreamReady);
+    await eventually('the verifier\'s change stream', async () => verify.stats.statusStreamReady);
 
     const adminToken = (await requestToken({
       tokenEndpoint: `${server.url}/token`, htu: `${server.issuer}/token`, issuer: server.issuer, clientId: 'sigil-admin', clientKey: admin.key, dpopKey: admin.key,

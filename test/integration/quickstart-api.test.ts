@@ -8,7 +8,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { jsonOf, sigil, tempDir } from '../cli/harness.js';
-import { freePort, ROOT, startServer, waitFor, type ServerProcess } from '../support/server.js';
+import { freePort, ROOT, startServer, type ServerProcess } from '../support/server.js';
+import { eventually } from '../support/wait.js';
 
 const EXAMPLE_CLIENT = path.join(ROOT, 'dist/scripts/example-client.js');
 const EXAMPLE_API = path.join(ROOT, 'dist/scripts/example-api.js');
@@ -42,7 +43,7 @@ describe('the quickstart goes on to an API protected by sigil/verifier', () => {
   before(async () => {
     home = await tempDir('quickstart-api');
     keysDir = path.join(home.dir, 'keys');
-    server = await startServer({ env: { DATA_DIR: path.join(home.dir, 'data'), SIGIL_KEYS_DIR: keysDir } });
+    server = await startServer({ reachableIssuer: true, env: { DATA_DIR: path.join(home.dir, 'data'), SIGIL_KEYS_DIR: keysDir } });
   });
   after(async () => {
     api?.kill('SIGTERM');
@@ -66,7 +67,7 @@ describe('the quickstart goes on to an API protected by sigil/verifier', () => {
     api = spawn(process.execPath, [EXAMPLE_API, '--issuer', server!.issuer, '--port', String(port)], { cwd: home.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     api.stdout!.on('data', (b: Buffer) => apiLines.push(...b.toString().split('\n').filter(Boolean)));
     api.stderr!.on('data', (b: Buffer) => apiLines.push(...b.toString().split('\n').filter(Boolean)));
-    const listening = await waitFor('the example API listens', async () => apiLines.map((l) => { try { return JSON.parse(l) as { listening?: string }; } catch { return {}; } }).find((l) => l.listening));
+    const listening = await eventually('the example API listens', async () => apiLines.map((l) => { try { return JSON.parse(l) as { listening?: string }; } catch { return {}; } }).find((l) => l.listening));
     assert.equal(listening.listening, `http://localhost:${port}`);
 
     // 6. call it: a token kept in the session file, a fresh proof per call
@@ -91,10 +92,10 @@ describe('the quickstart goes on to an API protected by sigil/verifier', () => {
     // 7. revoke the service; the same token is refused by the API
     const revoke = await cli(['clients', 'revoke', clientId, '--reason', 'quickstart']);
     assert.equal(revoke.code, 0, revoke.stderr);
-    const refused = await waitFor('the API refuses the revoked client\'s token', async () => {
+    const refused = await eventually('the API refuses the revoked client\'s token', async () => {
       const r = await call(`http://localhost:${port}/orders`);
       return (r.out as CallOutput).status !== 200 && r;
-    }, 5000);
+    }, { timeout: 5000 });
     assert.equal(refused.code, 1);
     assert.equal((refused.out as CallOutput).status, 401);
     assert.equal((refused.out as CallOutput).www_authenticate, 'DPoP error="invalid_token", error_description="the access token has been revoked", algs="ES256 EdDSA PS256 RS256"');
