@@ -5,7 +5,11 @@
 // gateway's), so both sides move the same bytes. Sigil, verify-server, nginx and the upstream are
 // separate processes on loopback; this process is only the load.
 //
-//   npm run build && node dist/scripts/bench-gateway.js [--seconds 10] [--gateway-root DIR]
+//   npm run build && node dist/scripts/bench-gateway.js [--seconds 10] [--revocations 200] [--gateway-root DIR]
+//
+// Then revocation reaching the gateway: for each of --revocations tokens (each accepted through nginx
+// first), from the revoke call returning (POST /admin/tokens/revoke, what `sigil tokens revoke` calls)
+// to the first request nginx refuses, requests made one after the other as a busy API's arrive.
 //
 // The verify-server and the nginx site come from the forward-auth work (src/gateway/, test/support/
 // nginx.ts); they are loaded at run time from --gateway-root (default: this checkout, once merged).
@@ -16,14 +20,17 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateClientKey, keyPairFromPrivateJwk, requestToken } from '../src/client/oauth-client.js';
+import { dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken } from '../src/client/oauth-client.js';
 import { createTestStorage } from '../test/support/infra.js';
 import { freePort, ROOT, startServer } from '../test/support/server.js';
 import { bootstrapAdmin, createClient, tokenRequest } from '../test/support/sigil.js';
 import { eventually } from '../test/support/wait.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, 'gateway-root': { type: 'string', default: ROOT } } });
+const { values } = parseArgs({ options: {
+  seconds: { type: 'string', default: '10' }, revocations: { type: 'string', default: '200' }, 'gateway-root': { type: 'string', default: ROOT },
+} });
 const seconds = Number(values.seconds);
+const revocations = Number(values.revocations);
 const gatewayRoot = path.resolve(values['gateway-root']!);
 const NGINX = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 const HOST = 'api.example.test';
@@ -96,22 +103,29 @@ ${nginxSite({ port: authPort, upstreamPort, verifierPorts: [verifyPort] })}
     // the client's proofs, made with node:crypto (fast) before each phase, each used once
     const key: KeyObject = createPrivateKey({ key: dpopJwk as never, format: 'jwk' });
     const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: { kty: 'EC', crv: dpopJwk.crv, x: dpopJwk.x, y: dpopJwk.y } })).toString('base64url');
-    const ath = createHash('sha256').update(token).digest('base64url');
-    const proof = () => {
+    const proofFor = (accessToken: string) => {
+      const ath = createHash('sha256').update(accessToken).digest('base64url');
       const input = `${header}.${Buffer.from(JSON.stringify({ htm: 'GET', htu: HTU, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), ath })).toString('base64url')}`;
       return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
     };
+    const proof = () => proofFor(token);
 
     const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-    const call = (port: number, dpop: string) => new Promise<number>((resolve, reject) => {
-      const start = performance.now();
-      const req = request({ host: '127.0.0.1', port, path: PATH, agent, headers: { host: HOST, authorization: `DPoP ${token}`, dpop } }, (res) => {
+    /** one request through nginx: its status */
+    const statusOf = (port: number, dpop: string, accessToken = token) => new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: PATH, agent, headers: { host: HOST, authorization: `DPoP ${accessToken}`, dpop } }, (res) => {
         res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - start) : reject(new Error(`answer ${res.statusCode}`))));
+        res.on('end', () => resolve(res.statusCode ?? 0));
       });
       req.on('error', reject);
       req.end();
     });
+    const call = async (port: number, dpop: string) => {
+      const start = performance.now();
+      const status = await statusOf(port, dpop);
+      if (status !== 200) throw new Error(`answer ${status}`);
+      return performance.now() - start;
+    };
 
     async function phase(port: number, concurrency: number, ms: number): Promise<number[]> {
       // enough proofs for the phase: at most ~20k requests/s on this machine
@@ -146,6 +160,48 @@ ${nginxSite({ port: authPort, upstreamPort, verifierPorts: [verifyPort] })}
         added_p99_ms: +(percentile(auth, 99) - percentile(plain, 99)).toFixed(3),
       };
     }
+
+    // revocation reaching the gateway (verify-server keeps the status-list change stream open)
+    const tokens: { value: string; jti: string }[] = [];
+    for (let i = 0; i < revocations; i++) {
+      const value = (await requestToken(tokenRequest(server.url, server.issuer, client, { resource: AUDIENCE, scope: 'orders:read', dpopKey }))).access_token;
+      const status = await statusOf(authPort, proofFor(value), value);
+      if (status !== 200) throw new Error(`a fresh token was answered ${status} through nginx`);
+      tokens.push({ value, jti: JSON.parse(Buffer.from(value.split('.')[1]!, 'base64url').toString()).jti as string });
+    }
+    const adminToken = (await requestToken({
+      tokenEndpoint: `${server.url}/token`, htu: `${server.issuer}/token`, issuer: server.issuer, clientId: 'sigil-admin', clientKey: admin.key, dpopKey: admin.key,
+      resource: `${server.issuer}/admin`, scope: 'sigil:admin',
+    })).access_token;
+    const reach: number[] = [];
+    let requestsMade = 0;
+    for (const { value, jti } of tokens) {
+      const res = await fetch(`${server.url}/admin/tokens/revoke`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json', authorization: `DPoP ${adminToken}`,
+          dpop: await dpopProof(admin.key, 'POST', `${server.issuer}/admin/tokens/revoke`, { accessToken: adminToken }),
+        },
+        body: JSON.stringify({ jti, reason: 'gateway revocation benchmark' }),
+      });
+      if (res.status !== 200) throw new Error(`revocation answered ${res.status}: ${await res.text()}`);
+      const returned = performance.now();
+      for (;;) {
+        requestsMade++;
+        const status = await statusOf(authPort, proofFor(value), value);
+        if (status === 401) break;
+        if (status !== 200) throw new Error(`a revoked token was answered ${status}`);
+        if (performance.now() - returned > 5000) throw new Error(`token ${jti} still accepted through nginx 5 s after its revocation`);
+      }
+      reach.push(performance.now() - returned);
+    }
+    reach.sort((a, b) => a - b);
+    results.revocation_reaching_nginx = {
+      revocations: reach.length,
+      from_revoke_returning_to_first_refusal: { p50_ms: +percentile(reach, 50).toFixed(2), p99_ms: +percentile(reach, 99).toFixed(2), max_ms: +reach.at(-1)!.toFixed(2) },
+      requests_made: requestsMade,
+      over_1s: reach.filter((l) => l > 1000).length,
+    };
     agent.destroy();
     console.log(JSON.stringify(results, null, 2));
   } finally {

@@ -1,5 +1,5 @@
 // Reading Sigil's own JWT access tokens back: signature by Sigil's keys, issuer, type. Used by
-// introspection, RFC 7009 revocation and the admin API's resource-server check.
+// introspection and RFC 7009 revocation (resource servers, the admin API among them, use sigil/verifier).
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { StatusRef } from '../revocation/status-list-store.js';
 

@@ -1,5 +1,7 @@
-// RFC 9449 §4.3: checking a DPoP proof. One verifier for the token endpoint (Sigil's grants) and
-// Sigil's own DPoP-protected API, so both refuse exactly the same proofs.
+// RFC 9449 §4.3: checking a DPoP proof at the token endpoint (Sigil's grants). Resource servers,
+// Sigil's own admin API among them, check proofs with sigil/verifier (src/verifier/dpop.ts). Each is
+// checked against an outside implementation: this one against jose (dpop-proof-differential.test.ts),
+// the verifier against oauth4webapi (test/verifier/differential.test.ts).
 //
 // It replaces oidc-provider's validateDpop on the token path for two reasons: Sigil checks `iat`
 // always (oidc-provider skips it once a nonce is valid), and a service presents the same DPoP key on
