@@ -17,7 +17,6 @@ import type { DelegationChains } from '../tokens/delegation-chain.js';
 import { looksLikeRefreshToken } from '../tokens/refresh-token-store.js';
 import { resolveAudience } from '../tokens/token-policy.js';
 import type { JWK } from 'jose';
-import { looksLikeJwt } from '../tokens/access-tokens.js';
 import { introspectAccessToken, revokeOwnAccessToken, type TokenDecisions } from '../tokens/introspection.js';
 import { statusListPath, type StatusIndexAllocator } from '../revocation/status-list.js';
 import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';

@@ -25,11 +25,6 @@ export type VerifyResult =
   | { ok: true; claims: AccessTokenClaims }
   | { ok: false; reason: 'expired' | 'invalid'; claims?: AccessTokenClaims };
 
-/** Cheap shape test: three base64url segments (no crypto). */
-export function looksLikeJwt(value: unknown): value is string {
-  return typeof value === 'string' && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(value);
-}
-
 export function accessTokenVerifier(opts: { issuer: string; publicJwks: () => JWK[]; algorithms: string[] }) {
   let source: JWK[] | undefined;
   let keySet: ReturnType<typeof createLocalJWKSet> | undefined;

@@ -1,6 +1,5 @@
 // `sigil keys list` and `sigil keys rotate` against a real server.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ServerProcess } from '../support/server.js';
 import { assertFailure, jsonOf, sigil, type CliOptions, initialisedCliWorld, type CliWorld } from './harness.js';

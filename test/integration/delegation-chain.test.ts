@@ -8,8 +8,8 @@
 // status-list bit 1 (read with the independent decoder in test/support).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, type SigningKeyPair } from '../../src/client/oauth-client.js';
-import { ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
+import { clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, type SigningKeyPair } from '../../src/client/oauth-client.js';
+import { ASSERTION_TYPE, assertOAuthError, decodePayload, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { postForm, type Answer } from '../support/http.js';
 import { startServer, type ServerProcess } from '../support/server.js';

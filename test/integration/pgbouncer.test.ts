@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { clientAssertion, dpopProof, generateClientKey, requestToken, TokenError, type TokenResponse } from '../../src/client/oauth-client.js';
+import { clientAssertion, generateClientKey, requestToken, TokenError, type TokenResponse } from '../../src/client/oauth-client.js';
 import { MIGRATIONS_DIR } from '../../src/storage/migrate.js';
 import { refreshTokenHash } from '../../src/tokens/refresh-token-store.js';
-import { ASSERTION_TYPE, postToken, untilReady, type RawResponse } from '../support/forge.js';
+import { ASSERTION_TYPE, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { startServer, type ServerProcess } from '../support/server.js';

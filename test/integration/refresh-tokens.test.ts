@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import {
-  clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, thumbprint, type SigningKeyPair,
+  clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, thumbprint,
 } from '../../src/client/oauth-client.js';
-import { ASSERTION_TYPE, decodePayload, postToken, SecretLedger, type RawResponse } from '../support/forge.js';
+import { ASSERTION_TYPE, decodePayload, SecretLedger, type RawResponse } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { postForm, type Answer } from '../support/http.js';
 import { startPair, type ServerProcess } from '../support/server.js';

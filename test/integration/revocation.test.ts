@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from 'jose';
 import {
-  clientAssertion, dpopProof, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
+  clientAssertion, generateClientKey, keyPairFromPrivateJwk, requestToken, TokenError, type SigningKeyPair,
 } from '../../src/client/oauth-client.js';
 import { ASSERTION_TYPE, decodePayload, signJws, untilReady } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import { clientAssertion, dpopProof, requestToken, thumbprint, type SigningKeyPair } from '../../src/client/oauth-client.js';
+import { clientAssertion, requestToken, thumbprint } from '../../src/client/oauth-client.js';
 import {
-  ASSERTION_TYPE, assertOAuthError, decodePayload, postToken, SecretLedger, signJws, unsignedJwt, untilReady, type RawResponse,
+  ASSERTION_TYPE, assertOAuthError, decodePayload, SecretLedger, signJws, unsignedJwt, untilReady, type RawResponse,
 } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startServer, type ServerProcess } from '../support/server.js';

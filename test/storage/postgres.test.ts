@@ -12,7 +12,7 @@ import { createPgDb, type Db } from '../../src/storage/db.js';
 import { StorageUnavailable } from '../../src/storage/errors.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
 import { TokenEventLog, type TokenEvent } from '../../src/tokens/token-events.js';
-import { createTestStorage, PG_ADMIN_URL, type TestStorage } from '../support/infra.js';
+import { PG_ADMIN_URL } from '../support/infra.js';
 import { freshDatabases, lateDatabase, silentLog } from './helpers.js';
 import { settlesWithin } from '../support/wait.js';
 
