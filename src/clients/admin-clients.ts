@@ -85,6 +85,7 @@ export function parseNewClient(body: unknown, issuer: string): NewClient {
     isAdmin: false,
     jwks,
     jwksUri,
+    tokenBinding: 'dpop',
   };
 }
 

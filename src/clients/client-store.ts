@@ -5,6 +5,7 @@ import type { Db, Queryable } from '../storage/db.js';
 import type { FastStore } from '../storage/fast-store.js';
 
 import type { GrantType } from '../tokens/grant-types.js';
+import type { TokenBinding, WorkloadBinding } from '../workload/types.js';
 
 // where they are, for the callers that knew them here
 export { GRANT_TYPES, TOKEN_EXCHANGE, type GrantType } from '../tokens/grant-types.js';
@@ -22,6 +23,10 @@ export interface ClientRecord {
   isAdmin: boolean;
   jwks?: { keys: JWK[] };
   jwksUri?: string;
+  /** a workload identity instead of registered keys (src/workload/types.ts); exactly one of jwks, jwksUri, workload */
+  workload?: WorkloadBinding;
+  /** what its access tokens are bound to: its DPoP key (default) or its TLS client certificate */
+  tokenBinding: TokenBinding;
   createdAt: Date;
   updatedAt: Date;
   revokedAt?: Date;
@@ -44,6 +49,8 @@ interface ClientRow {
   is_admin: boolean;
   jwks: { keys: JWK[] } | null;
   jwks_uri: string | null;
+  workload: WorkloadBinding | null;
+  token_binding: TokenBinding;
   created_at: Date;
   updated_at: Date;
   revoked_at: Date | null;
@@ -65,6 +72,8 @@ function fromRow(r: ClientRow): ClientRecord {
     isAdmin: r.is_admin,
     jwks: r.jwks ?? undefined,
     jwksUri: r.jwks_uri ?? undefined,
+    workload: r.workload ?? undefined,
+    tokenBinding: r.token_binding ?? 'dpop',
     createdAt: new Date(r.created_at),
     updatedAt: new Date(r.updated_at),
     revokedAt: r.revoked_at ? new Date(r.revoked_at) : undefined,
@@ -119,11 +128,11 @@ export class ClientStore {
   /** Inserts the client; returns undefined when the id (or the single admin slot) is taken. */
   async create(c: NewClient, q: Queryable = this.#db): Promise<ClientRecord | undefined> {
     const r = await q.query<ClientRow>(
-      `INSERT INTO clients (client_id, name, scope, audiences, serves, grant_types, dpop_required, can_introspect, is_admin, jwks, jwks_uri)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      `INSERT INTO clients (client_id, name, scope, audiences, serves, grant_types, dpop_required, can_introspect, is_admin, jwks, jwks_uri, workload, token_binding)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
        ON CONFLICT DO NOTHING RETURNING *`,
       [c.clientId, c.name, c.scope.join(' '), c.audiences, c.serves, c.grantTypes, c.dpopRequired, c.canIntrospect, c.isAdmin,
-        c.jwks ? JSON.stringify(c.jwks) : null, c.jwksUri ?? null],
+        c.jwks ? JSON.stringify(c.jwks) : null, c.jwksUri ?? null, c.workload ? JSON.stringify(c.workload) : null, c.tokenBinding],
     );
     if (!r.rows[0]) return undefined;
     await this.changed(c.clientId);

@@ -196,6 +196,7 @@ export function newRegisteredClient(meta: RegisteredMetadata): NewClient {
     isAdmin: false,
     jwks: meta.jwks,
     jwksUri: meta.jwksUri,
+    tokenBinding: 'dpop',
   };
 }
 

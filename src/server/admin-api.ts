@@ -143,6 +143,7 @@ export function clientAndKeyAdmin(deps: AdminDeps) {
     const created = await deps.clients.create({
       clientId: ADMIN_CLIENT_ID,
       name: 'sigil admin',
+      tokenBinding: 'dpop',
       scope: [ADMIN_SCOPE],
       audiences: [audience],
       serves: [],

@@ -129,6 +129,7 @@ export function sampleClient(clientId: string, over: Partial<NewClient> = {}): N
     canIntrospect: false,
     isAdmin: false,
     jwks: { keys: [{ ...EC_PUBLIC_JWK, kid: 'k1' }] },
+    tokenBinding: 'dpop',
     ...over,
   };
 }

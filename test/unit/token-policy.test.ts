@@ -7,7 +7,7 @@ import type { ClientRecord } from '../../src/clients/client-store.js';
 function client(audiences: string[]): ClientRecord {
   return {
     clientId: 'c', name: 'c', status: 'active', scope: ['a'], audiences, serves: [], grantTypes: ['client_credentials'],
-    dpopRequired: true, canIntrospect: false, isAdmin: false, jwksUri: 'https://k.example/jwks', createdAt: new Date(), updatedAt: new Date(),
+    dpopRequired: true, canIntrospect: false, isAdmin: false, jwksUri: 'https://k.example/jwks', tokenBinding: 'dpop', createdAt: new Date(), updatedAt: new Date(),
   };
 }
 
