@@ -106,3 +106,15 @@ export interface WorkloadVerdict {
   /** the certificate the request came with, when there is one (a token may be bound to it) */
   certificate?: PresentedCertificate;
 }
+
+/**
+ * Client certificates (src/workload/client-certificate.ts and certificate-auth.ts implement it): where a
+ * request's certificate comes from, and how it authenticates a certificate-bound workload client.
+ */
+export interface CertificateAuthenticator {
+  /**
+   * Authenticates `client` (workload kind tls, self-signed-tls, or spiffe with an X.509-SVID) with the
+   * certificate its request came with: the verdict, or a sentence saying why not (401 invalid_client).
+   */
+  authenticate(client: { clientId: string; workload?: WorkloadBinding }, presented: PresentedCertificate): Promise<WorkloadVerdict | { problem: string }>;
+}
