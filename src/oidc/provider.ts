@@ -23,6 +23,7 @@ import type { JwksUriFetcher } from '../outbound/jwks-fetch.js';
 import type { DpopProofVerifier } from '../tokens/dpop-proof.js';
 import { NodeSigningKey } from '../keys/node-signing-key.js';
 import type { Db } from '../storage/db.js';
+import type { WorkloadVerdict } from '../workload/types.js';
 import type { ReplayGuard } from '../storage/replay-guard.js';
 import { oidcAdapterFactory, type ClientMetadataOf } from './adapter.js';
 import { advertisedMetadata, DISCOVERY_MAX_AGE_SECONDS } from './discovery.js';
@@ -80,13 +81,45 @@ export function holdsClaims(req: ClaimingRequest): boolean {
   return oidc?.route === 'token' && oidc.params?.grant_type === CLIENT_CREDENTIALS && oidc.client?.grantTypeAllowed?.(CLIENT_CREDENTIALS) === true;
 }
 
+/**
+ * How oidc-provider sees a workload-bound client (no registered keys): `tls_client_auth` with this
+ * marker as its one subject value. Sigil authenticates such clients itself before oidc-provider reads
+ * the request (src/workload/workload-auth.ts) and leaves a WorkloadVerdict on ctx.state.workload;
+ * oidc-provider's mTLS hooks (workloadHooks) answer from that verdict alone, so a request without one
+ * — whatever it carries — fails client authentication (fail closed).
+ */
+export const WORKLOAD_SUBJECT_MARKER = 'urn:sigil:workload';
+
+/** The verdict Sigil reached for this request's client, if any. */
+function verdictOf(ctx: KoaContextWithOIDC): WorkloadVerdict | undefined {
+  return (ctx.state as { workload?: WorkloadVerdict } | undefined)?.workload;
+}
+
+/** oidc-provider's features.mTLS hooks: they pass only for the client Sigil authenticated on this request. */
+const workloadHooks = {
+  getCertificate(ctx: KoaContextWithOIDC): string | undefined {
+    // any non-empty value: oidc-provider only tests it (the certificate itself is Sigil's business)
+    return verdictOf(ctx) ? WORKLOAD_SUBJECT_MARKER : undefined;
+  },
+  certificateAuthorized(ctx: KoaContextWithOIDC): boolean {
+    const verdict = verdictOf(ctx);
+    return verdict !== undefined && verdict.clientId === ctx.oidc.client?.clientId;
+  },
+  certificateSubjectMatches(ctx: KoaContextWithOIDC, property: string, expected: string): boolean {
+    const verdict = verdictOf(ctx);
+    return property === 'tls_client_auth_san_uri' && expected === WORKLOAD_SUBJECT_MARKER
+      && verdict !== undefined && verdict.clientId === ctx.oidc.client?.clientId;
+  },
+};
+
 /** The oidc-provider view of a Sigil client. */
 export function clientMetadata(record: ClientRecord, signingAlg: string): ClientMetadata {
   return {
     client_id: record.clientId,
     client_name: record.name,
-    token_endpoint_auth_method: 'private_key_jwt',
-    ...(record.jwksUri ? { jwks_uri: record.jwksUri } : { jwks: record.jwks }),
+    ...(record.workload
+      ? { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: WORKLOAD_SUBJECT_MARKER }
+      : { token_endpoint_auth_method: 'private_key_jwt', ...(record.jwksUri ? { jwks_uri: record.jwksUri } : { jwks: record.jwks }) }),
     grant_types: record.grantTypes.filter((g) => PROVIDER_GRANTS.has(g)),
     response_types: [],
     redirect_uris: [],
@@ -121,7 +154,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     // signed with node:crypto (see node-signing-key.ts); only the active key signs
     jwks: { keys: deps.privateJwks.keys.map((jwk) => new NodeSigningKey(jwk, jwk.alg as SigningAlg)) },
     cookies: { keys: deps.cookieKeys },
-    clientAuthMethods: ['private_key_jwt'],
+    // tls_client_auth stands for every workload-bound client (see WORKLOAD_SUBJECT_MARKER)
+    clientAuthMethods: ['private_key_jwt', 'tls_client_auth'],
     clientDefaults: {
       grant_types: [CLIENT_CREDENTIALS],
       response_types: [],
@@ -159,6 +193,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       pushedAuthorizationRequests: { enabled: false },
       rpInitiatedLogout: { enabled: false },
       clientCredentials: { enabled: true },
+      // only as the door for workload-bound clients Sigil authenticated itself; tokens are bound by
+      // Sigil's grants (cnf.x5t#S256 or cnf.jkt), not by oidc-provider
+      mTLS: { enabled: true, tlsClientAuth: true, selfSignedTlsClientAuth: false, certificateBoundAccessTokens: false, ...workloadHooks },
       introspection: {
         enabled: true,
         // a client sees its own tokens; a gateway (--can-introspect) sees all
