@@ -5,6 +5,8 @@
 // admin, stored in Postgres and announced to every instance on the bus.
 import type { X509Certificate } from 'node:crypto';
 import type { JWK } from 'jose';
+import type { ClientRecord } from '../clients/client-store.js';
+import type { SpiffeId } from './spiffe-id.js';
 
 /** A SPIFFE trust domain whose bundle endpoint Sigil polls. */
 export interface TrustDomain {
@@ -117,4 +119,23 @@ export interface CertificateAuthenticator {
    * certificate its request came with: the verdict, or a sentence saying why not (401 invalid_client).
    */
   authenticate(client: { clientId: string; workload?: WorkloadBinding }, presented: PresentedCertificate): Promise<WorkloadVerdict | { problem: string }>;
+}
+
+/**
+ * The trust configuration as the fetchers read it (src/workload/trust-store.ts implements it over
+ * Postgres and the bus; src/workload/trust.ts consumes it).
+ */
+export interface TrustConfig {
+  trustDomain(name: string): Promise<TrustDomain | undefined>;
+  federation(issuer: string): Promise<Federation | undefined>;
+  /** called after any change is seen (add/remove/edit) on any instance, with what changed */
+  onChange(listener: (change: { kind: 'trust-domain' | 'federation'; key: string }) => void): void;
+}
+
+/** The workload-bound clients as the authenticators find them (src/workload/workload-clients.ts). */
+export interface WorkloadClientIndex {
+  /** active clients whose SPIFFE pattern matches `id` (0, 1, or — only if data is inconsistent — more) */
+  bySpiffeId(id: SpiffeId): Promise<ClientRecord[]>;
+  /** active clients bound to (issuer, subject) */
+  byFederatedSubject(issuer: string, subject: string): Promise<ClientRecord[]>;
 }
