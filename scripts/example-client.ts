@@ -7,6 +7,11 @@
 //   node dist/scripts/example-client.js call API_URL --client-id ID --key-file client.private.jwk.json [--scope S]
 //       [--method GET] [--session FILE]: calls an API with the token and a fresh DPoP proof; prints the answer.
 //       With --session, the token and its DPoP key are kept in FILE (0600) and used again until they expire.
+//   A workload with no registered key (README "Workload identity") authenticates with what its platform
+//   gave it instead of --key-file (--client-id optional), in both modes:
+//       --svid-file F             a JWT-SVID (e.g. written by spire-agent), sent as a jwt-spiffe assertion
+//       --federated-token-file F  a Kubernetes service-account token, a CI job's OIDC token... (jwt-bearer)
+//   Each file is read again for every token request: platforms rotate them.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { calculateJwkThumbprint, createRemoteJWKSet, jwtVerify, type JWK } from 'jose';
@@ -18,6 +23,8 @@ const { values: opt, positionals } = parseArgs({
     'client-id': { type: 'string' },
     'key-file': { type: 'string' },
     'dpop-key-file': { type: 'string' },
+    'svid-file': { type: 'string' },
+    'federated-token-file': { type: 'string' },
     scope: { type: 'string' },
     resource: { type: 'string' },
     url: { type: 'string', default: process.env.SIGIL_URL ?? 'http://localhost:3000' },
@@ -44,15 +51,24 @@ const readJwk = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as JWK;
 
 /** A verified DPoP-bound token, the private JWK of the key it is bound to, and what to print of it. */
 async function obtainToken(): Promise<{ token: TokenResponse; dpopJwk: JWK; verified: Record<string, unknown> }> {
-  if (!opt['client-id'] || !opt['key-file']) throw new Error('give --client-id and --key-file (or run `keygen` first)');
+  const workloadFile = opt['svid-file'] ?? opt['federated-token-file'];
+  if (opt['svid-file'] && opt['federated-token-file']) throw new Error('give one of --svid-file and --federated-token-file');
+  if (workloadFile && opt['key-file']) throw new Error('a workload authenticates with its credential file or with --key-file, not both');
+  if (!workloadFile && (!opt['client-id'] || !opt['key-file'])) {
+    throw new Error('give --client-id and --key-file (or run `keygen` first), or a workload credential: --svid-file / --federated-token-file');
+  }
 
   // 1. Discover the endpoints (RFC 8414); nothing is hard-coded but the server's address.
   const meta = await discover(opt.url);
   // Requests go to --url; proofs and assertions name the issuer's URLs (they differ behind a balancer).
   const local = (u: string) => new URL(new URL(u).pathname, opt.url).toString();
 
-  // 2. The client's own key authenticates it; a DPoP key (ephemeral unless given) binds the token.
-  const clientKey = await keyPairFromPrivateJwk(readJwk(opt['key-file']));
+  // 2. The client's own key (or its workload credential) authenticates it; a DPoP key (ephemeral
+  //    unless given) binds the token.
+  const clientKey = opt['key-file'] ? await keyPairFromPrivateJwk(readJwk(opt['key-file'])) : undefined;
+  const assertion = workloadFile
+    ? { type: opt['svid-file'] ? 'jwt-spiffe' as const : 'jwt-bearer' as const, value: () => readFileSync(workloadFile, 'utf8') }
+    : undefined;
   const dpopJwk = opt['dpop-key-file'] ? readJwk(opt['dpop-key-file']) : (await generateClientKey('ES256')).privateJwk;
   const dpopKey = await keyPairFromPrivateJwk(dpopJwk);
 
@@ -63,6 +79,7 @@ async function obtainToken(): Promise<{ token: TokenResponse; dpopJwk: JWK; veri
     issuer: meta.issuer,
     clientId: opt['client-id'],
     clientKey,
+    assertion,
     dpopKey,
     scope: opt.scope,
     resource: opt.resource,

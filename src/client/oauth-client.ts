@@ -87,8 +87,16 @@ export interface TokenRequest {
   htu?: string;
   /** the server's issuer identifier: the assertion's aud */
   issuer: string;
-  clientId: string;
-  clientKey: SigningKeyPair;
+  /** the client_id (with `assertion`: optional, the server finds the client from the workload identity) */
+  clientId?: string;
+  /** the client's registered key: signs a private_key_jwt assertion (give this or `assertion`) */
+  clientKey?: SigningKeyPair;
+  /**
+   * A workload credential instead of a registered key: a JWT-SVID (`jwt-spiffe`), or a JWT from a
+   * trusted issuer such as a Kubernetes service-account token or a CI job's OIDC token (`jwt-bearer`).
+   * `value` is called for every request, so a file the platform rotates is read afresh.
+   */
+  assertion?: { type: 'jwt-spiffe' | 'jwt-bearer'; value: () => string | Promise<string> };
   /** the DPoP key; omit to ask for a bearer token (only clients created with --dpop optional) */
   dpopKey?: SigningKeyPair;
   grantType?: string;
@@ -111,14 +119,29 @@ export interface TokenResponse {
   [k: string]: unknown;
 }
 
+/** The client authentication parameters of a request: a private_key_jwt assertion, or the workload's own credential. */
+async function clientAuthentication(req: TokenRequest): Promise<Record<string, string>> {
+  if (req.assertion) {
+    return {
+      ...(req.clientId ? { client_id: req.clientId } : {}),
+      client_assertion_type: `urn:ietf:params:oauth:client-assertion-type:${req.assertion.type}`,
+      client_assertion: (await req.assertion.value()).trim(),
+    };
+  }
+  if (!req.clientKey || !req.clientId) throw new Error('a token request needs clientId and clientKey, or an assertion');
+  return {
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: await clientAssertion(req.clientKey, req.clientId, req.issuer),
+  };
+}
+
 /** One token request, retrying once with the server's DPoP nonce when it asks for one (RFC 9449 §8). */
 export async function requestToken(req: TokenRequest): Promise<TokenResponse> {
   let nonce: string | undefined;
   for (let attempt = 0; ; attempt++) {
     const body = new URLSearchParams({
       grant_type: req.grantType ?? 'client_credentials',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: await clientAssertion(req.clientKey, req.clientId, req.issuer),
+      ...(await clientAuthentication(req)),
       ...(req.scope ? { scope: req.scope } : {}),
       ...(req.resource ? { resource: req.resource } : {}),
       ...req.extra,
