@@ -97,6 +97,22 @@ describe('TrustStore and WorkloadClients on Postgres', () => {
     assert.deepEqual(removal?.affectedClients, []);
   });
 
+  it('a bus message makes another instance re-read at once, without waiting for its periodic re-read', async () => {
+    const shared = bus();
+    const hour = { refreshMs: 3_600_000, staleMs: 3_600_000 };
+    const db1 = t.second();
+    const db2 = t.second();
+    const one = new TrustStore(db1, shared, silentLog, new ClientStore(db1, bus()), hour);
+    const two = new TrustStore(db2, shared, silentLog, new ClientStore(db2, bus()), hour);
+    stores.push(one, two);
+    await one.start();
+    await two.start();
+    await one.addTrustDomain({ name: 'bus.example', bundleEndpoint: 'https://spire.bus.example/b' }, 'sigil-admin');
+    await eventually('two hears of bus.example on the bus', async () => (await two.trustDomain('bus.example')) !== undefined);
+    await two.removeTrustDomain('bus.example', 'sigil-admin');
+    await eventually('one hears of the removal on the bus', async () => (await one.trustDomain('bus.example')) === undefined);
+  });
+
   it('fails closed: a copy older than the bound answers unknown, and is used again once re-read', async () => {
     let now = 1_000_000;
     const second = t.second();
