@@ -171,6 +171,7 @@ export class TrustStore implements TrustConfig {
         readAt,
       };
     } catch (err) {
+      if (this.#closed) return;
       // logged once per outage; lookups turn unknown by themselves once the copy passes staleMs
       if (!this.#failing) this.#log.warn({ err: (err as Error).message }, 'trust configuration: cannot re-read it; workload clients are refused once it is older than the bound');
       this.#failing = true;
