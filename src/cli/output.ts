@@ -37,6 +37,13 @@ function workloadRows(c: ClientObject): Array<[string, string]> {
   return rows;
 }
 
+/** How a client authenticates, in one cell: the method and, for a workload, the identity it is bound to. */
+function authSummary(c: ClientObject): string {
+  const identity = c.spiffe_id ?? (c.federated_subject ? `${c.federated_subject.issuer} ${c.federated_subject.subject}` : undefined)
+    ?? c.tls_client_auth_subject_dn ?? c.tls_client_auth_san_dns ?? c.tls_client_auth_san_uri ?? c.tls_client_auth_san_ip ?? c.tls_client_auth_san_email;
+  return identity ? `${c.token_endpoint_auth_method} ${identity}` : c.token_endpoint_auth_method;
+}
+
 /** Aligned `label  value` lines. */
 export function fields(rows: Array<[string, string]>): string {
   const width = Math.max(...rows.map(([label]) => label.length));
@@ -75,7 +82,7 @@ export function table(header: string[], rawRows: string[][]): string {
 
 export function formatClientList(clients: ClientObject[]): string {
   if (!clients.length) return 'no clients';
-  return table(['CLIENT_ID', 'STATUS', 'NAME', 'SCOPE'], clients.map((c) => [c.client_id, c.status, c.name, c.scope || '-']));
+  return table(['CLIENT_ID', 'STATUS', 'NAME', 'SCOPE', 'AUTH'], clients.map((c) => [c.client_id, c.status, c.name, c.scope || '-', authSummary(c)]));
 }
 
 /** What `POST /admin/tokens/revoke` answers (and `sigil tokens revoke --json` prints). */

@@ -87,6 +87,7 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
     assert.match(shown.stdout, /auth_method\s+spiffe_jwt/);
     assert.match(shown.stdout, /spiffe_id\s+spiffe:\/\/example\.org\/ns\/payments\/sa\/api/);
     assert.match(shown.stdout, /keys\s+- \(a workload identity, no registered keys\)/);
+    assert.match((await sigil(['clients', 'list'], opts)).stdout, new RegExp(`${client.client_id}\\s+active\\s+payments\\s+pay\\s+spiffe_jwt spiffe://example\\.org/ns/payments/sa/api\\n`));
 
     // overlapping, and an unconfigured trust domain: the server's reasons, exit 1
     assertFailure(await sigil(['clients', 'create', '--name', 'wide', '--spiffe-id', 'spiffe://example.org/ns/payments/*'], opts), 1, /overlaps the SPIFFE ID .* of active client/);
