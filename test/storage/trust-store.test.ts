@@ -111,6 +111,15 @@ describe('TrustStore and WorkloadClients on Postgres', () => {
     await eventually('two hears of bus.example on the bus', async () => (await two.trustDomain('bus.example')) !== undefined);
     await two.removeTrustDomain('bus.example', 'sigil-admin');
     await eventually('one hears of the removal on the bus', async () => (await one.trustDomain('bus.example')) === undefined);
+
+    // whoever can publish on the channel chooses the message: it only makes an instance re-read Postgres
+    const seen: TrustChange[] = [];
+    two.onChange((c) => seen.push(c));
+    await shared.publish('workload-trust', JSON.stringify({ kind: 'trust-domain', key: 'forged.example' }));
+    await shared.publish('workload-trust', '\u0000not json');
+    await two.refresh();
+    assert.equal(await two.trustDomain('forged.example'), undefined);
+    assert.deepEqual(seen, [], 'a message that changes nothing in Postgres changes nothing');
   });
 
   it('fails closed: a copy older than the bound answers unknown, and is used again once re-read', async () => {
