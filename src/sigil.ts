@@ -30,6 +30,7 @@ import { startHousekeeping } from './wiring/jobs.js';
 import { openKeys } from './wiring/keys.js';
 import { startRevocation } from './wiring/revocation.js';
 import { openStorage, watchStorage } from './wiring/storage.js';
+import { startWorkloadState } from './wiring/workload.js';
 
 export { openDatabase } from './wiring/storage.js';
 
@@ -61,6 +62,8 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const metrics = createMetrics({ clientIds: config.metrics.clientIds });
   const revocation = await startRevocation({ config, db, fast, clients, events, metrics, statusSigner: ownKeys.statusSigner, log });
   const { revocationList, revocations, statusIndices } = revocation;
+  // trust domains, federations and the workload-client index (trust-fetch and the authenticators use them)
+  const workload = await startWorkloadState({ db, fast, clients, log });
 
   // one per process, outliving provider rebuilds: it keeps the proof keys services present
   const tokenProofs = new DpopProofVerifier({
@@ -121,6 +124,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     jwksUri,
     statusPublisher: revocation.statusPublisher,
     statusStreams: revocation.statusStreams,
+    trust: workload.trust,
   });
   // forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
   const housekeeping = startHousekeeping([
@@ -144,6 +148,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
         readiness.stop();
         housekeeping.close();
         revocation.close();
+        workload.close();
         ownKeys.close();
         await events.close().catch(() => {});
         await storage.close();

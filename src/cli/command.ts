@@ -40,6 +40,8 @@ export interface Command {
   options: ParseArgsOptionsConfig;
   /** names of its positional arguments, all required */
   positionals?: string[];
+  /** names of positional arguments it may take after those (the command checks when they are needed) */
+  optionalPositionals?: string[];
   /** a service that runs until a signal: no deadline on its run */
   longRunning?: boolean;
   run(input: CommandInput): Promise<CommandResult>;

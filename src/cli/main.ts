@@ -13,9 +13,10 @@ import { escapeJson, escapeText, escapeValue } from './terminal-text.js';
 import { tokenCommands } from './tokens.js';
 import { keyCommands } from './keys.js';
 import { verifyServerCommands } from './verify-server.js';
+import { trustCommands } from './trust.js';
 
 /** Every command; a new command group is one file exporting its list, added here. */
-export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands, ...keyCommands, ...registrationTokenCommands, ...verifyServerCommands];
+export const COMMANDS: Command[] = [...initCommands, ...clientCommands, ...tokenCommands, ...keyCommands, ...registrationTokenCommands, ...trustCommands, ...verifyServerCommands];
 
 /** Flags every command takes; also accepted before the command words (`sigil --json clients list`). */
 const COMMON_OPTIONS: ParseArgsOptionsConfig = {
@@ -137,7 +138,8 @@ function parseFlags(c: Command, args: string[]): { values: OptionValues; positio
 function checkPositionals(c: Command, positionals: string[]): void {
   const expected = c.positionals ?? [];
   if (positionals.length < expected.length) throw new UsageError(`missing ${expected.slice(positionals.length).join(' ')}`);
-  if (positionals.length > expected.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[expected.length])}`);
+  const most = expected.length + (c.optionalPositionals?.length ?? 0);
+  if (positionals.length > most) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[most])}`);
 }
 
 /** Escaped for the terminal either way: JSON with \u escapes (the same document), text with visible escapes. */

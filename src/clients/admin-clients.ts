@@ -4,6 +4,7 @@ import type { JWK } from 'jose';
 import { GRANT_TYPES, type ClientRecord, type GrantType, type NewClient } from './client-store.js';
 import { printableTextProblem, uriTextProblem } from '../input/printable-text.js';
 import { jwksProblems } from './client-keys.js';
+import { AUTH_METHOD_OF, bindingView, parseWorkloadBinding, WorkloadInputError } from '../workload/workload-binding.js';
 
 export const ADMIN_CLIENT_ID = 'sigil-admin';
 export const ADMIN_SCOPE = 'sigil:admin';
@@ -45,8 +46,20 @@ export function parseNewClient(body: unknown, issuer: string): NewClient {
   if (nameProblem) throw new ClientInputError(nameProblem);
   let jwks: { keys: JWK[] } | undefined;
   let jwksUri: string | undefined;
-  if ((b.jwks === undefined) === (b.jwks_uri === undefined)) throw new ClientInputError('give exactly one of jwks or jwks_uri');
-  if (b.jwks !== undefined) {
+  let binding: ReturnType<typeof parseWorkloadBinding>;
+  try {
+    binding = parseWorkloadBinding(b);
+  } catch (err) {
+    if (err instanceof WorkloadInputError) throw new ClientInputError(err.message);
+    throw err;
+  }
+  const credentials = (b.jwks !== undefined ? 1 : 0) + (b.jwks_uri !== undefined ? 1 : 0) + (binding.workload ? 1 : 0);
+  if (credentials !== 1) {
+    throw new ClientInputError('give exactly one credential: jwks, jwks_uri, spiffe_id, federated_subject, tls_client_auth_subject_dn, tls_client_auth_san_{dns,uri,ip,email} or self_signed_certificates');
+  }
+  if (binding.workload) {
+    // a workload identity, no registered keys
+  } else if (b.jwks !== undefined) {
     const problems = jwksProblems(b.jwks);
     if (problems.length) throw new ClientInputError(`jwks: ${problems.join('; ')}`);
     jwks = { keys: (b.jwks as { keys: JWK[] }).keys };
@@ -70,8 +83,10 @@ export function parseNewClient(body: unknown, issuer: string): NewClient {
   if (!Array.isArray(grantTypes) || grantTypes.length === 0 || grantTypes.some((g) => !(GRANT_TYPES as readonly unknown[]).includes(g))) {
     throw new ClientInputError(`grant_types must be a non-empty list drawn from ${GRANT_TYPES.join(', ')}`);
   }
-  const dpop = b.dpop ?? 'required';
+  // certificate-bound clients (token_binding mtls) prove possession with their TLS certificate, not DPoP
+  const dpop = b.dpop ?? (binding.tokenBinding === 'mtls' ? 'optional' : 'required');
   if (dpop !== 'required' && dpop !== 'optional') throw new ClientInputError('dpop must be "required" or "optional"');
+  if (binding.tokenBinding === 'mtls' && dpop === 'required') throw new ClientInputError('token_binding "mtls" binds tokens to the client certificate; dpop cannot also be "required"');
   if (b.can_introspect !== undefined && typeof b.can_introspect !== 'boolean') throw new ClientInputError('can_introspect must be a boolean');
   return {
     clientId: `${randomBytes(16).toString('hex')}`,
@@ -85,8 +100,22 @@ export function parseNewClient(body: unknown, issuer: string): NewClient {
     isAdmin: false,
     jwks,
     jwksUri,
-    tokenBinding: 'dpop',
+    workload: binding.workload,
+    tokenBinding: binding.tokenBinding,
   };
+}
+
+/** What clientView shows of a workload binding (workload-binding.ts bindingView) */
+export interface WorkloadView {
+  spiffe_id?: string;
+  federated_subject?: { issuer: string; subject: string };
+  required_claims?: Record<string, string>;
+  tls_client_auth_subject_dn?: string;
+  tls_client_auth_san_dns?: string;
+  tls_client_auth_san_uri?: string;
+  tls_client_auth_san_ip?: string;
+  tls_client_auth_san_email?: string;
+  self_signed_certificate_thumbprints?: string[];
 }
 
 /** The client object every CLI command and admin response shows. */
@@ -101,8 +130,11 @@ export function clientView(c: ClientRecord) {
     grant_types: c.grantTypes,
     dpop: c.dpopRequired ? 'required' : 'optional',
     can_introspect: c.canIntrospect,
-    token_endpoint_auth_method: 'private_key_jwt',
-    ...(c.jwksUri ? { jwks_uri: c.jwksUri } : { jwks: c.jwks }),
+    /** private_key_jwt, or for workload-bound clients spiffe_jwt, federated_jwt, tls_client_auth, self_signed_tls_client_auth */
+    token_endpoint_auth_method: c.workload ? AUTH_METHOD_OF[c.workload.kind] : 'private_key_jwt',
+    ...(c.workload ? {} : c.jwksUri ? { jwks_uri: c.jwksUri } : { jwks: c.jwks }),
+    ...(bindingView(c.workload) as WorkloadView),
+    token_binding: c.tokenBinding,
     created_at: c.createdAt.toISOString(),
     updated_at: c.updatedAt.toISOString(),
     ...(c.revokedAt ? { revoked_at: c.revokedAt.toISOString(), revoked_by: c.revokedBy, revoked_reason: c.revokedReason } : {}),

@@ -90,12 +90,29 @@ export class ClientStore {
   readonly #db: Db;
   readonly #bus: FastStore;
   readonly #cache = new Map<string, { record: ClientRecord | undefined; at: number }>();
+  readonly #listeners: Array<(clientId: string | undefined) => void> = [];
 
   constructor(db: Db, bus: FastStore) {
     this.#db = db;
     this.#bus = bus;
-    bus.subscribe(CHANNEL, (clientId) => this.#cache.delete(clientId));
-    bus.onReconnect(() => this.#cache.clear());
+    bus.subscribe(CHANNEL, (clientId) => this.invalidate(clientId));
+    bus.onReconnect(() => {
+      this.#cache.clear();
+      this.#notify(undefined);
+    });
+  }
+
+  /**
+   * Called whenever a cached client may be stale (a bus event, a revocation seen by the revocation
+   * list, a reconnect: then with undefined, meaning any client): for caches derived from clients, such
+   * as the workload index (src/workload/workload-clients.ts).
+   */
+  onInvalidate(listener: (clientId: string | undefined) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #notify(clientId: string | undefined): void {
+    for (const listener of this.#listeners) listener(clientId);
   }
 
   /** The client as the token path sees it: cached, refreshed on change events. */
@@ -164,11 +181,33 @@ export class ClientStore {
   /** Drop this instance's cached copy (the revocation list tells every instance when to). */
   invalidate(clientId: string): void {
     this.#cache.delete(clientId);
+    this.#notify(clientId);
+  }
+
+  /** Active clients bound to a SPIFFE ID pattern of this trust domain (uncached; the workload index caches). */
+  async activeSpiffeClients(trustDomain: string, q: Queryable = this.#db): Promise<ClientRecord[]> {
+    // the trust domain is the host part of spiffe://<td>/...; compared exactly (LIKE would read "_" as a wildcard)
+    const r = await q.query<ClientRow>(
+      `SELECT * FROM clients WHERE status = 'active' AND workload->>'kind' = 'spiffe'
+       AND split_part(substr(workload->>'spiffeId', 10), '/', 1) = $1 ORDER BY created_at, client_id`,
+      [trustDomain],
+    );
+    return r.rows.map(fromRow);
+  }
+
+  /** Active clients bound to (issuer, subject) of a federation, whatever their required claims (uncached). */
+  async activeFederatedClients(issuer: string, subject: string | undefined, q: Queryable = this.#db): Promise<ClientRecord[]> {
+    const r = await q.query<ClientRow>(
+      `SELECT * FROM clients WHERE status = 'active' AND workload->>'kind' = 'federated' AND workload->>'issuer' = $1
+       AND ($2::text IS NULL OR workload->>'subject' = $2) ORDER BY created_at, client_id`,
+      [issuer, subject ?? null],
+    );
+    return r.rows.map(fromRow);
   }
 
   /** Tell every instance (this one included) to drop its cached copy. */
   async changed(clientId: string): Promise<void> {
-    this.#cache.delete(clientId);
+    this.invalidate(clientId);
     await this.#bus.publish(CHANNEL, clientId);
   }
 }

@@ -22,6 +22,10 @@ import { printableTextProblem } from '../input/printable-text.js';
 import { sendError } from './http-errors.js';
 import { parseJsonBody } from './json-body.js';
 import type { AdminEndpoint, RouteHandler, RouteParams } from './routes.js';
+import { TrustInputError } from '../workload/trust-input.js';
+import { WORKLOAD_CONFIG_LOCK, type TrustStore } from '../workload/trust-store.js';
+import { AUTH_METHOD_OF, bindingsOverlap, bindingTrust } from '../workload/workload-binding.js';
+import type { WorkloadBinding } from '../workload/types.js';
 
 /** What an admin route does once the gate let it through: `actor` is the admin client's id. */
 export type AdminOperation = (ctx: Context, actor: string, params: RouteParams) => Promise<unknown>;
@@ -44,6 +48,8 @@ export interface AdminDeps {
   log: Logger;
   /** why a jwks_uri may not be registered (https, no credentials, no internal address), or undefined */
   jwksUriProblem: (uri: string) => string | undefined;
+  /** whether a workload client's trust domain or federation is configured (read in the creating transaction) */
+  trust: Pick<TrustStore, 'isConfigured'>;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
@@ -79,6 +85,7 @@ export function adminGate(deps: AdminGateDeps) {
       return sendError(ctx, err.status, error, err.description, err.headers);
     }
     if (err instanceof ClientInputError) return sendError(ctx, 400, 'invalid_client_metadata', err.message);
+    if (err instanceof TrustInputError) return sendError(ctx, 400, 'invalid_request', err.message);
     throw err;
   }
 
@@ -165,12 +172,43 @@ export function clientAndKeyAdmin(deps: AdminDeps) {
     const uriProblem = input.jwksUri && deps.jwksUriProblem(input.jwksUri);
     if (uriProblem) throw new ClientInputError(uriProblem);
     await assertProviderAccepts(input);
-    const created = await deps.clients.create(input);
+    const created = input.workload ? await createWorkloadClient(input, input.workload) : await deps.clients.create(input);
     if (!created) return sendError(ctx, 409, 'invalid_client_metadata', 'client_id collision, retry');
-    await audit(deps.db, { actor, action: 'client.create', target: created.clientId, details: { name: created.name } });
+    await audit(deps.db, {
+      actor, action: 'client.create', target: created.clientId,
+      details: { name: created.name, ...(created.workload ? { workload: created.workload, token_binding: created.tokenBinding } : {}) },
+    });
     deps.log.info({ action: 'client.create', actor, client_id: created.clientId }, 'client created');
     ctx.status = 201;
     ctx.body = clientView(created);
+  }
+
+  /**
+   * A workload-bound client, under the workload lock so that two instances cannot both create
+   * overlapping bindings (a credential must match exactly one active client) nor miss a trust
+   * domain or federation being removed at the same moment.
+   */
+  async function createWorkloadClient(input: NewClient, workload: WorkloadBinding) {
+    const created = await deps.db.lockedTransaction(WORKLOAD_CONFIG_LOCK, async (tx) => {
+      const trust = bindingTrust(workload);
+      if (trust && !(await deps.trust.isConfigured(tx, trust))) {
+        throw new ClientInputError('trustDomain' in trust
+          ? `spiffe_id: trust domain ${trust.trustDomain} is not configured; add it first with \`sigil trust-domains add ${trust.trustDomain} --bundle-endpoint URL\``
+          : `federated_subject: issuer ${trust.federation} is not a configured federation; add it first with \`sigil federations add --issuer ${trust.federation}\``);
+      }
+      const rivals = workload.kind === 'spiffe' && trust && 'trustDomain' in trust ? await deps.clients.activeSpiffeClients(trust.trustDomain, tx)
+        : workload.kind === 'federated' ? await deps.clients.activeFederatedClients(workload.issuer, workload.subject, tx) : [];
+      const clash = rivals.find((c) => c.workload && bindingsOverlap(c.workload, workload));
+      if (clash) {
+        throw new ClientInputError(workload.kind === 'spiffe'
+          ? `spiffe_id ${workload.spiffeId} overlaps the SPIFFE ID ${(clash.workload as { spiffeId: string }).spiffeId} of active client ${clash.clientId}: one SVID must match exactly one client`
+          : `federated_subject overlaps active client ${clash.clientId} (same issuer and subject, and no required claim that tells them apart): one token must match exactly one client`);
+      }
+      return deps.clients.create(input, tx);
+    });
+    // announced again after the commit: the event ClientStore sent inside the transaction may be read before it
+    if (created) await deps.clients.changed(created.clientId);
+    return created;
   }
 
   function reasonOf(body: unknown): string | undefined {
@@ -196,6 +234,9 @@ export function clientAndKeyAdmin(deps: AdminDeps) {
     if (problems.length) throw new ClientInputError(`jwks: ${problems.join('; ')}`);
     const existing = await deps.clients.read(clientId);
     if (!existing) return sendError(ctx, 404, 'not_found', 'no such client');
+    if (existing.workload) {
+      return sendError(ctx, 400, 'invalid_request', `client ${clientId} authenticates with a workload identity (${AUTH_METHOD_OF[existing.workload.kind]}), not registered keys; it has no keys to set (create a new client with --jwks-file instead)`);
+    }
     const jwks = body.jwks as { keys: JWK[] };
     await assertProviderAccepts({ ...existing, jwks, jwksUri: undefined });
     const client = await deps.revocations.setClientKeys(clientId, { jwks }, actor);

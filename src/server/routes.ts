@@ -18,7 +18,9 @@ export type AdminEndpoint =
   | 'bootstrap'
   | 'list-clients' | 'create-client' | 'read-client' | 'revoke-client' | 'set-client-keys'
   | 'revoke-token' | 'list-keys' | 'rotate-keys'
-  | 'list-registration-tokens' | 'issue-registration-token' | 'read-registration-token' | 'revoke-registration-token';
+  | 'list-registration-tokens' | 'issue-registration-token' | 'read-registration-token' | 'revoke-registration-token'
+  | 'list-trust-domains' | 'add-trust-domain' | 'remove-trust-domain'
+  | 'list-federations' | 'add-federation' | 'remove-federation';
 
 export type Endpoint = PublicEndpoint | AdminEndpoint;
 
@@ -71,6 +73,13 @@ export const ADMIN_ROUTES: readonly Route<AdminEndpoint>[] = [
   { path: '/admin/registration-tokens', methods: ['POST'], endpoint: 'issue-registration-token', needsStorage: true },
   { path: '/admin/registration-tokens/{token_id}', methods: ['GET'], endpoint: 'read-registration-token', needsStorage: true },
   { path: '/admin/registration-tokens/{token_id}/revoke', methods: ['POST'], endpoint: 'revoke-registration-token', needsStorage: true },
+  // removal by body: an issuer is a URL, and a trust domain may be "." or "..", neither fit for a path segment
+  { path: '/admin/trust-domains', methods: ['GET'], endpoint: 'list-trust-domains', needsStorage: true },
+  { path: '/admin/trust-domains', methods: ['POST'], endpoint: 'add-trust-domain', needsStorage: true },
+  { path: '/admin/trust-domains/remove', methods: ['POST'], endpoint: 'remove-trust-domain', needsStorage: true },
+  { path: '/admin/federations', methods: ['GET'], endpoint: 'list-federations', needsStorage: true },
+  { path: '/admin/federations', methods: ['POST'], endpoint: 'add-federation', needsStorage: true },
+  { path: '/admin/federations/remove', methods: ['POST'], endpoint: 'remove-federation', needsStorage: true },
 ];
 
 /** Both planes: one table, so a request is resolved by one lookup whichever plane serves it. */

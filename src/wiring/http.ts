@@ -23,6 +23,8 @@ import { statusListRoutes } from '../server/status-lists.js';
 import type { StatusStreams } from '../server/status-streams.js';
 import type { TokenOutcomes } from '../server/token-outcomes.js';
 import type { Db } from '../storage/db.js';
+import { trustAdmin, type TrustCandidate } from '../server/trust-admin-api.js';
+import type { TrustStore } from '../workload/trust-store.js';
 
 /** the metrics listener serves a scraper or two */
 const METRICS_MAX_CONNECTIONS = 64;
@@ -45,6 +47,10 @@ export interface HttpDeps {
   jwksUri: JwksUriFetcher;
   statusPublisher: StatusListPublisher;
   statusStreams: StatusStreams;
+  /** the trust configuration (trust domains, federations) */
+  trust: TrustStore;
+  /** fetches a trust domain's bundle or a federation's keys once before it is added (the trust fetcher); undefined: no check */
+  checkTrust?: (what: TrustCandidate) => Promise<string | undefined>;
 }
 
 export interface Http {
@@ -69,6 +75,7 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
   const clientsAndKeys = clientAndKeyAdmin({
     issuer, db: deps.db, clients: deps.clients, revocations: deps.revocations, keyRing, metadataProblem, log,
     jwksUriProblem: (uri) => jwksUriProblem(uri, config.jwksUri),
+    trust: deps.trust,
   });
   const app = createApp({
     issuer,
@@ -87,6 +94,7 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
     admin: adminPlane(adminGate({ issuer, clients: deps.clients, resourceServer: deps.resourceServer }), clientsAndKeys.bootstrap, {
       ...clientsAndKeys.operations,
       ...registrationTokenAdmin({ issuer, db: deps.db, initialAccessTokens: deps.initialAccessTokens, log }),
+      ...trustAdmin({ trust: deps.trust, destinations: config.jwksUri, check: deps.checkTrust, log }),
     }),
   });
 

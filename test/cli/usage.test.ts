@@ -68,8 +68,8 @@ describe('sigil CLI: usage errors and unreachable server', () => {
     const jwks = 'public.jwks.json';
     assertFailure(await sigil(['clients', 'create', '--jwks-file', jwks], opts), 2, /--name is required/);
     assertFailure(await sigil(['clients', 'create', '--name', '--jwks-file', jwks], opts), 2, /--name needs a value/);
-    assertFailure(await sigil(['clients', 'create', '--name', 'x'], opts), 2, /exactly one of --jwks-file or --jwks-uri/);
-    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--jwks-uri', 'https://example.com/jwks'], opts), 2, /exactly one of --jwks-file or --jwks-uri/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x'], opts), 2, /give exactly one credential: --jwks-file, --jwks-uri, --spiffe-id/);
+    assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--jwks-uri', 'https://example.com/jwks'], opts), 2, /give exactly one credential: --jwks-file, --jwks-uri, --spiffe-id/);
     assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-uri', 'not a url'], opts), 2, /--jwks-uri must be an absolute URL/);
     assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--dpop', 'sometimes'], opts), 2, /--dpop must be "required" or "optional"/);
     assertFailure(await sigil(['clients', 'create', '--name', 'x', '--jwks-file', jwks, '--grant-types', 'client_credentials,password'], opts), 2, /--grant-types: unknown "password"/);
