@@ -13,7 +13,7 @@ export const MAX_BUNDLE_KEYS = 64;
 export const MAX_CERTIFICATE_BYTES = 6144;
 
 export interface SpiffeBundle {
-  /** use jwt-svid: public JWKs, each with a distinct kid */
+  /** use jwt-svid: public JWKs (kty, crv, x, y / n, e, kid, alg when given; no use), each with a distinct kid */
   jwtAuthorities: JWK[];
   /** use x509-svid: the CA certificates */
   x509Authorities: X509Certificate[];
@@ -140,7 +140,8 @@ export function parseSpiffeBundle(doc: unknown): BundleAnswer {
       problems.push(`${at} ${problem}`);
       return;
     }
-    jwtAuthorities.push({ ...publicMaterial(k), kid: k.kid, ...(k.alg !== undefined ? { alg: k.alg as string } : {}), use: 'jwt-svid' } as JWK);
+    // no `use`: "jwt-svid" is what put it here, and JWKS helpers (jose's among them) skip keys whose use is not "sig"
+    jwtAuthorities.push({ ...publicMaterial(k), kid: k.kid, ...(k.alg !== undefined ? { alg: k.alg as string } : {}) } as JWK);
   });
   if (problems.length) return { ok: false, problems };
   return {

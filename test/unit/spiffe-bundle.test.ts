@@ -47,7 +47,7 @@ describe('parseSpiffeBundle', () => {
   it('keeps only the public members of a JWT-SVID key (an x5c or unknown member does not travel on)', () => {
     const answer = parseSpiffeBundle(bundle([{ ...jwtSvidBundleKey(es), x5t: 'abc', custom: 'x' }]));
     assert.ok(answer.ok);
-    assert.deepEqual(Object.keys(answer.bundle.jwtAuthorities[0]!).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y']);
+    assert.deepEqual(Object.keys(answer.bundle.jwtAuthorities[0]!).sort(), ['alg', 'crv', 'kid', 'kty', 'x', 'y']);
   });
 
   it('ignores keys with another use or none, as the spec says', () => {
