@@ -150,9 +150,13 @@ export class FetchedWorkloadTrust implements WorkloadTrust {
     const names = new Set([...this.#domains.keys(), ...this.#announced]);
     this.#announced.clear();
     if (this.#config.trustDomains) {
-      const listed = await this.#config.trustDomains();
-      for (const name of names) if (!listed.some((t) => t.name === name)) this.#dropDomain(name);
-      for (const t of listed) names.add(t.name);
+      // the store unreachable: the domains already known are still refreshed (each asks the store again)
+      const listed = await this.#config.trustDomains().catch((err: unknown) => {
+        this.#log.warn({ err: (err as Error).message }, 'trust domains could not be listed for the SPIFFE bundle refresh');
+        return undefined;
+      });
+      for (const name of names) if (listed && !listed.some((t) => t.name === name)) this.#dropDomain(name);
+      for (const t of listed ?? []) names.add(t.name);
     }
     await Promise.all([...names].map(async (name) => {
       try {

@@ -314,6 +314,8 @@ export interface ServiceAccountIssuer extends TestHttpsServer {
   discovery: Record<string, unknown>;
   /** status of the discovery and JWKS answers (200 by default) */
   status: { discovery: number; jwks: number };
+  /** headers of the JWKS answer; by default the API server's `cache-control: public, max-age=3600` */
+  jwksHeaders: Record<string, string>;
   hits: { discovery: number; jwks: number };
   mintServiceAccountToken(opts: ServiceAccountTokenOptions): Promise<string>;
 }
@@ -324,6 +326,7 @@ export async function startServiceAccountIssuer(ca: TestCa): Promise<ServiceAcco
   const discovery: Record<string, unknown> = {};
   const status = { discovery: 200, jwks: 200 };
   const hits = { discovery: 0, jwks: 0 };
+  const jwksHeaders: Record<string, string> = { 'cache-control': 'public, max-age=3600' };
   let issuer = '';
   const server = await startHttpsServer(ca, (req, res) => {
     if (req.url === '/.well-known/openid-configuration') {
@@ -335,7 +338,7 @@ export async function startServiceAccountIssuer(ca: TestCa): Promise<ServiceAcco
     }
     if (req.url === '/openid/v1/jwks') {
       hits.jwks++;
-      return send(res, status.jwks, { keys: keys.map((k) => ({ ...k.publicJwk, use: 'sig' })) });
+      return send(res, status.jwks, { keys: keys.map((k) => ({ ...k.publicJwk, use: 'sig' })) }, jwksHeaders);
     }
     send(res, 404, { error: 'not found' });
   });
@@ -347,6 +350,7 @@ export async function startServiceAccountIssuer(ca: TestCa): Promise<ServiceAcco
     keys,
     discovery,
     status,
+    jwksHeaders,
     hits,
     async rotate(opts = {}) {
       const key = await generateSigningKey(opts.alg ?? 'RS256');

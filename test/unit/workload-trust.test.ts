@@ -125,6 +125,21 @@ describe('FetchedWorkloadTrust: SPIFFE bundles', () => {
     assert.equal(server.hits() - before, 1, 'one fetch serves both');
   });
 
+  it('concurrent first uses share one fetch', async () => {
+    const trust = trustWith();
+    server.set({ delayMs: 100 });
+    const before = server.hits();
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? trust.jwtAuthorities(TD) : trust.x509Authorities(TD))));
+    assert.equal(server.hits() - before, 1);
+    assert.ok(answers.filter((_, i) => i % 2).every((a) => a.ok));
+  });
+
+  it('an endpoint slower than the fetch timeout is a failure, said so', async () => {
+    server.set({ delayMs: 2000 });
+    const answer = await trustWith({}, { timeoutMs: 200 }).jwtAuthorities(TD);
+    assert.match((answer as { problem: string }).problem, /could not be fetched: bundle endpoint did not answer within 200 ms/);
+  });
+
   it('refuses a trust domain that is not configured, without fetching anything', async () => {
     const trust = trustWith();
     const before = server.hits();
@@ -295,6 +310,16 @@ describe('FetchedWorkloadTrust: SPIFFE bundles', () => {
     assert.equal((await trust.x509Authorities(TD)).ok, false, 'the configuration answering undefined is enough');
   });
 
+  it('removed and added again between two uses (an admin replacing a compromised domain): fetched anew', async () => {
+    const trust = trustWith();
+    assert.ok((await trust.jwtAuthorities(TD)).ok);
+    config.removeDomain(TD);
+    config.addDomain(TD, server.endpoint);
+    const hits = server.hits();
+    assert.ok((await trust.jwtAuthorities(TD)).ok);
+    assert.equal(server.hits(), hits + 1);
+  });
+
   it('a trust domain moved to another endpoint does not keep the old endpoint\'s keys or sequence', async () => {
     const other = await startBundleServer(ca, { jwtKeys: [k2], sequence: 1 });
     try {
@@ -338,6 +363,14 @@ describe('FetchedWorkloadTrust: SPIFFE bundles', () => {
     assert.equal((await trust.jwtAuthorities(TD)).ok, false);
 
     config.listable = false;
+    const failing = trustWith();
+    Object.defineProperty(config, 'trustDomains', { configurable: true, get: () => async () => { throw new Error('store down'); } });
+    config.addDomain(TD, server.endpoint);
+    const beforeFailing = server.hits();
+    await failing.refreshDue();
+    assert.equal(server.hits(), beforeFailing + 1, 'a store that cannot list does not stop the refresh of known domains');
+    delete (config as { trustDomains?: unknown }).trustDomains;
+
     const unlisted = trustWith();
     config.addDomain('announced.org', server.endpoint);
     const before = server.hits();
@@ -479,6 +512,8 @@ describe('FetchedWorkloadTrust: federations', () => {
     }
     assert.equal(k8s.hits.jwks, fetched, 'no refetch within the minimum interval');
     clock.advance(60_000);
+    assert.ok((await trust.federationKeys(k8s.issuer, k8s.keys[0]!.kid)).ok);
+    assert.equal(k8s.hits.jwks, fetched, 'a known kid is served from the cache (max-age=3600)');
     const found = await trust.federationKeys(k8s.issuer, rotated.kid);
     assert.ok(found.ok && found.value.some((k) => k.kid === rotated.kid));
     assert.equal(k8s.hits.jwks, fetched + 1);
@@ -499,6 +534,17 @@ describe('FetchedWorkloadTrust: federations', () => {
     assert.deepEqual([k8s.hits.discovery, k8s.hits.jwks], [d + 1, j + 1], 're-added: discovered and fetched anew');
     config.removeFederation(k8s.issuer, false);
     assert.equal((await trust.federationKeys(k8s.issuer, undefined)).ok, false, 'the configuration answering undefined is enough');
+  });
+
+  it('removed and added again between two uses: discovered and fetched anew', async () => {
+    config.addFederation(k8s.issuer);
+    const trust = trustWith();
+    assert.ok((await trust.federationKeys(k8s.issuer, undefined)).ok);
+    config.removeFederation(k8s.issuer);
+    config.addFederation(k8s.issuer);
+    const [d, j] = [k8s.hits.discovery, k8s.hits.jwks];
+    assert.ok((await trust.federationKeys(k8s.issuer, undefined)).ok);
+    assert.deepEqual([k8s.hits.discovery, k8s.hits.jwks], [d + 1, j + 1]);
   });
 
   it('federation keys must pass the client-key rules', async () => {
