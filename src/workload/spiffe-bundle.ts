@@ -5,7 +5,7 @@
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import type { JWK } from 'jose';
 import { CLIENT_SIGNING_ALGS, KEY_TYPE_OF, PRIVATE_MEMBERS } from '../keys/algorithms.js';
-import { ed25519KeyProblem, jwkMembersProblem, p256KeyProblem, rsaKeyProblem } from '../clients/client-keys.js';
+import { jwkMembersProblem, keyMaterialProblem } from '../clients/client-keys.js';
 
 /** A bundle carries a handful of authorities (SPIRE: a few, during rotation a few more); more is an error or an attack on our CPU. */
 export const MAX_BUNDLE_KEYS = 64;
@@ -34,21 +34,14 @@ function quoted(value: unknown): string {
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
-/** The JWK's public key material checked as for any key entering Sigil, and parsed. */
+/** The JWK's type, curve and algorithm, and its key material checked as for any key entering Sigil (client-keys.ts). */
 function publicKeyProblem(k: Record<string, unknown>): string | undefined {
   const kty = k.kty;
   if (typeof kty !== 'string' || !(kty in ALGS_OF_KTY)) return `has kty ${quoted(kty)}; allowed: EC (P-256), OKP (Ed25519), RSA`;
   if (kty === 'EC' && k.crv !== 'P-256') return `has crv ${quoted(k.crv)}; only P-256 is allowed for EC`;
   if (kty === 'OKP' && k.crv !== 'Ed25519') return `has crv ${quoted(k.crv)}; only Ed25519 is allowed for OKP`;
   if (k.alg !== undefined && !ALGS_OF_KTY[kty]!.includes(k.alg as string)) return `has alg ${quoted(k.alg)}; allowed for ${kty}: ${ALGS_OF_KTY[kty]!.join(', ')}`;
-  const problem = kty === 'RSA' ? rsaKeyProblem(k.n, k.e) : kty === 'OKP' ? ed25519KeyProblem(k.x) : p256KeyProblem(k.x, k.y);
-  if (problem) return problem;
-  try {
-    createPublicKey({ key: publicMaterial(k) as unknown as Record<string, string>, format: 'jwk' });
-  } catch {
-    return kty === 'EC' ? 'is not a point on the P-256 curve' : 'is not a valid public key';
-  }
-  return undefined;
+  return keyMaterialProblem(k);
 }
 
 function publicMaterial(k: Record<string, unknown>): Record<string, unknown> {
@@ -72,12 +65,17 @@ function x509Authority(k: Record<string, unknown>): X509Certificate | string {
   }
   // an X.509-SVID authority signs SVIDs: a leaf here would let its holder's key pass as a CA
   if (!cert.ca) return 'has an x5c certificate that is not a CA certificate (basicConstraints CA:TRUE is required of an X.509 authority)';
+  // the certificate is the authority; key members, when present, must be its key (a CA's key type
+  // is the mTLS verifier's business, e.g. SPIRE's ec-p384, not limited to the JWT algorithms)
   if (k.kty !== undefined) {
-    const problem = publicKeyProblem(k);
-    if (problem) return problem;
-    if (!createPublicKey({ key: publicMaterial(k) as unknown as Record<string, string>, format: 'jwk' }).equals(cert.publicKey)) {
-      return 'has key members that are not the public key of its x5c certificate';
+    let matches = false;
+    try {
+      const members = Object.fromEntries(['kty', 'crv', 'x', 'y', 'n', 'e'].filter((m) => k[m] !== undefined).map((m) => [m, k[m]]));
+      matches = createPublicKey({ key: members as Record<string, string>, format: 'jwk' }).equals(cert.publicKey);
+    } catch {
+      // not a key at all: refused below
     }
+    if (!matches) return 'has key members that are not the public key of its x5c certificate';
   }
   return cert;
 }

@@ -42,8 +42,8 @@ export interface IssueOptions {
   /** the issuer; undefined: self-signed */
   issuer?: IssuedCertificate;
   days?: number;
-  /** openssl -newkey argument: "ec" (P-256, default) or "rsa:2048" */
-  keyType?: 'ec' | 'rsa:2048';
+  /** the key: "ec" (P-256, default), "ec-p384" or "rsa:2048" */
+  keyType?: 'ec' | 'ec-p384' | 'rsa:2048';
 }
 
 export interface TestCa extends IssuedCertificate {
@@ -69,7 +69,8 @@ function issueIn(dir: string, name: string, opts: IssueOptions): IssuedCertifica
   const certFile = path.join(dir, `${name}.pem`);
   const keyFile = path.join(dir, `${name}.key`);
   const keyType = opts.keyType ?? 'ec';
-  const args = ['req', '-x509', '-nodes', '-newkey', keyType, ...(keyType === 'ec' ? ['-pkeyopt', 'ec_paramgen_curve:prime256v1'] : []),
+  const curve = keyType === 'ec' ? 'prime256v1' : keyType === 'ec-p384' ? 'secp384r1' : undefined;
+  const args = ['req', '-x509', '-nodes', '-newkey', curve ? 'ec' : keyType, ...(curve ? ['-pkeyopt', `ec_paramgen_curve:${curve}`] : []),
     '-keyout', keyFile, '-out', certFile, '-days', String(opts.days ?? 2), '-subj', opts.subject,
     '-addext', `basicConstraints=critical,CA:${opts.ca ? 'TRUE' : 'FALSE'}`];
   const keyUsage = opts.keyUsage ?? (opts.ca ? 'keyCertSign,cRLSign' : 'digitalSignature');

@@ -128,7 +128,15 @@ describe('parseSpiffeBundle', () => {
 
   it('refuses an x509-svid key whose members are not its certificate\'s public key', () => {
     refused(parseSpiffeBundle(bundle([{ ...x509, x: es.publicJwk.x, y: es.publicJwk.y }])), /^key 0 has key members that are not the public key of its x5c certificate/);
+    refused(parseSpiffeBundle(bundle([{ ...x509, kty: 'oct' }])), /^key 0 has key members that are not the public key/);
     // without key members, the certificate alone is the authority
+    assert.ok(parseSpiffeBundle(bundle([{ use: 'x509-svid', x5c: x509.x5c }])).ok);
+  });
+
+  it('accepts an X.509 authority whose key type Sigil does not sign JWTs with (a P-384 CA)', () => {
+    const p384 = ca.issue({ subject: '/CN=p384', ca: true, keyType: 'ec-p384' });
+    const answer = parseSpiffeBundle(bundle([{ use: 'x509-svid', ...p384.x509.publicKey.export({ format: 'jwk' }), x5c: [p384.x5c] }]));
+    assert.ok(answer.ok, JSON.stringify(!answer.ok && answer.problems));
     assert.ok(parseSpiffeBundle(bundle([{ use: 'x509-svid', x5c: x509.x5c }])).ok);
   });
 
