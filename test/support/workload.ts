@@ -111,6 +111,16 @@ export function spiffeX509Authority(ca: TestCa, trustDomain: string): IssuedCert
   return { ...authority, bundleKey: { use: 'x509-svid', ...authority.x509.publicKey.export({ format: 'jwk' }), x5c: [authority.x5c] } as JWK };
 }
 
+/**
+ * An X.509-SVID: a leaf signed by `authority` whose URI SANs are `spiffeIds` (exactly one for a valid
+ * SVID), digital-signature usage, clientAuth. `opts` overrides anything (e.g. ca: true to forge a CA
+ * used as a client certificate).
+ */
+export function issueX509Svid(ca: TestCa, authority: IssuedCertificate, spiffeIds: string | string[], opts: Partial<IssueOptions> = {}): IssuedCertificate {
+  const ids = Array.isArray(spiffeIds) ? spiffeIds : [spiffeIds];
+  return ca.issue({ subject: '/O=SPIFFE', sans: ids.map((id) => `URI:${id}`), keyUsage: 'digitalSignature', extendedKeyUsage: 'clientAuth', issuer: authority, ...opts });
+}
+
 /** Environment for a Sigil child process that must fetch from the test servers (bounded-fetch uses the default roots). */
 export function workloadServerEnv(ca: TestCa): Record<string, string> {
   return { NODE_EXTRA_CA_CERTS: ca.certFile, JWKS_URI_ALLOWED_HOSTS: 'localhost' };

@@ -17,7 +17,7 @@ import type { Federation, TrustDomain } from '../../src/workload/types.js';
 import { testClock, type TestClock } from '../support/clock.js';
 import { ROOT } from '../support/server.js';
 import {
-  createTestCa, forgedJwtSvid, generateSigningKey, mintJwtSvid, spiffeX509Authority, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
+  createTestCa, forgedJwtSvid, generateSigningKey, issueX509Svid, mintJwtSvid, spiffeX509Authority, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
   type BundleServer, type ServiceAccountIssuer, type TestCa, type TestSigningKey,
 } from '../support/workload.js';
 
@@ -123,6 +123,10 @@ describe('FetchedWorkloadTrust: SPIFFE bundles', () => {
     assert.ok(x509.ok);
     assert.equal(x509.value[0]!.fingerprint256, authority.x509.fingerprint256);
     assert.equal(server.hits() - before, 1, 'one fetch serves both');
+    const svid = issueX509Svid(ca, authority, `spiffe://${TD}/ns/payments/sa/api`);
+    assert.ok(svid.x509.checkIssued(x509.value[0]!) && svid.x509.verify(x509.value[0]!.publicKey), 'an X.509-SVID chains to the authority answered');
+    const stranger = issueX509Svid(ca, spiffeX509Authority(ca, 'other.org'), `spiffe://${TD}/x`);
+    assert.equal(stranger.x509.verify(x509.value[0]!.publicKey), false);
   });
 
   it('concurrent first uses share one fetch', async () => {
@@ -243,6 +247,14 @@ describe('FetchedWorkloadTrust: SPIFFE bundles', () => {
     assert.ok(logs.lines.some((l) => l.msg === 'SPIFFE bundle refreshed again'));
     const raw = logs.raw();
     for (const k of [k1, k2]) assert.ok(!raw.includes(String(k.publicJwk.x)), 'no key material in logs');
+  });
+
+  it('logs the endpoint without its query (it could carry something private)', async () => {
+    config.addDomain('query.org', `${server.endpoint}?access=s3cr3t-value`);
+    server.set({ status: 500 });
+    assert.equal((await trustWith().jwtAuthorities('query.org')).ok, false);
+    assert.ok(logs.lines.some((l) => l.trust_domain === 'query.org' && l.endpoint === server.endpoint), 'the failure is logged with the endpoint');
+    assert.ok(!logs.raw().includes('s3cr3t-value'));
   });
 
   it('a bundle that never arrived is refused with the reason, and retried only after the minimum interval', async () => {
