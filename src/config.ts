@@ -48,6 +48,17 @@ export interface Config {
   statusStreams: StatusStreamLimits;
   /** where /metrics is served, who may read it, which clients get their own series */
   metrics: MetricsSettings;
+  /** how SPIFFE bundles of configured trust domains are refreshed and how long a stale one is kept */
+  spiffeBundles: SpiffeBundleSettings;
+}
+
+export interface SpiffeBundleSettings {
+  /** SPIFFE_BUNDLE_REFRESH_MIN: the shortest refresh interval, whatever spiffe_refresh_hint says (also the retry interval after a failure) */
+  refreshMinSeconds: number;
+  /** SPIFFE_BUNDLE_REFRESH_MAX: the longest refresh interval, and the interval when the bundle gives no hint */
+  refreshMaxSeconds: number;
+  /** SPIFFE_BUNDLE_MAX_STALENESS: how long past its refresh time a bundle that cannot be refreshed is still used; then the trust domain fails closed */
+  maxStalenessSeconds: number;
 }
 
 export interface HttpLimits {
@@ -179,6 +190,19 @@ function jwksUriSettings(env: Env): JwksUriSettings {
   };
 }
 
+// Defaults: SPIRE publishes a new authority in the bundle long before it signs with it (a fraction of
+// the CA TTL, hours by default), so an hourly refresh (MAX) sees it in time, and a removed (e.g.
+// compromised) key stops verifying within an hour; MIN keeps a hint of 0 or 1 from making Sigil poll
+// the endpoint in a loop. MAX_STALENESS: an endpoint down for up to an hour (a deploy, an outage)
+// does not stop every workload from getting tokens, and a key removed during an outage verifies for at
+// most REFRESH_MAX + MAX_STALENESS (2 h by default).
+function spiffeBundleSettings(env: Env): SpiffeBundleSettings {
+  const refreshMinSeconds = integer(env, 'SPIFFE_BUNDLE_REFRESH_MIN', 30, 1, 3600);
+  const refreshMaxSeconds = integer(env, 'SPIFFE_BUNDLE_REFRESH_MAX', 3600, 1, 86400);
+  if (refreshMaxSeconds < refreshMinSeconds) throw new ConfigError(`SPIFFE_BUNDLE_REFRESH_MAX (${refreshMaxSeconds}) must not be below SPIFFE_BUNDLE_REFRESH_MIN (${refreshMinSeconds})`);
+  return { refreshMinSeconds, refreshMaxSeconds, maxStalenessSeconds: integer(env, 'SPIFFE_BUNDLE_MAX_STALENESS', 3600, 0, 7 * 86400) };
+}
+
 /** a metrics token shorter than this is refused: it guards activity figures */
 const METRICS_TOKEN_MIN_LENGTH = 32;
 /** per-client series are opt-in and bounded */
@@ -263,5 +287,6 @@ export function loadConfig(env: Env = process.env): Config {
     http,
     statusStreams: statusStreamLimits(env, http),
     metrics: metricsSettings(env, port),
+    spiffeBundles: spiffeBundleSettings(env),
   };
 }

@@ -102,8 +102,8 @@ export function p256KeyProblem(x: unknown, y: unknown): string | undefined {
   return undefined;
 }
 
-/** What is wrong with a public key of an accepted type and curve (`kty` and `crv` already checked). */
-function keyMaterialProblem(k: Record<string, unknown>): string | undefined {
+/** What is wrong with a public key of an accepted type and curve (`kty` and `crv` already checked); SPIFFE bundles use it too. */
+export function keyMaterialProblem(k: Record<string, unknown>): string | undefined {
   const problem = k.kty === 'RSA' ? rsaKeyProblem(k.n, k.e) : k.kty === 'OKP' ? ed25519KeyProblem(k.x) : p256KeyProblem(k.x, k.y);
   if (problem) return problem;
   const material = k.kty === 'RSA' ? { kty: 'RSA', n: k.n, e: k.e } : k.kty === 'OKP' ? { kty: 'OKP', crv: k.crv, x: k.x } : { kty: 'EC', crv: k.crv, x: k.x, y: k.y };

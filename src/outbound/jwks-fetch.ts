@@ -54,13 +54,13 @@ interface Entry {
 const MAX_ENTRIES = 10_000;
 
 /** A URL as logged: no query (it could carry something private), no credentials. */
-function logged(url: string): string {
+export function logged(url: string): string {
   const u = URL.parse(url);
   return u ? `${u.protocol}//${u.host}${u.pathname}` : '(unparsable)';
 }
 
-/** seconds the partner asks a fetched JWKS to be cached for, if it says */
-function declaredLifetime(headers: http.IncomingHttpHeaders, now: number): number | undefined {
+/** seconds the partner asks a fetched JWKS (or discovery document) to be cached for, if it says */
+export function declaredLifetime(headers: http.IncomingHttpHeaders, now: number): number | undefined {
   const cc = String(headers['cache-control'] ?? '').toLowerCase();
   if (/(^|[\s,])(no-store|no-cache)([\s,=]|$)/.test(cc)) return 0;
   const maxAge = /(?:^|[\s,])max-age\s*=\s*"?(\d+)"?/.exec(cc);
@@ -118,6 +118,24 @@ export class JwksUriFetcher {
     } catch (err) {
       return { ok: false, problem: err instanceof OutboundRefused ? err.message : 'jwks_uri could not be fetched' };
     }
+  }
+
+  /**
+   * The keys of `url` as cached: network only when the cached document expired (or there is none),
+   * at most once per minCacheSeconds. Federations (src/workload/trust.ts) read keys this way and
+   * `load` them only for an unknown kid.
+   */
+  async current(url: string): Promise<{ ok: true; keys: JWK[] } | { ok: false; problem: string }> {
+    try {
+      return { ok: true, keys: (await this.#obtain(url, 'current')).keys };
+    } catch (err) {
+      return { ok: false, problem: err instanceof OutboundRefused ? err.message : 'jwks_uri could not be fetched' };
+    }
+  }
+
+  /** Drops what is cached for `url` (its owner was removed): the next use fetches anew. */
+  forget(url: string): void {
+    this.#entries.delete(url);
   }
 
   /**

@@ -39,7 +39,17 @@ describe('loadConfig', () => {
       http: { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000, maxConnections: 10_000 },
       statusStreams: { max: 5000, perAddress: 32, lifetimeSeconds: 600 },
       metrics: { port: undefined, host: '127.0.0.1', token: undefined, clientIds: [] },
+      spiffeBundles: { refreshMinSeconds: 30, refreshMaxSeconds: 3600, maxStalenessSeconds: 3600 },
     });
+  });
+
+  it('SPIFFE_BUNDLE_*: refresh bounds and staleness, checked', () => {
+    assert.deepEqual(loadConfig({ SPIFFE_BUNDLE_REFRESH_MIN: '10', SPIFFE_BUNDLE_REFRESH_MAX: '600', SPIFFE_BUNDLE_MAX_STALENESS: '0' }).spiffeBundles,
+      { refreshMinSeconds: 10, refreshMaxSeconds: 600, maxStalenessSeconds: 0 });
+    refused({ SPIFFE_BUNDLE_REFRESH_MIN: '120', SPIFFE_BUNDLE_REFRESH_MAX: '60' }, /SPIFFE_BUNDLE_REFRESH_MAX \(60\) must not be below SPIFFE_BUNDLE_REFRESH_MIN \(120\)/);
+    refused({ SPIFFE_BUNDLE_REFRESH_MIN: '0' }, /SPIFFE_BUNDLE_REFRESH_MIN must be between 1 and 3600, got 0/);
+    refused({ SPIFFE_BUNDLE_REFRESH_MAX: '86401' }, /SPIFFE_BUNDLE_REFRESH_MAX must be between 1 and 86400/);
+    refused({ SPIFFE_BUNDLE_MAX_STALENESS: '-1' }, /SPIFFE_BUNDLE_MAX_STALENESS must be a whole number/);
   });
 
   it('ASSERTION_AUD_TOKEN_ENDPOINT: false by default, true or false only', () => {
