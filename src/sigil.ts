@@ -30,6 +30,7 @@ import { startHousekeeping } from './wiring/jobs.js';
 import { openKeys } from './wiring/keys.js';
 import { startRevocation } from './wiring/revocation.js';
 import { openStorage, watchStorage } from './wiring/storage.js';
+import type { WorkloadAuthDeps } from './workload/workload-auth.js';
 
 export { openDatabase } from './wiring/storage.js';
 
@@ -51,7 +52,20 @@ function clientMetadataCache() {
   };
 }
 
-export async function startSigil(config: Config, log: Logger): Promise<RunningSigil> {
+/**
+ * What workload identity client authentication reads: the trust configuration (trust-fetch's
+ * WorkloadTrust), the workload client index (trust-admin's), whether any federation is configured,
+ * and mTLS's certificate authenticator. Given the process's client store, so an index can be built on it.
+ */
+export type WorkloadWiring = (parts: { clients: ClientStore; log: Logger }) =>
+  Pick<WorkloadAuthDeps, 'trust' | 'clients' | 'federationsConfigured' | 'certificates'>;
+
+export interface StartOptions {
+  /** undefined: workload-bound clients cannot authenticate (every request of theirs fails closed) */
+  workload?: WorkloadWiring;
+}
+
+export async function startSigil(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningSigil> {
   const storage = await openStorage(config, log);
   const { db, fast, replay } = storage;
   const clients = new ClientStore(db, fast);
@@ -103,6 +117,16 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     provider = buildProvider(keys);
   });
 
+  const workloadParts = options.workload?.({ clients, log });
+  const workload: WorkloadAuthDeps | undefined = workloadParts && {
+    ...workloadParts,
+    issuer: config.issuer,
+    svidMaxLifetimeSeconds: config.svidMaxLifetimeSeconds,
+    findClient: (id) => clients.find(id),
+    onRefused: (ctx, r) => outcomes.refused(ctx, r),
+    log,
+  };
+
   const readiness = await watchStorage(storage, log);
   const http = await serveHttp({
     config, log, db, metrics, outcomes, readiness, keyRing, provider: () => provider, clients, revocations,
@@ -121,6 +145,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     jwksUri,
     statusPublisher: revocation.statusPublisher,
     statusStreams: revocation.statusStreams,
+    ...(workload ? { workload } : {}),
   });
   // forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
   const housekeeping = startHousekeeping([

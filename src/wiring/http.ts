@@ -23,6 +23,7 @@ import { statusListRoutes } from '../server/status-lists.js';
 import type { StatusStreams } from '../server/status-streams.js';
 import type { TokenOutcomes } from '../server/token-outcomes.js';
 import type { Db } from '../storage/db.js';
+import type { WorkloadAuthDeps } from '../workload/workload-auth.js';
 
 /** the metrics listener serves a scraper or two */
 const METRICS_MAX_CONNECTIONS = 64;
@@ -45,6 +46,8 @@ export interface HttpDeps {
   jwksUri: JwksUriFetcher;
   statusPublisher: StatusListPublisher;
   statusStreams: StatusStreams;
+  /** workload identity client authentication before oidc-provider (src/workload/workload-auth.ts); undefined: not served */
+  workload?: WorkloadAuthDeps;
 }
 
 export interface Http {
@@ -83,6 +86,7 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
       issuer, db: deps.db, clients: deps.clients, revocations: deps.revocations, initialAccessTokens: deps.initialAccessTokens,
       registrations: deps.registrations, jwksUri: deps.jwksUri, metadataProblem, log,
     }),
+    ...(deps.workload ? { workload: deps.workload } : {}),
     statusLists: statusListRoutes({ issuer, ttlSeconds: config.statusListTtlSeconds, publisher: deps.statusPublisher, streams: deps.statusStreams }),
     admin: adminPlane(adminGate({ issuer, clients: deps.clients, resourceServer: deps.resourceServer }), clientsAndKeys.bootstrap, {
       ...clientsAndKeys.operations,
