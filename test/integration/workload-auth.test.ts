@@ -23,6 +23,7 @@ import { parseSpiffePattern, spiffeIdMatches } from '../../src/workload/spiffe-i
 import { JWT_SPIFFE_ASSERTION_TYPE, type WorkloadBinding, type WorkloadClientIndex } from '../../src/workload/types.js';
 import { ASSERTION_TYPE, assertIssued, assertOAuthError, decodePayload, forgeAssertion, forgeProof, postToken, type RawResponse } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
+import { eventually } from '../support/wait.js';
 import { authority, MemoryTrust, mint, type Authority } from '../support/workload.js';
 
 const SVID_ID = 'spiffe://example.org/ns/payments/sa/api';
@@ -135,11 +136,13 @@ describe('workload identity client authentication, in process with the real prov
     const res = await withSvid(await svid({ aud: `${issuer}/token` }));
     assertOAuthError(res, 401, 'invalid_client');
     assert.match(res.body.error_description, /aud must be/);
-    const line = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'token.refused' && /aud must be/.test(String(l.reason)));
-    assert.ok(line, 'the refusal is logged with its reason');
+    const line = await eventually('the refusal logged with its reason', () =>
+      logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'token.refused' && /aud must be/.test(String(l.reason))));
     assert.equal(line.error, 'invalid_client');
-    const [row] = await storage.sql<{ outcome: string; error: string; reason: string }>(`SELECT outcome, error, reason FROM token_events WHERE reason LIKE '%aud must be%' LIMIT 1`);
-    assert.equal(row?.error, 'invalid_client');
+    // recorded in token_events (written behind the answer)
+    const row = await eventually('the refusal recorded', async () =>
+      (await storage.sql<{ error: string }>(`SELECT error FROM token_events WHERE outcome = 'refused' AND reason LIKE '%aud must be%' LIMIT 1`))[0]);
+    assert.equal(row.error, 'invalid_client');
   });
 
   describe('fails closed for a workload-bound client', () => {
