@@ -1,9 +1,11 @@
 // In-memory stand-ins for the trust configuration (WorkloadTrust) and the workload client index
 // (WorkloadClientIndex), which other modules implement over Postgres and fetched bundles; and signing
 // authorities that mint JWT-SVIDs and federated JWTs whose every header member and claim a test chooses.
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import type { ClientRecord } from '../../src/clients/client-store.js';
+import type { WorkloadAuthOutcome } from '../../src/workload/assertion-checks.js';
 import { parseSpiffePattern, spiffeIdMatches, type SpiffeId } from '../../src/workload/spiffe-id.js';
 import type { Federation, TrustAnswer, WorkloadBinding, WorkloadClientIndex, WorkloadTrust } from '../../src/workload/types.js';
 import { signJws } from './forge.js';
@@ -97,4 +99,12 @@ export class MemoryClientIndex implements WorkloadClientIndex {
     if (this.failure) throw this.failure;
     return this.clients.filter((c) => c.workload?.kind === 'federated' && c.workload.issuer === issuer && c.workload.subject === subject);
   }
+}
+
+/** The outcome is a refusal (401, not 503) whose reason matches `pattern`. */
+export function assertRefused(outcome: WorkloadAuthOutcome, pattern: RegExp): void {
+  assert.equal(outcome.ok, false, 'expected a refusal');
+  if (outcome.ok) return;
+  assert.equal(outcome.kind, 'refused');
+  assert.match(outcome.problem, pattern);
 }

@@ -3,11 +3,10 @@
 // for another audience, by another issuer, for too long or for another workload must be refused.
 import assert from 'node:assert/strict';
 import { before, beforeEach, describe, it } from 'node:test';
-import type { WorkloadAuthOutcome } from '../../src/workload/assertion-checks.js';
 import { unverifiedIssuer, verifyFederatedJwt, type FederatedJwtDeps } from '../../src/workload/federated-jwt.js';
 import type { Federation } from '../../src/workload/types.js';
 import { b64url, unsignedJwt } from '../support/forge.js';
-import { authority, MemoryClientIndex, MemoryTrust, mint, workloadClient, type Authority } from '../support/workload.js';
+import { assertRefused, authority, MemoryClientIndex, MemoryTrust, mint, workloadClient, type Authority } from '../support/workload.js';
 
 const ISSUER = 'https://sigil.example';
 const NOW = 1_900_000_000;
@@ -15,12 +14,6 @@ const K8S = 'https://kubernetes.default.svc.cluster.local';
 const GITHUB = 'https://token.actions.githubusercontent.com';
 const SA = 'system:serviceaccount:payments:api';
 
-function refusal(outcome: WorkloadAuthOutcome, pattern: RegExp): void {
-  assert.equal(outcome.ok, false, 'expected a refusal');
-  if (outcome.ok) return;
-  assert.equal(outcome.kind, 'refused');
-  assert.match(outcome.problem, pattern);
-}
 
 describe('federated JWT client authentication', () => {
   let k8sKey: Authority;
@@ -81,75 +74,75 @@ describe('federated JWT client authentication', () => {
   describe('refuses a token', () => {
     it('for another audience (a Kubernetes token for the API server), the token endpoint, or several', async () => {
       for (const aud of [['https://kubernetes.default.svc'], [`${ISSUER}/token`], [ISSUER, 'https://kubernetes.default.svc'], 'sigil-prod', [], undefined]) {
-        refusal(await verifyFederatedJwt(await k8sToken({ aud }), k8s, undefined, deps), /aud must be/);
+        assertRefused(await verifyFederatedJwt(await k8sToken({ aud }), k8s, undefined, deps), /aud must be/);
       }
-      refusal(await verifyFederatedJwt(await ghToken({ aud: ['sigil-prod', 'other'] }), github, undefined, deps), /aud must be a single value/);
+      assertRefused(await verifyFederatedJwt(await ghToken({ aud: ['sigil-prod', 'other'] }), github, undefined, deps), /aud must be a single value/);
     });
 
     it('whose iss is not the federation it is checked against', async () => {
-      refusal(await verifyFederatedJwt(await k8sToken({ iss: 'https://evil.example' }), k8s, undefined, deps), /iss is not/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ iss: 'https://evil.example' }), k8s, undefined, deps), /iss is not/);
     });
 
     it('of an issuer that was removed, or whose keys are past their bound', async () => {
       trust.federations.delete(K8S);
-      refusal(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /not configured/);
+      assertRefused(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /not configured/);
       trust.federations.set(K8S, { federation: k8s, keys: { ok: false, problem: 'the keys of the issuer are stale' } });
-      refusal(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /stale/);
+      assertRefused(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /stale/);
     });
 
     it('signed by another issuer\'s key, or by a key the issuer does not publish', async () => {
-      refusal(await verifyFederatedJwt(await mint(ghKey, { iss: K8S, sub: SA, aud: ISSUER, iat: NOW, exp: NOW + 60 }, { kid: 'k8s-1' }), k8s, undefined, deps), /signature does not verify/);
-      refusal(await verifyFederatedJwt(await k8sToken({}, { kid: 'gone' }), k8s, undefined, deps), /names no current RS256 key .*kid "gone"/);
+      assertRefused(await verifyFederatedJwt(await mint(ghKey, { iss: K8S, sub: SA, aud: ISSUER, iat: NOW, exp: NOW + 60 }, { kid: 'k8s-1' }), k8s, undefined, deps), /signature does not verify/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({}, { kid: 'gone' }), k8s, undefined, deps), /names no current RS256 key .*kid "gone"/);
     });
 
     it('without exp, expired, or living longer than the federation allows (exp - iat, or exp - now without iat)', async () => {
-      refusal(await verifyFederatedJwt(await k8sToken({ exp: undefined }), k8s, undefined, deps), /must have an exp/);
-      refusal(await verifyFederatedJwt(await k8sToken({ exp: NOW - 10 }), k8s, undefined, deps), /has expired/);
-      refusal(await verifyFederatedJwt(await ghToken({ iat: NOW - 100, exp: NOW + 501 }), github, undefined, deps), /lives 601 seconds, longer than the 600/);
-      refusal(await verifyFederatedJwt(await ghToken({ iat: undefined, exp: NOW + 606 }), github, undefined, deps), /lives 606 seconds/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ exp: undefined }), k8s, undefined, deps), /must have an exp/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ exp: NOW - 10 }), k8s, undefined, deps), /has expired/);
+      assertRefused(await verifyFederatedJwt(await ghToken({ iat: NOW - 100, exp: NOW + 501 }), github, undefined, deps), /lives 601 seconds, longer than the 600/);
+      assertRefused(await verifyFederatedJwt(await ghToken({ iat: undefined, exp: NOW + 606 }), github, undefined, deps), /lives 606 seconds/);
       assert.equal((await verifyFederatedJwt(await ghToken({ iat: undefined, exp: NOW + 600 }), github, undefined, deps)).ok, true);
     });
 
     it('not yet valid: nbf or iat in the future', async () => {
-      refusal(await verifyFederatedJwt(await k8sToken({ nbf: NOW + 60 }), k8s, undefined, deps), /not yet valid/);
-      refusal(await verifyFederatedJwt(await k8sToken({ iat: NOW + 60, nbf: undefined }), k8s, undefined, deps), /iat is in the future/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ nbf: NOW + 60 }), k8s, undefined, deps), /not yet valid/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ iat: NOW + 60, nbf: undefined }), k8s, undefined, deps), /iat is in the future/);
     });
 
     it('with alg none or HS256 (also with the issuer\'s public key as the secret)', async () => {
       const claims = { iss: K8S, sub: SA, aud: ISSUER, iat: NOW, exp: NOW + 60 };
-      refusal(await verifyFederatedJwt(unsignedJwt({ alg: 'none', kid: 'k8s-1' }, claims), k8s, undefined, deps), /alg "none" is not accepted/);
+      assertRefused(await verifyFederatedJwt(unsignedJwt({ alg: 'none', kid: 'k8s-1' }, claims), k8s, undefined, deps), /alg "none" is not accepted/);
       for (const secret of [JSON.stringify(k8sKey.publicJwk), b64url(k8sKey.publicJwk)]) {
-        refusal(await verifyFederatedJwt(await mint(k8sKey, claims, { alg: 'HS256' }, new TextEncoder().encode(secret)), k8s, undefined, deps), /alg "HS256" is not accepted/);
+        assertRefused(await verifyFederatedJwt(await mint(k8sKey, claims, { alg: 'HS256' }, new TextEncoder().encode(secret)), k8s, undefined, deps), /alg "HS256" is not accepted/);
       }
     });
 
     it('whose typ says it is another kind of JWT', async () => {
       for (const typ of ['dpop+jwt', 'at+jwt', 'statuslist+jwt']) {
-        refusal(await verifyFederatedJwt(await k8sToken({}, { typ }), k8s, undefined, deps), /is not a client assertion/);
+        assertRefused(await verifyFederatedJwt(await k8sToken({}, { typ }), k8s, undefined, deps), /is not a client assertion/);
       }
     });
 
     it('whose sub matches no client, or is missing', async () => {
-      refusal(await verifyFederatedJwt(await k8sToken({ sub: 'system:serviceaccount:payments:other' }), k8s, undefined, deps), /no active client is bound to issuer .* subject "system:serviceaccount:payments:other"/);
-      refusal(await verifyFederatedJwt(await k8sToken({ sub: undefined }), k8s, undefined, deps), /must have a sub/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ sub: 'system:serviceaccount:payments:other' }), k8s, undefined, deps), /no active client is bound to issuer .* subject "system:serviceaccount:payments:other"/);
+      assertRefused(await verifyFederatedJwt(await k8sToken({ sub: undefined }), k8s, undefined, deps), /must have a sub/);
     });
 
     it('with a required claim missing, different, or of another type', async () => {
-      refusal(await verifyFederatedJwt(await ghToken({ ref: undefined }), github, undefined, deps), /lacks the required claim "ref"/);
-      refusal(await verifyFederatedJwt(await ghToken({ ref: 'refs/heads/evil' }), github, undefined, deps), /claim "ref" is not the required value/);
-      refusal(await verifyFederatedJwt(await ghToken({ repository: ['acme/pay'] }), github, undefined, deps), /claim "repository" is not the required value/);
+      assertRefused(await verifyFederatedJwt(await ghToken({ ref: undefined }), github, undefined, deps), /lacks the required claim "ref"/);
+      assertRefused(await verifyFederatedJwt(await ghToken({ ref: 'refs/heads/evil' }), github, undefined, deps), /claim "ref" is not the required value/);
+      assertRefused(await verifyFederatedJwt(await ghToken({ repository: ['acme/pay'] }), github, undefined, deps), /claim "repository" is not the required value/);
     });
 
     it('matching two clients, or only a revoked one', async () => {
       clients.add(workloadClient('c-k8s-2', { kind: 'federated', issuer: K8S, subject: SA, claims: {} }));
-      refusal(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /several clients are bound/);
+      assertRefused(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /several clients are bound/);
       clients.clients.splice(0);
       clients.add(workloadClient('c-k8s-r', { kind: 'federated', issuer: K8S, subject: SA, claims: {} }, { status: 'revoked' }));
-      refusal(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /no active client/);
+      assertRefused(await verifyFederatedJwt(await k8sToken(), k8s, undefined, deps), /no active client/);
     });
 
     it('with client_id naming another client', async () => {
-      refusal(await verifyFederatedJwt(await k8sToken(), k8s, 'c-gh', deps), /client_id "c-gh" is not the client/);
+      assertRefused(await verifyFederatedJwt(await k8sToken(), k8s, 'c-gh', deps), /client_id "c-gh" is not the client/);
     });
   });
 

@@ -4,20 +4,13 @@
 import assert from 'node:assert/strict';
 import { before, beforeEach, describe, it } from 'node:test';
 import { verifyJwtSvid, type JwtSvidDeps } from '../../src/workload/jwt-svid.js';
-import type { WorkloadAuthOutcome } from '../../src/workload/assertion-checks.js';
 import { b64url, unsignedJwt } from '../support/forge.js';
-import { authority, MemoryClientIndex, MemoryTrust, mint, workloadClient, type Authority } from '../support/workload.js';
+import { assertRefused, authority, MemoryClientIndex, MemoryTrust, mint, workloadClient, type Authority } from '../support/workload.js';
 
 const ISSUER = 'https://sigil.example';
 const NOW = 1_900_000_000;
 const PAYMENTS = 'spiffe://example.org/ns/payments/sa/api';
 
-function refusal(outcome: WorkloadAuthOutcome, pattern: RegExp): void {
-  assert.equal(outcome.ok, false, 'expected a refusal');
-  if (outcome.ok) return;
-  assert.equal(outcome.kind, 'refused');
-  assert.match(outcome.problem, pattern);
-}
 
 describe('JWT-SVID client authentication', () => {
   let td: Authority;
@@ -63,79 +56,79 @@ describe('JWT-SVID client authentication', () => {
   it('accepts client_id naming the matched client, or the SVID\'s SPIFFE ID, and refuses any other', async () => {
     assert.equal((await verifyJwtSvid(await svid(), 'c-payments', deps)).ok, true);
     assert.equal((await verifyJwtSvid(await svid(), PAYMENTS, deps)).ok, true);
-    refusal(await verifyJwtSvid(await svid(), 'c-other', deps), /client_id "c-other" is not the client/);
+    assertRefused(await verifyJwtSvid(await svid(), 'c-other', deps), /client_id "c-other" is not the client/);
   });
 
   describe('refuses an SVID', () => {
     it('of another trust domain, even signed by that domain\'s own key', async () => {
       clients.add(workloadClient('c-partner', { kind: 'spiffe', spiffeId: 'spiffe://partner.net/ns/payments/sa/api' }));
       // signed by example.org's key but claiming partner.net: the key must be of the sub's trust domain
-      refusal(await verifyJwtSvid(await svid({ sub: 'spiffe://partner.net/ns/payments/sa/api' }), undefined, deps), /names no ES256 key of the bundle of trust domain "partner.net"/);
+      assertRefused(await verifyJwtSvid(await svid({ sub: 'spiffe://partner.net/ns/payments/sa/api' }), undefined, deps), /names no ES256 key of the bundle of trust domain "partner.net"/);
       // partner.net's key signing an example.org ID
-      refusal(await verifyJwtSvid(await svid({}, { kid: other.kid }, other), undefined, deps), /names no ES256 key of the bundle of trust domain "example.org"/);
+      assertRefused(await verifyJwtSvid(await svid({}, { kid: other.kid }, other), undefined, deps), /names no ES256 key of the bundle of trust domain "example.org"/);
     });
 
     it('of a trust domain that is not configured, or whose bundle is stale', async () => {
-      refusal(await verifyJwtSvid(await svid({ sub: 'spiffe://unknown.org/x' }), undefined, deps), /not configured/);
+      assertRefused(await verifyJwtSvid(await svid({ sub: 'spiffe://unknown.org/x' }), undefined, deps), /not configured/);
       trust.domains.set('example.org', { ok: false, problem: 'the bundle of example.org is 2 hours old, past its bound' });
-      refusal(await verifyJwtSvid(await svid(), undefined, deps), /past its bound/);
+      assertRefused(await verifyJwtSvid(await svid(), undefined, deps), /past its bound/);
     });
 
     it('whose kid names no key of the bundle, or is missing, or whose key was removed from the bundle', async () => {
-      refusal(await verifyJwtSvid(await svid({}, { kid: 'nope' }), undefined, deps), /kid "nope" names no ES256 key/);
-      refusal(await verifyJwtSvid(await svid({}, { kid: undefined }), undefined, deps), /must name its signing key/);
+      assertRefused(await verifyJwtSvid(await svid({}, { kid: 'nope' }), undefined, deps), /kid "nope" names no ES256 key/);
+      assertRefused(await verifyJwtSvid(await svid({}, { kid: undefined }), undefined, deps), /must name its signing key/);
       trust.addDomain('example.org', [other.publicJwk]);
-      refusal(await verifyJwtSvid(await svid(), undefined, deps), /names no ES256 key/);
+      assertRefused(await verifyJwtSvid(await svid(), undefined, deps), /names no ES256 key/);
     });
 
     it('signed by another key under the bundle key\'s kid', async () => {
-      refusal(await verifyJwtSvid(await mint(td, { sub: PAYMENTS, aud: ISSUER, exp: NOW + 60 }, {}, other.privateKey), undefined, deps), /signature does not verify/);
+      assertRefused(await verifyJwtSvid(await mint(td, { sub: PAYMENTS, aud: ISSUER, exp: NOW + 60 }, {}, other.privateKey), undefined, deps), /signature does not verify/);
     });
 
     it('whose bundle key is meant for X.509-SVIDs', async () => {
       trust.addDomain('example.org', [{ ...td.publicJwk, use: 'x509-svid' }]);
-      refusal(await verifyJwtSvid(await svid(), undefined, deps), /names no ES256 key/);
+      assertRefused(await verifyJwtSvid(await svid(), undefined, deps), /names no ES256 key/);
     });
 
     it('with the wrong aud: the token endpoint URL, another server, several values, none', async () => {
       for (const aud of [`${ISSUER}/token`, [`${ISSUER}/token`], 'https://other.example', [ISSUER, 'https://other.example'], [ISSUER, ISSUER], [], undefined, 42]) {
-        refusal(await verifyJwtSvid(await svid({ aud }), undefined, deps), /aud must be/);
+        assertRefused(await verifyJwtSvid(await svid({ aud }), undefined, deps), /aud must be/);
       }
     });
 
     it('without exp, expired, or expiring further ahead than SVID_MAX_LIFETIME', async () => {
-      refusal(await verifyJwtSvid(await svid({ exp: undefined }), undefined, deps), /must have an exp/);
-      refusal(await verifyJwtSvid(await svid({ exp: String(NOW + 60) }), undefined, deps), /must have an exp/);
-      refusal(await verifyJwtSvid(await svid({ exp: NOW - 6 }), undefined, deps), /has expired/);
-      refusal(await verifyJwtSvid(await svid({ exp: NOW + 906 }), undefined, deps), /must expire within 900 seconds \(SVID_MAX_LIFETIME\)/);
+      assertRefused(await verifyJwtSvid(await svid({ exp: undefined }), undefined, deps), /must have an exp/);
+      assertRefused(await verifyJwtSvid(await svid({ exp: String(NOW + 60) }), undefined, deps), /must have an exp/);
+      assertRefused(await verifyJwtSvid(await svid({ exp: NOW - 6 }), undefined, deps), /has expired/);
+      assertRefused(await verifyJwtSvid(await svid({ exp: NOW + 906 }), undefined, deps), /must expire within 900 seconds \(SVID_MAX_LIFETIME\)/);
       assert.equal((await verifyJwtSvid(await svid({ exp: NOW + 900 }), undefined, deps)).ok, true);
     });
 
     it('not yet valid: nbf or iat in the future (5 s skew)', async () => {
-      refusal(await verifyJwtSvid(await svid({ nbf: NOW + 30 }), undefined, deps), /not yet valid/);
-      refusal(await verifyJwtSvid(await svid({ iat: NOW + 30 }), undefined, deps), /iat is in the future/);
+      assertRefused(await verifyJwtSvid(await svid({ nbf: NOW + 30 }), undefined, deps), /not yet valid/);
+      assertRefused(await verifyJwtSvid(await svid({ iat: NOW + 30 }), undefined, deps), /iat is in the future/);
       assert.equal((await verifyJwtSvid(await svid({ nbf: NOW + 5, iat: NOW + 5 }), undefined, deps)).ok, true);
     });
 
     it('with alg none, HS256 (also with the bundle\'s public key as the HMAC secret), or an algorithm Sigil does not take', async () => {
       const claims = { sub: PAYMENTS, aud: ISSUER, exp: NOW + 60 };
-      refusal(await verifyJwtSvid(unsignedJwt({ alg: 'none', kid: td.kid }, claims), undefined, deps), /alg "none" is not accepted/);
+      assertRefused(await verifyJwtSvid(unsignedJwt({ alg: 'none', kid: td.kid }, claims), undefined, deps), /alg "none" is not accepted/);
       for (const secret of [JSON.stringify(td.publicJwk), b64url(td.publicJwk), 'secret']) {
         const hs = await mint(td, claims, { alg: 'HS256' }, new TextEncoder().encode(secret));
-        refusal(await verifyJwtSvid(hs, undefined, deps), /alg "HS256" is not accepted/);
+        assertRefused(await verifyJwtSvid(hs, undefined, deps), /alg "HS256" is not accepted/);
       }
-      refusal(await verifyJwtSvid(`${b64url({ alg: 'ES384', kid: td.kid })}.${b64url(claims)}.sig`, undefined, deps), /alg "ES384" is not accepted/);
+      assertRefused(await verifyJwtSvid(`${b64url({ alg: 'ES384', kid: td.kid })}.${b64url(claims)}.sig`, undefined, deps), /alg "ES384" is not accepted/);
     });
 
     it('whose typ says it is another kind of JWT', async () => {
       for (const typ of ['dpop+jwt', 'at+jwt', 'client-authentication+jwt', 'statuslist+jwt', 7]) {
-        refusal(await verifyJwtSvid(await svid({}, { typ }), undefined, deps), /is not a JWT-SVID/);
+        assertRefused(await verifyJwtSvid(await svid({}, { typ }), undefined, deps), /is not a JWT-SVID/);
       }
     });
 
     it('whose sub is not a SPIFFE ID', async () => {
       for (const sub of [undefined, 'c-payments', 'spiffe://Example.org/x', 'spiffe://example.org/a/../b', 'https://example.org/x']) {
-        refusal(await verifyJwtSvid(await svid({ sub }), undefined, deps), /sub is not a SPIFFE ID/);
+        assertRefused(await verifyJwtSvid(await svid({ sub }), undefined, deps), /sub is not a SPIFFE ID/);
       }
     });
 
@@ -144,25 +137,25 @@ describe('JWT-SVID client authentication', () => {
       assert.equal(((await verifyJwtSvid(await svid({ sub: 'spiffe://example.org/ns/pay/x' }), undefined, deps)) as { verdict: { clientId: string } }).verdict.clientId, 'c-pay');
       assert.equal(((await verifyJwtSvid(await svid({ sub: 'spiffe://example.org/ns/pay/x/y' }), undefined, deps)) as { verdict: { clientId: string } }).verdict.clientId, 'c-pay');
       for (const sub of ['spiffe://example.org/ns/pay', 'spiffe://example.org/ns/payments', 'spiffe://example.org/ns/pay-x/y', 'spiffe://example.org/ns', 'spiffe://example.org']) {
-        refusal(await verifyJwtSvid(await svid({ sub }), undefined, deps), /no active client is bound to SPIFFE ID/);
+        assertRefused(await verifyJwtSvid(await svid({ sub }), undefined, deps), /no active client is bound to SPIFFE ID/);
       }
     });
 
     it('matching two clients (data made ambiguous), or only a revoked one', async () => {
       clients.add(workloadClient('c-ns', { kind: 'spiffe', spiffeId: 'spiffe://example.org/ns/payments/*' }));
-      refusal(await verifyJwtSvid(await svid(), undefined, deps), /several clients are bound/);
+      assertRefused(await verifyJwtSvid(await svid(), undefined, deps), /several clients are bound/);
       clients.clients.splice(0);
       clients.add(workloadClient('c-revoked', { kind: 'spiffe', spiffeId: PAYMENTS }, { status: 'revoked' }));
-      refusal(await verifyJwtSvid(await svid(), undefined, deps), /no active client is bound/);
+      assertRefused(await verifyJwtSvid(await svid(), undefined, deps), /no active client is bound/);
     });
 
     it('matched by an index that returns a client whose pattern does not match (defence in depth)', async () => {
       const sloppy = { bySpiffeId: async () => [workloadClient('c-wrong', { kind: 'spiffe', spiffeId: 'spiffe://example.org/ns/pay/*' })] };
-      refusal(await verifyJwtSvid(await svid({ sub: 'spiffe://example.org/ns/payments' }), undefined, { ...deps, clients: sloppy }), /no active client/);
+      assertRefused(await verifyJwtSvid(await svid({ sub: 'spiffe://example.org/ns/payments' }), undefined, { ...deps, clients: sloppy }), /no active client/);
     });
 
     it('that is not a JWT at all', async () => {
-      refusal(await verifyJwtSvid('not-a-jwt', undefined, deps), /not a signed JWT/);
+      assertRefused(await verifyJwtSvid('not-a-jwt', undefined, deps), /not a signed JWT/);
     });
   });
 
