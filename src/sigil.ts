@@ -8,6 +8,7 @@ import { CLIENT_SIGNING_ALGS, jwksProblems } from './clients/client-keys.js';
 import { ClientStore, type ClientRecord } from './clients/client-store.js';
 import { SIGNING_ALGS } from './keys/algorithms.js';
 import type { KeySnapshot } from './keys/key-ring.js';
+import { WORKLOAD_AUTH_METHODS } from './oidc/discovery.js';
 import { clientMetadata, createProvider } from './oidc/provider.js';
 import { serverNonces } from './oidc/server-nonces.js';
 import { JwksUriFetcher } from './outbound/jwks-fetch.js';
@@ -92,6 +93,16 @@ export async function startSigil(config: Config, log: Logger, options: StartOpti
   const initialAccessTokens = new InitialAccessTokens(db);
   const metadataOf = clientMetadataCache();
 
+  const workloadParts = options.workload?.({ clients, log });
+  const workload: WorkloadAuthDeps | undefined = workloadParts && {
+    ...workloadParts,
+    issuer: config.issuer,
+    svidMaxLifetimeSeconds: config.svidMaxLifetimeSeconds,
+    findClient: (id) => clients.find(id),
+    onRefused: (ctx, r) => outcomes.refused(ctx, r),
+    log,
+  };
+
   // oidc-provider reads keys only at construction: a key change builds a new one, swapped in behind
   // the Koa app (requests in flight finish on the old one)
   const buildProvider = (keys: KeySnapshot) => createProvider({
@@ -111,21 +122,12 @@ export async function startSigil(config: Config, log: Logger, options: StartOpti
     log,
     onIssued: (ctx, t) => outcomes.issued(ctx, t),
     onRefused: (ctx, r) => outcomes.refused(ctx, r),
+    workloadAuthMethods: workload ? WORKLOAD_AUTH_METHODS : [],
   });
   let provider = buildProvider(keyRing.current);
   keyRing.onChange((keys) => {
     provider = buildProvider(keys);
   });
-
-  const workloadParts = options.workload?.({ clients, log });
-  const workload: WorkloadAuthDeps | undefined = workloadParts && {
-    ...workloadParts,
-    issuer: config.issuer,
-    svidMaxLifetimeSeconds: config.svidMaxLifetimeSeconds,
-    findClient: (id) => clients.find(id),
-    onRefused: (ctx, r) => outcomes.refused(ctx, r),
-    log,
-  };
 
   const readiness = await watchStorage(storage, log);
   const http = await serveHttp({

@@ -50,7 +50,7 @@ const INTERNAL_AUTH_METHODS: ReadonlySet<string> = new Set(['tls_client_auth', '
  * token endpoint does (oidc-provider has one client authentication); RFC 8414 would otherwise let a
  * reader assume client_secret_basic there.
  */
-export function advertisedMetadata(built: Metadata, extraAuthMethods: readonly string[] = WORKLOAD_AUTH_METHODS): Metadata {
+export function advertisedMetadata(built: Metadata, extraAuthMethods: readonly string[] = []): Metadata {
   const source: Metadata = { ...built, response_types_supported: [] };
   if (Array.isArray(built.token_endpoint_auth_methods_supported)) {
     const methods = (built.token_endpoint_auth_methods_supported as unknown[]).filter((m) => typeof m === 'string' && !INTERNAL_AUTH_METHODS.has(m));

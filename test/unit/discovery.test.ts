@@ -1,7 +1,7 @@
 // The discovery allow-list alone: whatever oidc-provider puts in its document, only Sigil's fields leave.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADVERTISED_METADATA, advertisedMetadata } from '../../src/oidc/discovery.js';
+import { ADVERTISED_METADATA, advertisedMetadata, WORKLOAD_AUTH_METHODS } from '../../src/oidc/discovery.js';
 
 const ISSUER = 'https://as.example';
 
@@ -51,7 +51,7 @@ describe('discovery allow-list', () => {
     const md = advertisedMetadata(built);
     assert.deepEqual(md.response_types_supported, []);
     for (const endpoint of ['revocation', 'introspection']) {
-      assert.deepEqual(md[`${endpoint}_endpoint_auth_methods_supported`], ['private_key_jwt', 'spiffe_jwt']);
+      assert.deepEqual(md[`${endpoint}_endpoint_auth_methods_supported`], ['private_key_jwt']);
       assert.deepEqual(md[`${endpoint}_endpoint_auth_signing_alg_values_supported`], ['ES256', 'EdDSA']);
     }
     assert.equal(md.issuer, ISSUER);
@@ -64,11 +64,11 @@ describe('discovery allow-list', () => {
     assert.equal(md.revocation_endpoint, undefined);
     assert.equal(md.revocation_endpoint_auth_methods_supported, undefined);
     assert.equal(md.revocation_endpoint_auth_signing_alg_values_supported, undefined);
-    assert.deepEqual(md.introspection_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt']);
+    assert.deepEqual(md.introspection_endpoint_auth_methods_supported, ['private_key_jwt']);
   });
 
-  it('announces JWT-SVID client authentication (spiffe_jwt, draft-ietf-oauth-spiffe-client-auth §4) at every endpoint that authenticates clients', () => {
-    const md = advertisedMetadata(built);
+  it('announces JWT-SVID client authentication (spiffe_jwt, draft-ietf-oauth-spiffe-client-auth §4), when it is served, at every endpoint that authenticates clients', () => {
+    const md = advertisedMetadata(built, WORKLOAD_AUTH_METHODS);
     for (const field of ['token', 'revocation', 'introspection']) {
       assert.deepEqual(md[`${field}_endpoint_auth_methods_supported`], ['private_key_jwt', 'spiffe_jwt']);
     }
@@ -76,7 +76,7 @@ describe('discovery allow-list', () => {
 
   it('hides tls_client_auth, the internal door of workload-bound clients, unless mTLS is said to be served', () => {
     const withDoor = { ...built, token_endpoint_auth_methods_supported: ['private_key_jwt', 'tls_client_auth'] };
-    assert.deepEqual(advertisedMetadata(withDoor).token_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt']);
+    assert.deepEqual(advertisedMetadata(withDoor).token_endpoint_auth_methods_supported, ['private_key_jwt']);
     const served = advertisedMetadata(withDoor, ['spiffe_jwt', 'tls_client_auth']);
     assert.deepEqual(served.token_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth']);
     assert.deepEqual(served.introspection_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth']);
