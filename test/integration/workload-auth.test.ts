@@ -100,7 +100,7 @@ describe('workload identity client authentication, in process with the real prov
         return { trust, clients: storeIndex(clients), federationsConfigured: () => trust.federations.size > 0 };
       },
     });
-    await newClient('c-svid', { workload: { kind: 'spiffe', spiffeId: SVID_ID } }, { grantTypes: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'], serves: [API] });
+    await newClient('c-svid', { workload: { kind: 'spiffe', spiffeId: SVID_ID } }, { grantTypes: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange', 'refresh_token'], serves: [API] });
     await newClient('c-other-workload', { workload: { kind: 'spiffe', spiffeId: 'spiffe://example.org/ns/other' } });
     await newClient('c-k8s', { workload: { kind: 'federated', issuer: K8S, subject: SA, claims: {} } });
   });
@@ -186,7 +186,7 @@ describe('workload identity client authentication, in process with the real prov
     assertOAuthError(await call('/introspect', { client_id: 'c-svid', token }, false), 401, 'invalid_client');
   });
 
-  it('exchanges a token with an SVID: act names the workload\'s client', async () => {
+  it('exchanges a token and refreshes with an SVID: act names the workload\'s client', async () => {
     const subject = assertIssued(await withSvid(await svid()));
     const res = await withSvid(await svid(), {
       grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subject,
@@ -195,6 +195,11 @@ describe('workload identity client authentication, in process with the real prov
     const exchanged = decodePayload(assertIssued(res));
     assert.equal(exchanged.client_id, 'c-svid');
     assert.equal(exchanged.act?.sub, 'c-svid');
+    const refreshToken = res.body.refresh_token as string;
+    assert.equal(typeof refreshToken, 'string', 'a caller holding refresh_token gets one with the exchange');
+    const refreshed = decodePayload(assertIssued(await withSvid(await svid(), { grant_type: 'refresh_token', refresh_token: refreshToken })));
+    assert.equal(refreshed.client_id, 'c-svid');
+    assert.equal(refreshed.act?.sub, 'c-svid');
   });
 
   describe('with a federation configured', () => {
