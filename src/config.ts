@@ -42,6 +42,12 @@ export interface Config {
   keysDir: string;
   /** ASSERTION_AUD_TOKEN_ENDPOINT: also accept the token endpoint URL as a client assertion's aud (older RFC 7523 clients) */
   assertionAudTokenEndpoint: boolean;
+  /**
+   * SVID_MAX_LIFETIME: the furthest a JWT-SVID's exp may lie ahead (seconds). An SVID is reusable until
+   * it expires (no one-time jti), so this bounds how long a copied one is worth anything; SPIRE's default
+   * JWT-SVID TTL is 300 s, and 900 leaves room for a TTL raised a little without accepting hour-long ones.
+   */
+  svidMaxLifetimeSeconds: number;
   /** how long a connection may take to send a request, and how many there may be */
   http: HttpLimits;
   /** bounds of the status-list event streams (/status-lists/events) */
@@ -284,6 +290,7 @@ export function loadConfig(env: Env = process.env): Config {
     kek: env.SIGIL_KEK || undefined,
     keysDir: path.resolve(env.SIGIL_KEYS_DIR || './keys'),
     assertionAudTokenEndpoint: oneOf(env, 'ASSERTION_AUD_TOKEN_ENDPOINT', 'false', ['true', 'false']) === 'true',
+    svidMaxLifetimeSeconds: integer(env, 'SVID_MAX_LIFETIME', 900, 60, 3600),
     http,
     statusStreams: statusStreamLimits(env, http),
     metrics: metricsSettings(env, port),

@@ -8,6 +8,7 @@ import { CLIENT_SIGNING_ALGS, jwksProblems } from './clients/client-keys.js';
 import { ClientStore, type ClientRecord } from './clients/client-store.js';
 import { SIGNING_ALGS } from './keys/algorithms.js';
 import type { KeySnapshot } from './keys/key-ring.js';
+import { WORKLOAD_AUTH_METHODS } from './oidc/discovery.js';
 import { clientMetadata, createProvider } from './oidc/provider.js';
 import { serverNonces } from './oidc/server-nonces.js';
 import { JwksUriFetcher } from './outbound/jwks-fetch.js';
@@ -31,6 +32,7 @@ import { openKeys } from './wiring/keys.js';
 import { startRevocation } from './wiring/revocation.js';
 import { openStorage, watchStorage } from './wiring/storage.js';
 import { startWorkloadState } from './wiring/workload.js';
+import type { WorkloadAuthDeps } from './workload/workload-auth.js';
 
 export { openDatabase } from './wiring/storage.js';
 
@@ -52,7 +54,20 @@ function clientMetadataCache() {
   };
 }
 
-export async function startSigil(config: Config, log: Logger): Promise<RunningSigil> {
+/**
+ * What workload identity client authentication reads: the trust configuration (trust-fetch's
+ * WorkloadTrust), the workload client index (trust-admin's), whether any federation is configured,
+ * and mTLS's certificate authenticator. Given the process's client store, so an index can be built on it.
+ */
+export type WorkloadWiring = (parts: { clients: ClientStore; log: Logger }) =>
+  Pick<WorkloadAuthDeps, 'trust' | 'clients' | 'federationsConfigured' | 'certificates'>;
+
+export interface StartOptions {
+  /** undefined: workload-bound clients cannot authenticate (every request of theirs fails closed) */
+  workload?: WorkloadWiring;
+}
+
+export async function startSigil(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningSigil> {
   const storage = await openStorage(config, log);
   const { db, fast, replay } = storage;
   const clients = new ClientStore(db, fast);
@@ -63,7 +78,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const revocation = await startRevocation({ config, db, fast, clients, events, metrics, statusSigner: ownKeys.statusSigner, log });
   const { revocationList, revocations, statusIndices } = revocation;
   // trust domains, federations and the workload-client index (trust-fetch and the authenticators use them)
-  const workload = await startWorkloadState({ db, fast, clients, log });
+  const workloadState = await startWorkloadState({ config, db, fast, clients, log });
 
   // one per process, outliving provider rebuilds: it keeps the proof keys services present
   const tokenProofs = new DpopProofVerifier({
@@ -80,6 +95,16 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
   const jwksUri = new JwksUriFetcher(config.jwksUri, log, { validate: jwksProblems });
   const initialAccessTokens = new InitialAccessTokens(db);
   const metadataOf = clientMetadataCache();
+
+  // how workload-bound clients authenticate (src/workload/workload-auth.ts); tests may stand their own parts in
+  const workload: WorkloadAuthDeps = {
+    ...(options.workload?.({ clients, log }) ?? workloadState.parts),
+    issuer: config.issuer,
+    svidMaxLifetimeSeconds: config.svidMaxLifetimeSeconds,
+    findClient: (id) => clients.find(id),
+    onRefused: (ctx, r) => outcomes.refused(ctx, r),
+    log,
+  };
 
   // oidc-provider reads keys only at construction: a key change builds a new one, swapped in behind
   // the Koa app (requests in flight finish on the old one)
@@ -100,6 +125,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     log,
     onIssued: (ctx, t) => outcomes.issued(ctx, t),
     onRefused: (ctx, r) => outcomes.refused(ctx, r),
+    workloadAuthMethods: WORKLOAD_AUTH_METHODS,
   });
   let provider = buildProvider(keyRing.current);
   keyRing.onChange((keys) => {
@@ -124,7 +150,9 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
     jwksUri,
     statusPublisher: revocation.statusPublisher,
     statusStreams: revocation.statusStreams,
-    trust: workload.trust,
+    trust: workloadState.trust,
+    checkTrust: workloadState.check,
+    workload,
   });
   // forget what can no longer matter (expired revocations, retired status lists, dead initial access tokens)
   const housekeeping = startHousekeeping([
@@ -148,7 +176,7 @@ export async function startSigil(config: Config, log: Logger): Promise<RunningSi
         readiness.stop();
         housekeeping.close();
         revocation.close();
-        workload.close();
+        workloadState.close();
         ownKeys.close();
         await events.close().catch(() => {});
         await storage.close();

@@ -69,6 +69,11 @@ export interface ProviderDeps {
   jwksUri: JwksUriFetcher;
   /** Sigil's DPoP proof check (oidc-provider's validateDpop is not used) */
   proofs: DpopProofVerifier;
+  /**
+   * client authentication methods Sigil serves itself, before oidc-provider (discovery.ts: e.g.
+   * spiffe_jwt once workload authentication is wired); undefined: none
+   */
+  workloadAuthMethods?: readonly string[];
 }
 
 /**
@@ -281,7 +286,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.proxy = false;
 
   provider.use(structuredTokenAnswers(deps, claims));
-  provider.use(onlyAdvertisedMetadata);
+  provider.use(onlyAdvertisedMetadata(deps.workloadAuthMethods ?? []));
   const proofs = { verifier: deps.proofs, tokenEndpoint: new URL(`${config.issuer}/token`).href };
   const endpoint: TokenEndpointDeps = { claims, signing: deps.signing, pendingClaims, onIssued: deps.onIssued };
   const accessTokenTtl = config.accessTokenTtl;
@@ -310,11 +315,13 @@ export function createProvider(deps: ProviderDeps): Provider {
 }
 
 /** The discovery document, cut down to what Sigil serves (see discovery.ts), and cacheable. */
-async function onlyAdvertisedMetadata(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
-  await next();
-  if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200) return;
-  ctx.body = advertisedMetadata(ctx.body as Record<string, unknown>);
-  ctx.set('Cache-Control', `public, max-age=${DISCOVERY_MAX_AGE_SECONDS}`);
+function onlyAdvertisedMetadata(authMethods: readonly string[]) {
+  return async function onlyAdvertised(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
+    await next();
+    if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200) return;
+    ctx.body = advertisedMetadata(ctx.body as Record<string, unknown>, authMethods);
+    ctx.set('Cache-Control', `public, max-age=${DISCOVERY_MAX_AGE_SECONDS}`);
+  };
 }
 
 /**

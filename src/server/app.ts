@@ -11,6 +11,7 @@ import {
   rawPath, ROUTES, RouteTable, type AdminEndpoint, type Endpoint, type PublicEndpoint, type Resolution, type RouteHandler, type RouteParams,
 } from './routes.js';
 import type { TokenOutcomes } from './token-outcomes.js';
+import { workloadAuthentication, type ClientAuthEndpoint, type WorkloadAuthDeps } from '../workload/workload-auth.js';
 
 export interface AppDeps {
   issuer: string;
@@ -29,6 +30,16 @@ export interface AppDeps {
   statusLists: Record<'status-lists' | 'status-list' | 'status-list-events', RouteHandler>;
   /** RFC 7591 `/register` and RFC 7592 `/register/{client_id}` (oidc-provider's own is disabled) */
   registration: Record<'register' | 'read-registration' | 'update-registration' | 'delete-registration', RouteHandler>;
+  /** workload identity client authentication (src/workload/workload-auth.ts); undefined: not served */
+  workload?: WorkloadAuthDeps;
+}
+
+const CLIENT_AUTH_ENDPOINTS: ReadonlySet<string> = new Set<ClientAuthEndpoint>(['token', 'introspection', 'revocation']);
+
+/** the client-authenticating endpoint a request resolved to, if any */
+function clientAuthEndpoint(ctx: Context): ClientAuthEndpoint | undefined {
+  const endpoint = (ctx.state.resolved as Resolution).route?.endpoint;
+  return endpoint !== undefined && CLIENT_AUTH_ENDPOINTS.has(endpoint) ? endpoint as ClientAuthEndpoint : undefined;
 }
 
 const NO_PARAMS: RouteParams = Object.freeze({});
@@ -64,6 +75,8 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(bodyGuard());
   app.use(formParameterGuard());
+  // workload-bound clients are authenticated by Sigil before oidc-provider reads the request
+  if (deps.workload) app.use(workloadAuthentication(deps.workload, clientAuthEndpoint));
 
   const toProvider: RouteHandler = currentProvider(deps.provider);
   // the public plane: what services, gateways, partners and probes call

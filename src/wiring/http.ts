@@ -25,6 +25,7 @@ import type { TokenOutcomes } from '../server/token-outcomes.js';
 import type { Db } from '../storage/db.js';
 import { trustAdmin, type TrustCandidate } from '../server/trust-admin-api.js';
 import type { TrustStore } from '../workload/trust-store.js';
+import type { WorkloadAuthDeps } from '../workload/workload-auth.js';
 
 /** the metrics listener serves a scraper or two */
 const METRICS_MAX_CONNECTIONS = 64;
@@ -51,6 +52,8 @@ export interface HttpDeps {
   trust: TrustStore;
   /** fetches a trust domain's bundle or a federation's keys once before it is added (the trust fetcher); undefined: no check */
   checkTrust?: (what: TrustCandidate) => Promise<string | undefined>;
+  /** workload identity client authentication before oidc-provider (src/workload/workload-auth.ts); undefined: not served */
+  workload?: WorkloadAuthDeps;
 }
 
 export interface Http {
@@ -90,6 +93,7 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
       issuer, db: deps.db, clients: deps.clients, revocations: deps.revocations, initialAccessTokens: deps.initialAccessTokens,
       registrations: deps.registrations, jwksUri: deps.jwksUri, metadataProblem, log,
     }),
+    ...(deps.workload ? { workload: deps.workload } : {}),
     statusLists: statusListRoutes({ issuer, ttlSeconds: config.statusListTtlSeconds, publisher: deps.statusPublisher, streams: deps.statusStreams }),
     admin: adminPlane(adminGate({ issuer, clients: deps.clients, resourceServer: deps.resourceServer }), clientsAndKeys.bootstrap, {
       ...clientsAndKeys.operations,

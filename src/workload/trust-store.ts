@@ -213,6 +213,16 @@ export class TrustStore implements TrustConfig {
   }
 
   /** What this instance trusts right now (sorted), or undefined when its copy is past the bound. */
+  /** Whether any federation is configured (cheap: asked by every jwt-bearer request at /token). */
+  hasFederations(): boolean {
+    return (this.#fresh()?.federations.size ?? 0) > 0;
+  }
+
+  /** Every configured trust domain (the bundle refresh fetches them before their first use). */
+  async trustDomains(): Promise<TrustDomain[]> {
+    return this.current()?.trustDomains ?? [];
+  }
+
   current(): { trustDomains: TrustDomain[]; federations: Federation[] } | undefined {
     const copy = this.#fresh();
     if (!copy) return undefined;

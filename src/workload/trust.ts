@@ -326,3 +326,28 @@ export class FetchedWorkloadTrust implements WorkloadTrust {
     return { jwksUri: d.jwks_uri as string, lifetime };
   }
 }
+
+/**
+ * What is wrong with a trust domain or federation about to be added (undefined: it can be used now):
+ * its bundle or keys are fetched once, by the very rules that will serve them, through a throwaway
+ * trust over that one candidate. So an operator learns of a typo or an unreachable endpoint at once,
+ * not from the first refused workload.
+ */
+export async function trustCandidateProblem(
+  candidate: { kind: 'trust-domain'; name: string; bundleEndpoint: string } | { kind: 'federation'; issuer: string; jwksUri?: string },
+  policy: JwksUriPolicy, bundles: SpiffeBundleSettings, log: Logger, opts: FetchedTrustOptions = {},
+): Promise<string | undefined> {
+  const at = new Date();
+  const only: TrustConfig = {
+    trustDomain: async (name) => (candidate.kind === 'trust-domain' && name === candidate.name
+      ? { name, bundleEndpoint: candidate.bundleEndpoint, createdBy: 'check', createdAt: at, updatedAt: at } : undefined),
+    federation: async (issuer) => (candidate.kind === 'federation' && issuer === candidate.issuer
+      ? { issuer, ...(candidate.jwksUri ? { jwksUri: candidate.jwksUri } : {}), maxLifetimeSeconds: 60, createdBy: 'check', createdAt: at, updatedAt: at } : undefined),
+    onChange: () => {},
+  };
+  const trust = new FetchedWorkloadTrust(only, policy, bundles, log, opts);
+  const answer = candidate.kind === 'trust-domain'
+    ? await trust.jwtAuthorities(candidate.name)
+    : await trust.federationKeys(candidate.issuer, undefined);
+  return answer.ok ? undefined : answer.problem;
+}

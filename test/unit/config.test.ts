@@ -36,6 +36,7 @@ describe('loadConfig', () => {
       kek: undefined,
       keysDir: path.resolve('./keys'),
       assertionAudTokenEndpoint: false,
+      svidMaxLifetimeSeconds: 900,
       http: { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000, maxConnections: 10_000 },
       statusStreams: { max: 5000, perAddress: 32, lifetimeSeconds: 600 },
       metrics: { port: undefined, host: '127.0.0.1', token: undefined, clientIds: [] },

@@ -1,7 +1,7 @@
 // The discovery allow-list alone: whatever oidc-provider puts in its document, only Sigil's fields leave.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADVERTISED_METADATA, advertisedMetadata } from '../../src/oidc/discovery.js';
+import { ADVERTISED_METADATA, advertisedMetadata, WORKLOAD_AUTH_METHODS } from '../../src/oidc/discovery.js';
 
 const ISSUER = 'https://as.example';
 
@@ -65,5 +65,20 @@ describe('discovery allow-list', () => {
     assert.equal(md.revocation_endpoint_auth_methods_supported, undefined);
     assert.equal(md.revocation_endpoint_auth_signing_alg_values_supported, undefined);
     assert.deepEqual(md.introspection_endpoint_auth_methods_supported, ['private_key_jwt']);
+  });
+
+  it('announces JWT-SVID client authentication (spiffe_jwt, draft-ietf-oauth-spiffe-client-auth §4), when it is served, at every endpoint that authenticates clients', () => {
+    const md = advertisedMetadata(built, WORKLOAD_AUTH_METHODS);
+    for (const field of ['token', 'revocation', 'introspection']) {
+      assert.deepEqual(md[`${field}_endpoint_auth_methods_supported`], ['private_key_jwt', 'spiffe_jwt']);
+    }
+  });
+
+  it('hides tls_client_auth, the internal door of workload-bound clients, unless mTLS is said to be served', () => {
+    const withDoor = { ...built, token_endpoint_auth_methods_supported: ['private_key_jwt', 'tls_client_auth'] };
+    assert.deepEqual(advertisedMetadata(withDoor).token_endpoint_auth_methods_supported, ['private_key_jwt']);
+    const served = advertisedMetadata(withDoor, ['spiffe_jwt', 'tls_client_auth']);
+    assert.deepEqual(served.token_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth']);
+    assert.deepEqual(served.introspection_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth']);
   });
 });
