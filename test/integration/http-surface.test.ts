@@ -210,7 +210,7 @@ describe('HTTP surface', () => {
         assert.equal(typeof md[field], 'string', `${field} is listed`);
         assert.ok((md[field] as string).startsWith(`${server.issuer}/`), `${field} (${md[field]}) is issuer-based`);
       }
-      assert.deepEqual(md.token_endpoint_auth_methods_supported, ['private_key_jwt'], 'private_key_jwt and nothing else');
+      assert.deepEqual(md.token_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt'], 'private_key_jwt and JWT-SVIDs, nothing else');
       assert.ok(Array.isArray(md.dpop_signing_alg_values_supported) && md.dpop_signing_alg_values_supported.length > 0, 'dpop_signing_alg_values_supported is listed');
       for (const alg of md.dpop_signing_alg_values_supported as string[]) {
         assert.ok(alg !== 'none' && !/^HS/i.test(alg), `DPoP alg ${alg} must be asymmetric`);

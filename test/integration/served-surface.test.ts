@@ -216,7 +216,7 @@ describe('the served surface', () => {
       assert.deepEqual(md.response_types_supported, [], 'no authorization endpoint, so no response type');
       const algs = ['ES256', 'EdDSA', 'PS256', 'RS256'];
       for (const endpoint of ['token', 'revocation', 'introspection']) {
-        assert.deepEqual(md[`${endpoint}_endpoint_auth_methods_supported`], ['private_key_jwt'], endpoint);
+        assert.deepEqual(md[`${endpoint}_endpoint_auth_methods_supported`], ['private_key_jwt', 'spiffe_jwt'], endpoint);
         assert.deepEqual(md[`${endpoint}_endpoint_auth_signing_alg_values_supported`], algs, endpoint);
       }
       assert.deepEqual(md.dpop_signing_alg_values_supported, algs);

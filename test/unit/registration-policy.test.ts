@@ -207,7 +207,7 @@ describe('registration: what the registered client becomes', () => {
     assert.notEqual(newRegisteredClient(m).clientId, client.clientId, 'a fresh id each time');
     assert.deepEqual({ ...client, clientId: undefined }, {
       clientId: undefined, name: DEFAULT_CLIENT_NAME, scope: GRANT.scope, audiences: GRANT.audiences, serves: [], grantTypes: ['client_credentials'],
-      dpopRequired: true, canIntrospect: false, isAdmin: false, jwks: { keys: [ecKey] }, jwksUri: undefined,
+      dpopRequired: true, canIntrospect: false, isAdmin: false, jwks: { keys: [ecKey] }, jwksUri: undefined, tokenBinding: 'dpop',
     });
   });
 
