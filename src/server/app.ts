@@ -29,7 +29,15 @@ export interface AppDeps {
   statusLists: Record<'status-lists' | 'status-list' | 'status-list-events', RouteHandler>;
   /** RFC 7591 `/register` and RFC 7592 `/register/{client_id}` (oidc-provider's own is disabled) */
   registration: Record<'register' | 'read-registration' | 'update-registration' | 'delete-registration', RouteHandler>;
+  /**
+   * Sets ctx.state.clientCertificate (src/workload/client-certificate.ts) on the endpoints where a
+   * client authenticates; undefined: certificates are never read.
+   */
+  clientCertificate?: (ctx: Context, next: Next) => unknown;
 }
+
+/** where clients authenticate (and a token may be bound to the certificate): the only routes that read one */
+const CLIENT_AUTH_ENDPOINTS = new Set<Endpoint>(['token', 'introspection', 'revocation']);
 
 const NO_PARAMS: RouteParams = Object.freeze({});
 
@@ -64,6 +72,14 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(bodyGuard());
   app.use(formParameterGuard());
+
+  const readCertificate = deps.clientCertificate;
+  if (readCertificate) {
+    app.use(function clientCertificate(ctx, next) {
+      const endpoint = (ctx.state.resolved as Resolution).route?.endpoint;
+      return endpoint !== undefined && CLIENT_AUTH_ENDPOINTS.has(endpoint) ? readCertificate(ctx, next) : next();
+    });
+  }
 
   const toProvider: RouteHandler = currentProvider(deps.provider);
   // the public plane: what services, gateways, partners and probes call
