@@ -2,6 +2,7 @@
 // Types only: no framework is loaded at run time.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIPv6 } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { VerifierError } from './errors.js';
 import type { AccessTokenClaims, RequestLike, Verifier, VerifyOptions } from './verifier.js';
 
@@ -32,9 +33,24 @@ const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v
 /**
  * A Node `http` request as verify() takes it. Its URL is the public URL when it can be known (a
  * `baseUrl`, or forwarded headers from a trusted proxy); otherwise the path, which the verifier
- * resolves against its own `baseUrl`.
+ * resolves against its own `baseUrl`. Over node:https, the client certificate of the connection
+ * comes along (for certificate-bound tokens; the server must request one: `requestCert: true`).
  */
 export function fromNodeRequest(req: IncomingMessage, options: PublicUrlOptions | string = {}): RequestLike {
+  const certificate = tlsClientCertificate(req);
+  const request = fromNodeRequestUrl(req, options);
+  return certificate ? { ...request, clientCertificate: certificate } : request;
+}
+
+/** The client certificate of a request that came over this process's own TLS (node:https), as DER. */
+function tlsClientCertificate(req: IncomingMessage): Buffer | undefined {
+  const socket = req.socket as Partial<TLSSocket> | undefined;
+  if (!socket?.encrypted || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const raw = socket.getPeerCertificate()?.raw;
+  return raw && raw.length > 0 ? raw : undefined;
+}
+
+function fromNodeRequestUrl(req: IncomingMessage, options: PublicUrlOptions | string): RequestLike {
   const opts = typeof options === 'string' ? { baseUrl: options } : options;
   const path = req.url ?? '/';
   const method = req.method ?? 'GET';

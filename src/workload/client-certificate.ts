@@ -14,9 +14,10 @@ import type { Context, Next } from 'koa';
 import { isTrusted, trustedList } from '../gateway/config.js';
 import { sendError } from '../server/http-errors.js';
 import type { PresentedCertificate } from './types.js';
+import { certificatesFromText, MalformedCertificate } from '../verifier/certificate.js';
 import { x5tS256 } from './x509.js';
 
-/** the most certificates read from a handshake's chain or a header */
+/** the most certificates read from a handshake's chain */
 const MAX_CERTIFICATES = 8;
 
 export interface ClientCertificateOptions {
@@ -24,41 +25,6 @@ export interface ClientCertificateOptions {
   proxyHeader: string | undefined;
   /** addresses / CIDR ranges whose header is believed */
   trustedProxies: readonly string[];
-}
-
-export class MalformedCertificate extends Error {}
-
-/** The certificates in a header value: URL-encoded PEM (nginx $ssl_client_escaped_cert), plain PEM, or base64 DER. */
-export function certificatesFromHeader(value: string): X509Certificate[] {
-  let text = value.trim();
-  // URL-encoded PEM: %2D%2D%2D%2D%2DBEGIN... (nginx escapes everything but the base64 alphabet)
-  if (/^(-|%2D)/i.test(text) && text.includes('%')) {
-    try {
-      text = decodeURIComponent(text);
-    } catch {
-      throw new MalformedCertificate('is not URL-encoded correctly');
-    }
-  }
-  const ders: Buffer[] = [];
-  if (text.startsWith('-----BEGIN')) {
-    // PEM whose line breaks a proxy may have turned into spaces or tabs
-    const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----/g)];
-    const rest = text.replace(/-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*-----END CERTIFICATE-----/g, '').trim();
-    if (blocks.length === 0 || rest !== '') throw new MalformedCertificate('is not a PEM certificate');
-    for (const b of blocks) ders.push(Buffer.from(b[1]!.replace(/\s+/g, ''), 'base64'));
-  } else {
-    // base64 (or base64url) of one DER certificate
-    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(text)) throw new MalformedCertificate('is neither PEM nor base64 DER');
-    ders.push(Buffer.from(text, 'base64'));
-  }
-  if (ders.length > MAX_CERTIFICATES) throw new MalformedCertificate(`holds more than ${MAX_CERTIFICATES} certificates`);
-  return ders.map((der) => {
-    try {
-      return new X509Certificate(der);
-    } catch {
-      throw new MalformedCertificate('is not a valid X.509 certificate');
-    }
-  });
 }
 
 type Detailed = { raw?: Buffer; fingerprint256?: string; issuerCertificate?: Detailed };
@@ -89,7 +55,7 @@ export function clientCertificateSource(opts: ClientCertificateOptions): (req: I
       if (!isTrusted(trusted, req.socket.remoteAddress)) return { refused: `the ${opts.proxyHeader} header is accepted only from a configured proxy (TLS_TRUSTED_PROXIES)` };
       if (typeof header !== 'string') return { refused: `the ${opts.proxyHeader} header must be sent once` };
       try {
-        const [leaf, ...chain] = certificatesFromHeader(header);
+        const [leaf, ...chain] = certificatesFromText(header);
         return { certificate: { certificate: leaf!, chain, thumbprint: x5tS256(leaf!), via: 'proxy' } };
       } catch (err) {
         if (!(err instanceof MalformedCertificate)) throw err;

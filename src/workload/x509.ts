@@ -2,7 +2,7 @@
 // keyUsage, basicConstraints, the SANs by type, the subject as an RFC 4514 string, and chain building
 // to a given set of anchors (never the system store). Extensions are parsed with @peculiar/asn1-x509
 // (Node's X509Certificate has no keyUsage and flattens the SANs into one string).
-import { createHash, X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
@@ -25,9 +25,7 @@ export interface CertificateFacts {
 }
 
 /** base64url SHA-256 of the DER: the x5t#S256 of RFC 8705 §3.1 */
-export function x5tS256(cert: X509Certificate): string {
-  return createHash('sha256').update(cert.raw).digest('base64url');
-}
+export { certificateThumbprint as x5tS256 } from '../verifier/certificate.js';
 
 /** The facts, or a sentence when the certificate's extensions cannot be read. */
 export function certificateFacts(cert: X509Certificate): { ok: true; value: CertificateFacts } | { ok: false; problem: string } {
