@@ -10,13 +10,15 @@ export type CertificateInput = X509Certificate | Uint8Array | string;
 
 /** the most certificates read from one header value */
 export const MAX_HEADER_CERTIFICATES = 8;
+/** a CA bundle file may hold more */
+const MAX_FILE_CERTIFICATES = 1000;
 
 export class MalformedCertificate extends Error {}
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----/g;
 
 /** The certificates in a header value (leaf first): URL-encoded PEM, plain PEM, or base64 DER; MalformedCertificate otherwise. */
-export function certificatesFromText(value: string): X509Certificate[] {
+export function certificatesFromText(value: string, max = MAX_HEADER_CERTIFICATES): X509Certificate[] {
   let text = value.trim();
   // URL-encoded PEM: -----BEGIN%20CERTIFICATE-----%0A... (nginx escapes what is not URL-safe)
   if (/^(-|%2D)/i.test(text) && text.includes('%')) {
@@ -36,7 +38,7 @@ export function certificatesFromText(value: string): X509Certificate[] {
     if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(text)) throw new MalformedCertificate('is neither PEM nor base64 DER');
     ders.push(Buffer.from(text, 'base64'));
   }
-  if (ders.length > MAX_HEADER_CERTIFICATES) throw new MalformedCertificate(`holds more than ${MAX_HEADER_CERTIFICATES} certificates`);
+  if (ders.length > max) throw new MalformedCertificate(`holds more than ${max} certificates`);
   return ders.map((der) => {
     try {
       return new X509Certificate(der);
@@ -44,6 +46,16 @@ export function certificatesFromText(value: string): X509Certificate[] {
       throw new MalformedCertificate('is not a valid X.509 certificate');
     }
   });
+}
+
+/**
+ * A PEM file of (CA) certificates, e.g. TLS_CLIENT_CA_FILE: its CERTIFICATE blocks, text between
+ * them ignored (as OpenSSL does: bundles carry comments and `openssl x509 -text` output).
+ */
+export function certificatesFromFile(text: string): X509Certificate[] {
+  const blocks = text.match(PEM_BLOCK) ?? [];
+  if (blocks.length === 0) throw new MalformedCertificate('holds no PEM certificate');
+  return certificatesFromText(blocks.join('\n'), MAX_FILE_CERTIFICATES);
 }
 
 /** The leaf of any accepted input; MalformedCertificate when it is not a certificate. */

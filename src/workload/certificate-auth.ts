@@ -9,6 +9,8 @@
 //                    certificates, chaining to its trust domain's X.509 authorities
 // Chains are checked here, against the anchors given, never against the system store.
 import type { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { certificatesFromFile } from '../verifier/certificate.js';
 import { parseSpiffeId, parseSpiffePattern, spiffeIdMatches } from './spiffe-id.js';
 import type { CertificateAuthenticator, PresentedCertificate, WorkloadBinding, WorkloadTrust, WorkloadVerdict } from './types.js';
 import { certificateFacts, chainProblem, sameDn, sameDnsName, sameEmail, sameIp, validityProblem, type CertificateFacts } from './x509.js';
@@ -112,4 +114,24 @@ export function certificateAuthenticator(deps: CertificateAuthDeps): Certificate
       }
     },
   };
+}
+
+/**
+ * The CA certificates of TLS_CLIENT_CA_FILE (PEM, one or more), read at startup: the anchors of
+ * tls_client_auth. Every one must be a CA certificate; an unreadable file stops the start.
+ */
+export async function loadClientCas(file: string | undefined): Promise<X509Certificate[]> {
+  if (file === undefined) return [];
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`TLS_CLIENT_CA_FILE ${file} cannot be read (${err.code ?? err.message})`);
+  });
+  let certificates: X509Certificate[];
+  try {
+    certificates = certificatesFromFile(text);
+  } catch (err) {
+    throw new Error(`TLS_CLIENT_CA_FILE ${file} is not a PEM file of certificates (${(err as Error).message})`);
+  }
+  const notCa = certificates.find((c) => !c.ca);
+  if (notCa) throw new Error(`TLS_CLIENT_CA_FILE ${file} holds a certificate that is not a CA certificate (${notCa.subject.replace(/\n/g, ', ')})`);
+  return certificates;
 }

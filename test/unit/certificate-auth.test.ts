@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import type { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { certificateAuthenticator } from '../../src/workload/certificate-auth.js';
+import { writeFileSync } from 'node:fs';
+import { certificateAuthenticator, loadClientCas } from '../../src/workload/certificate-auth.js';
 import type { PresentedCertificate, TrustAnswer, WorkloadBinding, WorkloadVerdict } from '../../src/workload/types.js';
 import { sameDn, subjectDnProblem } from '../../src/workload/x509.js';
-import { mintCa, mintIntermediate, mintLeaf, type Minted } from '../support/x509.js';
+import { bundleFile, mintCa, mintIntermediate, mintLeaf, type Minted } from '../support/x509.js';
 
 const presented = (leaf: Minted, chain: Minted[] = [], via: 'tls' | 'proxy' = 'tls'): PresentedCertificate =>
   ({ certificate: leaf.x509, chain: chain.map((c) => c.x509), thumbprint: leaf.thumbprint, via });
@@ -204,5 +205,25 @@ describe('subject DNs', () => {
   it('compares multi-valued RDNs regardless of their order', () => {
     assert.ok(sameDn('CN=a+UID=1,O=b', 'UID=1+cn=A,O=b'));
     assert.ok(!sameDn('CN=a+UID=1,O=b', 'CN=a,UID=1,O=b'));
+  });
+});
+
+describe('TLS_CLIENT_CA_FILE', () => {
+  it('reads every CA certificate of a bundle, ignoring text between the blocks', async () => {
+    const a = mintCa('/CN=A');
+    const b = mintCa('/CN=B');
+    const file = bundleFile(a, b);
+    writeFileSync(file, `# client CAs\nsubject=CN=A\n${a.cert}\nBundle\n${b.cert}`);
+    const cas = await loadClientCas(file);
+    assert.deepEqual(cas.map((c) => c.fingerprint256), [a.x509.fingerprint256, b.x509.fingerprint256]);
+    assert.deepEqual(await loadClientCas(undefined), []);
+  });
+
+  it('refuses a missing file, a file without certificates, and a leaf certificate among the CAs', async () => {
+    await assert.rejects(loadClientCas('/nonexistent/clients.pem'), /TLS_CLIENT_CA_FILE \/nonexistent\/clients.pem cannot be read \(ENOENT\)/);
+    const empty = bundleFile();
+    await assert.rejects(loadClientCas(empty), /not a PEM file of certificates/);
+    const ca = mintCa('/CN=C');
+    await assert.rejects(loadClientCas(bundleFile(ca, mintLeaf(ca, { subject: '/CN=leaf' }))), /not a CA certificate \(CN=leaf\)/);
   });
 });
