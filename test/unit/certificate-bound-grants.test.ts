@@ -8,6 +8,10 @@ import type { ClientRecord, ClientStore } from '../../src/clients/client-store.j
 import type { AccessTokenOrder, TokenRequest } from '../../src/oidc/token-endpoint.js';
 import { clientCredentialsGrant } from '../../src/tokens/grants/client-credentials.js';
 import { refreshTokenGrant } from '../../src/tokens/grants/refresh-token.js';
+import { ACCESS_TOKEN_TYPE, tokenExchangeGrant } from '../../src/tokens/grants/token-exchange.js';
+import type { AccessTokenClaims } from '../../src/tokens/access-tokens.js';
+import type { DelegationChains } from '../../src/tokens/delegation-chain.js';
+import type { RevocationList } from '../../src/revocation/revocation-list.js';
 import type { ProofCheck } from '../../src/tokens/grants/shared.js';
 import type { RefreshTokenRecord } from '../../src/tokens/refresh-token-store.js';
 import type { RefreshTokens } from '../../src/tokens/refresh-tokens.js';
@@ -100,5 +104,45 @@ describe('refresh_token for a token_binding mtls client', () => {
     await refused(grant()(tokenRequest({ params }).request), 'invalid_request', /client certificate is required/);
     const dpopFamily = { ...family, jkt: 'some-jkt', x5tS256: null };
     await refused(grant(dpopFamily)(tokenRequest({ certificate: presented(certA), params }).request), 'invalid_grant', /bound to another client certificate/);
+  });
+});
+
+describe('token exchange for a token_binding mtls caller', () => {
+  const API = 'https://api.example.com';
+  const now = () => Math.floor(Date.now() / 1000);
+  const subject: AccessTokenClaims = { iss: 'https://as.example', sub: 'u1', client_id: 'c0', aud: API, exp: now() + 300, iat: now(), jti: 'subj', scope: 'orders:read' } as AccessTokenClaims;
+  const actorBoundTo = (m: Minted): AccessTokenClaims => ({ ...subject, sub: 'w1', client_id: 'w1', jti: `actor-${m.thumbprint}`, cnf: { 'x5t#S256': m.thumbprint } }) as AccessTokenClaims;
+  const tokens = new Map<string, AccessTokenClaims>([['subject-token', subject], ['actor-A', actorBoundTo(certA)], ['actor-B', actorBoundTo(certB)]]);
+  const started: Array<Record<string, unknown>> = [];
+  const caller = record({ serves: [API], audiences: ['https://api.example.com/next'], grantTypes: ['urn:ietf:params:oauth:grant-type:token-exchange', 'refresh_token'] });
+  const grant = tokenExchangeGrant({
+    clients: clientsOf(caller), accessTokenTtl: 300, proofs, maxDepth: 5,
+    verify: async (t: string) => (tokens.has(t) ? { ok: true, claims: tokens.get(t)! } : { ok: false }),
+    revocationList: { isTokenRevoked: () => false, isClientRevoked: () => false } as unknown as RevocationList,
+    refreshTokens: { startFamily: async (_tx: unknown, start: Record<string, unknown>) => (started.push(start), 'srt_first') } as unknown as RefreshTokens,
+    chains: { issue: async (_c: unknown, _i: unknown, _p: unknown, alongside: (tx: unknown) => Promise<unknown>) => alongside({}) } as unknown as DelegationChains,
+  } as Parameters<typeof tokenExchangeGrant>[0]);
+  const params = (extra: Record<string, unknown> = {}) => ({ subject_token: 'subject-token', subject_token_type: ACCESS_TOKEN_TYPE, ...extra });
+
+  it('binds the exchanged token and its refresh family to the caller\'s certificate', async () => {
+    const { request, signed } = tokenRequest({ certificate: presented(certA), params: params() });
+    const outcome = await grant(request);
+    assert.equal(signed[0]!.x5t, certA.thumbprint);
+    assert.equal(signed[0]!.jkt, undefined);
+    assert.equal(outcome.answer.refreshToken, 'srt_first');
+    assert.equal(started.at(-1)!.x5tS256, certA.thumbprint);
+    assert.equal(started.at(-1)!.jkt, null);
+  });
+
+  it('takes an actor_token only when it is bound to the certificate of this request', async () => {
+    const withActor = (actor: string) => params({ actor_token: actor, actor_token_type: ACCESS_TOKEN_TYPE });
+    const { request, signed } = tokenRequest({ certificate: presented(certA), params: withActor('actor-A') });
+    await grant(request);
+    assert.equal(signed[0]!.x5t, certA.thumbprint);
+    await refused(grant(tokenRequest({ certificate: presented(certA), params: withActor('actor-B') }).request), 'invalid_request', /bound to the client certificate this request is made with/);
+  });
+
+  it('refuses the exchange without a certificate', async () => {
+    await refused(grant(tokenRequest({ params: params() }).request), 'invalid_request', /client certificate is required/);
   });
 });
