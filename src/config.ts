@@ -264,6 +264,8 @@ function clientCertificateSettings(env: Env, issuer: string, tls: boolean): Clie
   // one without the other would either believe nobody or believe a header nobody sets
   if (rawHeader && trustedProxies.length === 0) throw new ConfigError('TLS_CLIENT_CERT_HEADER needs TLS_TRUSTED_PROXIES: the addresses of the proxies that set it (e.g. 10.0.0.0/8)');
   if (!rawHeader && trustedProxies.length > 0) throw new ConfigError('TLS_TRUSTED_PROXIES is only used with TLS_CLIENT_CERT_HEADER: set the header name too');
+  // a CA list nobody's certificate can reach would make every tls_client_auth client fail puzzlingly
+  if (caFile && !rawHeader && !tls) throw new ConfigError('TLS_CLIENT_CA_FILE needs a source of client certificates: TLS_CERT_FILE/TLS_KEY_FILE or TLS_CLIENT_CERT_HEADER');
   const mtlsBaseUrl = env.MTLS_BASE_URL ? url('MTLS_BASE_URL', env.MTLS_BASE_URL, ['https:']) : undefined;
   if (mtlsBaseUrl !== undefined) {
     const u = new URL(mtlsBaseUrl);

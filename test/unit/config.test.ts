@@ -52,6 +52,8 @@ describe('loadConfig', () => {
     refused({ TLS_CERT_FILE: 'c.pem' }, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
     refused({ TLS_KEY_FILE: 'k.pem' }, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
     refused({ TLS_CERT_FILE: 'c.pem', TLS_KEY_FILE: 'k.pem', ISSUER: 'http://auth.example.com' }, /ISSUER must be https when Sigil terminates TLS/);
+    refused({ TLS_CLIENT_CA_FILE: 'clients.pem' }, /TLS_CLIENT_CA_FILE needs a source of client certificates/);
+    assert.equal(loadConfig({ TLS_CLIENT_CA_FILE: 'clients.pem', TLS_CLIENT_CERT_HEADER: 'X-Client-Cert', TLS_TRUSTED_PROXIES: '10.0.0.1' }).clientCertificates.caFile, path.resolve('clients.pem'));
   });
 
   it('TLS_CLIENT_CERT_HEADER and TLS_TRUSTED_PROXIES: together, a header name of its own, valid ranges', () => {
