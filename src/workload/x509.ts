@@ -220,10 +220,11 @@ export function chainProblem(leaf: X509Certificate, intermediates: readonly X509
   let current = leaf;
   const unused = [...intermediates];
   for (let depth = 1; depth < MAX_CHAIN_LENGTH; depth++) {
-    const anchor = anchors.find((a) => issuedBy(current, a));
-    if (anchor) {
-      // an anchor past its dates no longer vouches for anything
-      return validityProblem(anchor, now, 'the CA certificate the client certificate chains to');
+    const issuers = anchors.filter((a) => issuedBy(current, a));
+    if (issuers.length) {
+      // an anchor past its dates no longer vouches for anything; a renewed one (same key) still does
+      const problems = issuers.map((a) => validityProblem(a, now, 'the CA certificate the client certificate chains to'));
+      return problems.includes(undefined) ? undefined : problems[0];
     }
     const i = unused.findIndex((c) => c.ca && issuedBy(current, c));
     if (i === -1) break;

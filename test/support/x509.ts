@@ -34,6 +34,8 @@ export interface CertOptions {
   notAfterDays?: number;
   /** the issuing CA; undefined: self-signed */
   issuer?: Minted;
+  /** the key of this certificate instead of a new one (a renewed CA certificate) */
+  keyOf?: Minted;
 }
 
 let dir: string | undefined;
@@ -59,7 +61,8 @@ export function mint(opts: CertOptions = {}): Minted {
   const csrFile = path.join(d, `${n}.csr`);
   const certFile = path.join(d, `${n}.pem`);
   const extFile = path.join(d, `${n}.ext`);
-  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyFile]);
+  if (opts.keyOf) writeFileSync(keyFile, opts.keyOf.key);
+  else openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyFile]);
   openssl(['req', '-new', '-key', keyFile, '-subj', opts.subject ?? `/CN=${n}`, '-out', csrFile]);
   const ext = ['subjectKeyIdentifier=hash'];
   if (opts.issuer) ext.push('authorityKeyIdentifier=keyid');

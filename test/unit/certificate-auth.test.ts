@@ -98,6 +98,17 @@ describe('tls_client_auth (RFC 8705 §2.1)', () => {
     refused(await as({ kind: 'tls', sanDns: 'direct.example.com' }, presented(underExpired, [expiredInter])), /intermediate CA certificate of the client certificate has expired/);
   });
 
+  it('refuses a leaf whose only CA certificate has expired, and accepts it once the renewed CA certificate (same key) is trusted too', async () => {
+    const oldRoot = mintCa('/CN=Renewed Root', { notBeforeDays: -400, notAfterDays: -1 });
+    const renewed = mintCa('/CN=Renewed Root', { keyOf: oldRoot });
+    const issued = mintLeaf(renewed, { san: ['DNS:renewed.example.com'] });
+    const binding = { kind: 'tls', sanDns: 'renewed.example.com' } as const;
+    const onlyOld = certificateAuthenticator({ clientCas: [oldRoot.x509], trust: trustOf({}) });
+    refused(await onlyOld.authenticate({ clientId: 'c1', workload: binding }, presented(issued)), /CA certificate the client certificate chains to has expired/);
+    const both = certificateAuthenticator({ clientCas: [oldRoot.x509, renewed.x509], trust: trustOf({}) });
+    ok(await both.authenticate({ clientId: 'c1', workload: binding }, presented(issued)));
+  });
+
   it('refuses the CA certificate itself as a client certificate', async () => {
     refused(await as({ kind: 'tls', subjectDn: 'CN=Client Root' }, presented(root)), /CA certificate/);
   });
