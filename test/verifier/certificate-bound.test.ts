@@ -4,6 +4,7 @@
 // keep their rules.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { request as httpsRequest, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
@@ -116,6 +117,32 @@ describe('sigil/verifier: certificate-bound tokens (cnf.x5t#S256)', async () => 
       assert.equal(wrong.status, 401);
       assert.match(wrong.www!, /Bearer error="invalid_token"/);
       assert.equal((await call(undefined)).status, 401);
+    } finally {
+      await new Promise((r) => api.close(r));
+    }
+  });
+
+  it('a plain-HTTP API behind a proxy: the certificate header is read from trustedProxies only', async () => {
+    const v = make();
+    const opts = { baseUrl: AUDIENCE, trustedProxies: ['127.0.0.1/32'], clientCertificateHeader: 'X-Client-Cert' };
+    const api = createHttpServer((req, res) => void verifyNodeRequest(v, req, res, opts).then((c) => c && res.end(JSON.stringify(c))));
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+    const call = (cert: string, localAddress: string) => new Promise<number>((resolve, reject) => {
+      const req = httpRequest({
+        host: '127.0.0.1', port: (api.address() as AddressInfo).port, path: '/orders/1', localAddress, agent: false,
+        headers: { authorization: `Bearer ${boundToA}`, 'x-client-cert': encodeURIComponent(cert) },
+      }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    try {
+      assert.equal(await call(certA.cert, '127.0.0.1'), 200);
+      assert.equal(await call(certB.cert, '127.0.0.1'), 401);
+      // the right certificate in the header, from an address that is not a trusted proxy: not read
+      assert.equal(await call(certA.cert, '127.0.0.2'), 401);
     } finally {
       await new Promise((r) => api.close(r));
     }
