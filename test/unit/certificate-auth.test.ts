@@ -196,6 +196,17 @@ describe('X.509-SVID (SPIFFE X509-SVID spec, draft-ietf-oauth-spiffe-client-auth
       presented(svid('spiffe://example.org/ns/pay/worker'), [inter])), /trust domain example\.org is not configured/);
   });
 
+  it('refuses a not-yet-valid SVID, and one whose issuing CA has left the bundle (the trust answer is read on every request)', async () => {
+    refused(await as(svid('spiffe://example.org/ns/pay/worker', { notBeforeDays: 1, notAfterDays: 5 })), /not valid yet/);
+    const domains: Record<string, Minted[]> = { 'example.org': [bundle] };
+    const live = certificateAuthenticator({ clientCas: [], trust: trustOf(domains) });
+    const cert = svid('spiffe://example.org/ns/pay/worker');
+    const authenticate = () => live.authenticate({ clientId: 'c3', workload: { kind: 'spiffe', spiffeId: 'spiffe://example.org/ns/pay/*' } }, presented(cert, [inter]));
+    ok(await authenticate());
+    domains['example.org'] = [mintCa('/O=SPIFFE/CN=example.org rotated bundle')];
+    refused(await authenticate(), /does not chain to the X\.509 authorities of trust domain example\.org/);
+  });
+
   it('uses the injected clock for validity', async () => {
     const cert = svid('spiffe://example.org/ns/pay/worker');
     const later = certificateAuthenticator({ clientCas: [], trust: trustOf({ 'example.org': [bundle] }), now: () => new Date(Date.now() + 60 * 86_400_000) });
