@@ -1,5 +1,6 @@
 // The only reader of process.env: every setting is parsed and validated here, once, with a clear error.
 import path from 'node:path';
+import { parseCidr } from './gateway/config.js';
 import { redactUrl } from './redact-url.js';
 import { DELEGATION_DEPTH_CEILING } from './input/input-limits.js';
 import { SIGNING_ALGS, type SigningAlg } from './keys/algorithms.js';
@@ -56,6 +57,10 @@ export interface Config {
   metrics: MetricsSettings;
   /** how SPIFFE bundles of configured trust domains are refreshed and how long a stale one is kept */
   spiffeBundles: SpiffeBundleSettings;
+  /** TLS_CERT_FILE + TLS_KEY_FILE: Sigil terminates TLS itself (TLS 1.3 only); undefined: plain HTTP */
+  tls: TlsSettings | undefined;
+  /** where client certificates (RFC 8705) come from and which CAs tls_client_auth trusts */
+  clientCertificates: ClientCertificateSettings;
 }
 
 export interface SpiffeBundleSettings {
@@ -65,6 +70,24 @@ export interface SpiffeBundleSettings {
   refreshMaxSeconds: number;
   /** SPIFFE_BUNDLE_MAX_STALENESS: how long past its refresh time a bundle that cannot be refreshed is still used; then the trust domain fails closed */
   maxStalenessSeconds: number;
+}
+
+export interface TlsSettings {
+  /** TLS_CERT_FILE: the server certificate, PEM, followed by its intermediates */
+  certFile: string;
+  /** TLS_KEY_FILE: its private key, PEM */
+  keyFile: string;
+}
+
+export interface ClientCertificateSettings {
+  /** TLS_CLIENT_CA_FILE: the CA certificates (PEM) a tls_client_auth client's certificate must chain to */
+  caFile: string | undefined;
+  /** TLS_CLIENT_CERT_HEADER (lower case): the header a TLS-terminating proxy puts the client certificate in */
+  proxyHeader: string | undefined;
+  /** TLS_TRUSTED_PROXIES: the peer addresses (CIDRs) whose proxyHeader is believed; from any other the header is refused */
+  trustedProxies: string[];
+  /** MTLS_BASE_URL: where clients reach Sigil with a certificate when that is not ISSUER (RFC 8705 §5 mtls_endpoint_aliases) */
+  mtlsBaseUrl: string | undefined;
 }
 
 export interface HttpLimits {
@@ -247,10 +270,49 @@ function metricsSettings(env: Env, mainPort: number): MetricsSettings {
   return { port, host: env.METRICS_HOST || '127.0.0.1', token, clientIds };
 }
 
+function tlsSettings(env: Env): TlsSettings | undefined {
+  const certFile = env.TLS_CERT_FILE || undefined;
+  const keyFile = env.TLS_KEY_FILE || undefined;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError('TLS_CERT_FILE and TLS_KEY_FILE go together: set both (Sigil serves https) or neither (plain http, e.g. behind a proxy)');
+  return { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) };
+}
+
+/** RFC 9110 field-name (token); a few names that carry something else are refused outright */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const RESERVED_HEADERS = new Set(['authorization', 'dpop', 'host', 'content-type', 'content-length', 'transfer-encoding', 'cookie', 'connection']);
+
+function clientCertificateSettings(env: Env, issuer: string, tls: boolean): ClientCertificateSettings {
+  const caFile = env.TLS_CLIENT_CA_FILE ? path.resolve(env.TLS_CLIENT_CA_FILE) : undefined;
+  const rawHeader = env.TLS_CLIENT_CERT_HEADER || undefined;
+  if (rawHeader !== undefined && (!HEADER_NAME.test(rawHeader) || RESERVED_HEADERS.has(rawHeader.toLowerCase()))) {
+    throw new ConfigError(`TLS_CLIENT_CERT_HEADER must be a header name of its own, e.g. X-Client-Cert, got "${rawHeader.slice(0, 80)}"`);
+  }
+  const trustedProxies = (env.TLS_TRUSTED_PROXIES ?? '').split(',').map((r) => r.trim()).filter(Boolean);
+  const badRange = trustedProxies.find((r) => parseCidr(r) === undefined);
+  if (badRange !== undefined) throw new ConfigError(`TLS_TRUSTED_PROXIES must be a comma-separated list of addresses or CIDR ranges, got "${badRange.slice(0, 80)}"`);
+  // one without the other would either believe nobody or believe a header nobody sets
+  if (rawHeader && trustedProxies.length === 0) throw new ConfigError('TLS_CLIENT_CERT_HEADER needs TLS_TRUSTED_PROXIES: the addresses of the proxies that set it (e.g. 10.0.0.0/8)');
+  if (!rawHeader && trustedProxies.length > 0) throw new ConfigError('TLS_TRUSTED_PROXIES is only used with TLS_CLIENT_CERT_HEADER: set the header name too');
+  // a CA list nobody's certificate can reach would make every tls_client_auth client fail puzzlingly
+  if (caFile && !rawHeader && !tls) throw new ConfigError('TLS_CLIENT_CA_FILE needs a source of client certificates: TLS_CERT_FILE/TLS_KEY_FILE or TLS_CLIENT_CERT_HEADER');
+  const mtlsBaseUrl = env.MTLS_BASE_URL ? url('MTLS_BASE_URL', env.MTLS_BASE_URL, ['https:']) : undefined;
+  if (mtlsBaseUrl !== undefined) {
+    const u = new URL(mtlsBaseUrl);
+    if (u.pathname !== '/' || u.search || u.hash || mtlsBaseUrl.endsWith('/')) throw new ConfigError(`MTLS_BASE_URL must be an origin without path or trailing slash, e.g. https://mtls.auth.example.com, got "${redactUrl(mtlsBaseUrl)}"`);
+    if (u.origin === issuer) throw new ConfigError('MTLS_BASE_URL is ISSUER: leave it unset when clients present certificates at ISSUER itself');
+    if (!rawHeader && !tls) throw new ConfigError('MTLS_BASE_URL needs a source of client certificates: TLS_CERT_FILE/TLS_KEY_FILE or TLS_CLIENT_CERT_HEADER');
+  }
+  return { caFile, proxyHeader: rawHeader?.toLowerCase(), trustedProxies, mtlsBaseUrl: mtlsBaseUrl && new URL(mtlsBaseUrl).origin };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const port = integer(env, 'PORT', 3000, 0, 65535);
-  const issuerRaw = env.ISSUER || `http://localhost:${port}`;
+  const tls = tlsSettings(env);
+  const issuerRaw = env.ISSUER || `${tls ? 'https' : 'http'}://localhost:${port}`;
   url('ISSUER', issuerRaw, ['http:', 'https:']);
+  // a server that terminates TLS is reached with https: an http issuer would name URLs it never serves
+  if (tls && !issuerRaw.startsWith('https:')) throw new ConfigError(`ISSUER must be https when Sigil terminates TLS (TLS_CERT_FILE), got "${redactUrl(issuerRaw)}"`);
   const issuerUrl = new URL(issuerRaw);
   // Endpoints are served at the root; an issuer with a path, query or fragment would make every
   // URL-bound check (htu, assertion aud) disagree with the routes, so it is refused outright.
@@ -295,5 +357,7 @@ export function loadConfig(env: Env = process.env): Config {
     statusStreams: statusStreamLimits(env, http),
     metrics: metricsSettings(env, port),
     spiffeBundles: spiffeBundleSettings(env),
+    tls,
+    clientCertificates: clientCertificateSettings(env, issuerUrl.origin, tls !== undefined),
   };
 }

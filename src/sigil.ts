@@ -162,7 +162,10 @@ export async function startSigil(config: Config, log: Logger, options: StartOpti
     () => initialAccessTokens.prune(),
     () => pruneLineage(db),
   ]);
-  log.info({ port: http.port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: keyRing.current.active.kid }, 'sigil listening');
+  log.info({
+    port: http.port, issuer: config.issuer, storage: db.kind, fast: fast.kind, kid: keyRing.current.active.kid,
+    tls: config.tls !== undefined, clientCertificates: config.tls ? 'tls' : config.clientCertificates.proxyHeader ? 'proxy-header' : 'none',
+  }, 'sigil listening');
 
   let closing: Promise<void> | undefined;
   return {

@@ -23,13 +23,23 @@ export interface GatewayConfig {
   /** the ranges as written (for logs), and the list the peers are checked against */
   trustedProxies: readonly string[];
   trusted: BlockList;
+  /**
+   * `client_certificate_header` (lower case): where the gateway puts the API client's TLS certificate
+   * (e.g. nginx $ssl_client_escaped_cert), for certificate-bound tokens (RFC 8705 §3); undefined:
+   * such tokens are refused
+   */
+  clientCertificateHeader?: string;
 }
 
 /** without `trusted_proxies`: the gateway runs on the same machine (or in the same pod) */
 export const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 const ROUTE_KEYS = new Set(['host', 'prefix', 'audience', 'scopes', 'methods']);
-const TOP_KEYS = new Set(['routes', 'trusted_proxies']);
+const TOP_KEYS = new Set(['routes', 'trusted_proxies', 'client_certificate_header']);
+/** RFC 9110 field-name */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** headers that already mean something to the service */
+const RESERVED_HEADERS = new Set(['authorization', 'dpop', 'host', 'x-original-url', 'x-original-method', 'x-forwarded-uri', 'x-forwarded-method', 'x-forwarded-proto', 'x-forwarded-host']);
 /** RFC 9110 token characters: what an HTTP method may be */
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** RFC 6749 §3.3 scope-token */
@@ -128,5 +138,9 @@ export function parseGatewayConfig(text: string, source = 'the config file'): Ga
   }
   const trustedProxies = d.trusted_proxies === undefined ? LOOPBACK : stringList(d.trusted_proxies, 'trusted_proxies', (s) => parseCidr(s) !== undefined, 'address or CIDR range');
   if (trustedProxies.length === 0) throw new GatewayConfigError('trusted_proxies is empty: no gateway could ask (leave it out for loopback only)');
-  return { routes, trustedProxies, trusted: trustedList(trustedProxies) };
+  const header = d.client_certificate_header;
+  if (header !== undefined && (typeof header !== 'string' || !HEADER_NAME.test(header) || RESERVED_HEADERS.has(header.toLowerCase()))) {
+    throw new GatewayConfigError(`client_certificate_header must be a header name of its own, e.g. "X-Client-Cert", not ${JSON.stringify(header)}`);
+  }
+  return { routes, trustedProxies, trusted: trustedList(trustedProxies), ...(header !== undefined ? { clientCertificateHeader: (header as string).toLowerCase() } : {}) };
 }

@@ -114,8 +114,12 @@ export async function startVerifyService(opts: VerifyServiceOptions): Promise<Ve
       return { reason: 'method_not_allowed', refusal: refuse(403, 'method_not_allowed', `${original.method} is not allowed here`) };
     }
     const verify = verifiers.get(route.audience)!;
+    // the API client's certificate, as the gateway passes it (only trusted gateways get this far)
+    const certHeader = opts.config.clientCertificateHeader;
+    const certificate = certHeader === undefined ? undefined : req.headers[certHeader];
+    if (Array.isArray(certificate)) return { reason: 'bad_request', refusal: refuse(403, 'bad_request', `${certHeader} appears more than once`) };
     try {
-      const claims = await verify({ method: original.method, url: original.url, headers: req.headers }, { scopes: route.scopes });
+      const claims = await verify({ method: original.method, url: original.url, headers: req.headers, ...(certificate ? { clientCertificate: certificate } : {}) }, { scopes: route.scopes });
       const identity = identityHeaders(claims);
       if ('unsafeClaim' in identity) return { reason: 'unsafe_claim', refusal: refuse(403, 'unsafe_claim', `the token's ${identity.unsafeClaim} cannot be passed on in a header`) };
       return { reason: 'ok', allowed: identity.headers };

@@ -26,7 +26,7 @@ import type { Db } from '../storage/db.js';
 import type { WorkloadVerdict } from '../workload/types.js';
 import type { ReplayGuard } from '../storage/replay-guard.js';
 import { oidcAdapterFactory, type ClientMetadataOf } from './adapter.js';
-import { advertisedMetadata, DISCOVERY_MAX_AGE_SECONDS } from './discovery.js';
+import { advertisedMetadata, DISCOVERY_MAX_AGE_SECONDS, type MtlsMetadata } from './discovery.js';
 import { rewriteRefusal } from './error-rewrites.js';
 import { ReplayClaims, type ClaimingRequest } from './replay-claims.js';
 import { registerGrant, type TokenEndpointDeps } from './token-endpoint.js';
@@ -286,7 +286,12 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.proxy = false;
 
   provider.use(structuredTokenAnswers(deps, claims));
-  provider.use(onlyAdvertisedMetadata(deps.workloadAuthMethods ?? []));
+  const mtls: MtlsMetadata = {
+    workloadAuthMethods: deps.workloadAuthMethods ?? [],
+    certificates: config.tls !== undefined || config.clientCertificates.proxyHeader !== undefined,
+    mtlsBaseUrl: config.clientCertificates.mtlsBaseUrl,
+  };
+  provider.use(onlyAdvertisedMetadata(mtls));
   const proofs = { verifier: deps.proofs, tokenEndpoint: new URL(`${config.issuer}/token`).href };
   const endpoint: TokenEndpointDeps = { claims, signing: deps.signing, pendingClaims, onIssued: deps.onIssued };
   const accessTokenTtl = config.accessTokenTtl;
@@ -315,11 +320,11 @@ export function createProvider(deps: ProviderDeps): Provider {
 }
 
 /** The discovery document, cut down to what Sigil serves (see discovery.ts), and cacheable. */
-function onlyAdvertisedMetadata(authMethods: readonly string[]) {
-  return async function onlyAdvertised(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
+function onlyAdvertisedMetadata(mtls: MtlsMetadata) {
+  return async function advertised(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
     await next();
     if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200) return;
-    ctx.body = advertisedMetadata(ctx.body as Record<string, unknown>, authMethods);
+    ctx.body = advertisedMetadata(ctx.body as Record<string, unknown>, mtls);
     ctx.set('Cache-Control', `public, max-age=${DISCOVERY_MAX_AGE_SECONDS}`);
   };
 }

@@ -11,6 +11,7 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { SigningAlg } from '../config.js';
 import type { IssuedToken } from '../tokens/grants/shared.js';
+import type { PresentedCertificate } from '../workload/types.js';
 import type { ProofToClaim, ReplayClaims } from './replay-claims.js';
 import { tokenResponse, type TokenAnswer } from './token-response.js';
 
@@ -25,6 +26,8 @@ export interface AccessTokenOrder {
   expiresAt?: number;
   /** RFC 9449 cnf.jkt: the DPoP key the token is bound to */
   jkt?: string;
+  /** RFC 8705 §3 cnf.x5t#S256: the client certificate the token is bound to (its token_type stays Bearer) */
+  x5t?: string;
   /** RFC 8693 act, for a delegated token */
   act?: Record<string, unknown>;
 }
@@ -52,6 +55,8 @@ export interface TokenRequest {
   readonly method: string;
   /** the DPoP header as received (two arrive joined by a comma) */
   readonly dpop: string | undefined;
+  /** the client certificate the request came with (src/workload/client-certificate.ts), if any */
+  readonly certificate: PresentedCertificate | undefined;
   setHeader(name: string, value: string): void;
   /**
    * Replay answer: resolves once the client assertion's and `proof`'s one-time claims are answered
@@ -96,6 +101,9 @@ class OidcTokenRequest implements TokenRequest {
     const header = this.ctx.req.headers.dpop;
     return header === undefined ? undefined : typeof header === 'string' ? header : '';
   }
+  get certificate(): PresentedCertificate | undefined {
+    return (this.ctx.state as { clientCertificate?: PresentedCertificate }).clientCertificate;
+  }
   setHeader(name: string, value: string): void {
     this.ctx.set(name, value);
   }
@@ -113,7 +121,10 @@ class OidcTokenRequest implements TokenRequest {
     token.resourceServer = new provider.ResourceServer(audience, {
       audience, scope: scope ?? '', accessTokenFormat: 'jwt', accessTokenTTL: order.ttlSeconds, jwt: { sign: this.deps.signing },
     });
+    if (order.jkt !== undefined && order.x5t !== undefined) throw new Error('a token is bound to a DPoP key or a certificate, not both');
     if (order.jkt !== undefined) token.setThumbprint('jkt', order.jkt);
+    // the thumbprint itself (setThumbprint('x5t') wants the PEM): oidc-provider's JWT format writes cnf.x5t#S256
+    if (order.x5t !== undefined) (token as { 'x5t#S256'?: string })['x5t#S256'] = order.x5t;
     if (order.expiresAt !== undefined) token.exp = order.expiresAt;
     if (order.act) this.deps.pendingClaims.set(token, { act: order.act });
     ctx.oidc.entity(subject ? 'AccessToken' : 'ClientCredentials', token);

@@ -32,8 +32,14 @@ export interface AppDeps {
   registration: Record<'register' | 'read-registration' | 'update-registration' | 'delete-registration', RouteHandler>;
   /** workload identity client authentication (src/workload/workload-auth.ts); undefined: not served */
   workload?: WorkloadAuthDeps;
+  /**
+   * Sets ctx.state.clientCertificate (src/workload/client-certificate.ts) on the endpoints where a
+   * client authenticates; undefined: certificates are never read.
+   */
+  clientCertificate?: (ctx: Context, next: Next) => unknown;
 }
 
+/** where clients authenticate (and a token may be bound to the certificate): the only routes that read one */
 const CLIENT_AUTH_ENDPOINTS: ReadonlySet<string> = new Set<ClientAuthEndpoint>(['token', 'introspection', 'revocation']);
 
 /** the client-authenticating endpoint a request resolved to, if any */
@@ -75,6 +81,13 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(bodyGuard());
   app.use(formParameterGuard());
+  // the client certificate first (a workload may authenticate with it, a token may be bound to it)
+  const readCertificate = deps.clientCertificate;
+  if (readCertificate) {
+    app.use(function clientCertificate(ctx, next) {
+      return clientAuthEndpoint(ctx) !== undefined ? readCertificate(ctx, next) : next();
+    });
+  }
   // workload-bound clients are authenticated by Sigil before oidc-provider reads the request
   if (deps.workload) app.use(workloadAuthentication(deps.workload, clientAuthEndpoint));
 

@@ -9,7 +9,7 @@ export const MAX_ACCESS_TOKEN_TTL_SECONDS = 3600;
 export interface AccessTokenClaims extends JWTPayload {
   client_id: string;
   scope?: string;
-  cnf?: { jkt?: string };
+  cnf?: { jkt?: string; 'x5t#S256'?: string };
   act?: Record<string, unknown>;
   status?: { status_list?: { idx?: number; uri?: string } };
 }

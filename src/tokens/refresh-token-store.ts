@@ -16,7 +16,10 @@ export interface RefreshTokenRecord {
   act: Record<string, unknown> | null;
   scope: string;
   audience: string;
-  jkt: string;
+  /** the DPoP key thumbprint the family is bound to; null when bound to a certificate */
+  jkt: string | null;
+  /** the client certificate's x5t#S256 the family is bound to (token_binding mtls); null when bound to a DPoP key */
+  x5tS256: string | null;
   /** epoch seconds */
   familyExpiresAt: number;
   consumed: boolean;
@@ -44,7 +47,8 @@ interface Row {
   act: Record<string, unknown> | null;
   scope: string;
   audience: string;
-  jkt: string;
+  jkt: string | null;
+  x5t_s256: string | null;
   family_expires_at: Date;
   consumed_at: Date | null;
 }
@@ -60,6 +64,7 @@ const fromRow = (r: Row): RefreshTokenRecord => ({
   scope: r.scope,
   audience: r.audience,
   jkt: r.jkt,
+  x5tS256: r.x5t_s256 ?? null,
   familyExpiresAt: Math.floor(new Date(r.family_expires_at).getTime() / 1000),
   consumed: r.consumed_at !== null,
 });
@@ -95,10 +100,10 @@ export async function insertRefreshToken(
 ): Promise<void> {
   await q.query(
     `INSERT INTO refresh_tokens (token_hash, family_id, client_id, subject, subject_client_id, act, scope, audience, jkt,
-       family_expires_at, access_jti, access_expires_at, access_status_list, access_status_idx, subject_jti)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, to_timestamp($12), $13, $14, $15)`,
+       family_expires_at, access_jti, access_expires_at, access_status_list, access_status_idx, subject_jti, x5t_s256)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), $11, to_timestamp($12), $13, $14, $15, $16)`,
     [refreshTokenHash(token), r.familyId, r.clientId, r.subject, r.subjectClientId, r.act ? JSON.stringify(r.act) : null, r.scope, r.audience, r.jkt,
-      r.familyExpiresAt, access.jti, access.expiresAt, access.statusList ?? null, access.statusIdx ?? null, r.subjectJti],
+      r.familyExpiresAt, access.jti, access.expiresAt, access.statusList ?? null, access.statusIdx ?? null, r.subjectJti, r.x5tS256],
   );
 }
 

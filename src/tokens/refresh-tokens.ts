@@ -119,7 +119,7 @@ export class RefreshTokens {
       scope: r.scope || undefined,
       aud: r.audience,
       exp: r.familyExpiresAt,
-      cnf: { jkt: r.jkt },
+      cnf: r.x5tS256 !== null ? { 'x5t#S256': r.x5tS256 } : { jkt: r.jkt },
       ...(r.act ? { act: r.act } : {}),
     };
   }

@@ -2,6 +2,7 @@
 // Types only: no framework is loaded at run time.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIPv6 } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { VerifierError } from './errors.js';
 import type { AccessTokenClaims, RequestLike, Verifier, VerifyOptions } from './verifier.js';
 
@@ -13,6 +14,11 @@ export interface PublicUrlOptions {
    * X-Forwarded-Proto and X-Forwarded-Host are believed; from anyone else they are ignored.
    */
   trustedProxies?: readonly string[];
+  /**
+   * The header in which those proxies pass the client's TLS certificate (e.g. `X-Client-Cert` with
+   * nginx's $ssl_client_escaped_cert), for certificate-bound tokens; read only from `trustedProxies`.
+   */
+  clientCertificateHeader?: string;
 }
 
 function proxyList(ranges: readonly string[]): BlockList {
@@ -32,23 +38,47 @@ const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v
 /**
  * A Node `http` request as verify() takes it. Its URL is the public URL when it can be known (a
  * `baseUrl`, or forwarded headers from a trusted proxy); otherwise the path, which the verifier
- * resolves against its own `baseUrl`.
+ * resolves against its own `baseUrl`. The client certificate comes along, for certificate-bound
+ * tokens: from a trusted proxy's `clientCertificateHeader`, else over node:https the connection's
+ * own (the server must request one: `requestCert: true`). The header from anyone else is not read.
  */
 export function fromNodeRequest(req: IncomingMessage, options: PublicUrlOptions | string = {}): RequestLike {
   const opts = typeof options === 'string' ? { baseUrl: options } : options;
   const path = req.url ?? '/';
   const method = req.method ?? 'GET';
-  const peer = req.socket?.remoteAddress;
-  if (opts.trustedProxies?.length && peer) {
-    let list = proxyLists.get(opts.trustedProxies);
-    if (!list) proxyLists.set(opts.trustedProxies, (list = proxyList(opts.trustedProxies)));
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(peer)?.[1];
-    const trusted = mapped ? list.check(mapped, 'ipv4') : list.check(peer, isIPv6(peer) ? 'ipv6' : 'ipv4');
+  const trusted = isFromTrustedProxy(req, opts);
+  const certificate = (trusted ? proxyCertificate(req, opts) : undefined) ?? tlsClientCertificate(req);
+  const withCertificate = (r: RequestLike): RequestLike => (certificate ? { ...r, clientCertificate: certificate } : r);
+  if (trusted) {
     const proto = first(req.headers['x-forwarded-proto']);
     const host = first(req.headers['x-forwarded-host']) ?? req.headers.host;
-    if (trusted && host && (proto === 'https' || proto === 'http')) return { method, url: new URL(path, `${proto}://${host}`).href, headers: req.headers };
+    if (host && (proto === 'https' || proto === 'http')) return withCertificate({ method, url: new URL(path, `${proto}://${host}`).href, headers: req.headers });
   }
-  return { method, url: opts.baseUrl ? new URL(path, opts.baseUrl).href : path, headers: req.headers };
+  return withCertificate({ method, url: opts.baseUrl ? new URL(path, opts.baseUrl).href : path, headers: req.headers });
+}
+
+function isFromTrustedProxy(req: IncomingMessage, opts: PublicUrlOptions): boolean {
+  const peer = req.socket?.remoteAddress;
+  if (!opts.trustedProxies?.length || !peer) return false;
+  let list = proxyLists.get(opts.trustedProxies);
+  if (!list) proxyLists.set(opts.trustedProxies, (list = proxyList(opts.trustedProxies)));
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(peer)?.[1];
+  return mapped ? list.check(mapped, 'ipv4') : list.check(peer, isIPv6(peer) ? 'ipv6' : 'ipv4');
+}
+
+/** The certificate a trusted proxy passes in `clientCertificateHeader` (one value; an empty one is none). */
+function proxyCertificate(req: IncomingMessage, opts: PublicUrlOptions): string | undefined {
+  if (!opts.clientCertificateHeader) return undefined;
+  const value = req.headers[opts.clientCertificateHeader.toLowerCase()];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** The client certificate of a request that came over this process's own TLS (node:https), as DER. */
+function tlsClientCertificate(req: IncomingMessage): Buffer | undefined {
+  const socket = req.socket as Partial<TLSSocket> | undefined;
+  if (!socket?.encrypted || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const raw = socket.getPeerCertificate()?.raw;
+  return raw && raw.length > 0 ? raw : undefined;
 }
 
 /** Writes a refusal (status, WWW-Authenticate, DPoP-Nonce, Retry-After) to a Node response. */

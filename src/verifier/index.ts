@@ -7,3 +7,4 @@ export { MemoryReplayStore, type ClaimResult, type ReplayStore } from './replay.
 export { createRedisReplayStore, RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay.js';
 export type { IntrospectionClient } from './introspection.js';
 export { type PublicUrlOptions, expressVerifier, fastifyVerifier, fromNodeRequest, koaVerifier, sendRefusal, verifyFetchRequest, verifyNodeRequest } from './adapters.js';
+export { certificateThumbprint, type CertificateInput } from './certificate.js';

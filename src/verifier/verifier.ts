@@ -2,7 +2,7 @@
 // the order of their cost: the token (its signature checked once, then remembered by its SHA-256
 // until it expires), the DPoP proof (one signature check per request), the scopes, the status list
 // (cached), and last the replay record of the proof, so a refused request records nothing.
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { ProofChecker, ProofNonces, ProofProblem, normalizedEndpoint } from './dpop.js';
 import { refusal, VerifierError, type Challenge, type VerifierErrorCode } from './errors.js';
 import { IssuerState, type FetchLike, type IssuerKey, type LocalJwks } from './issuer.js';
@@ -10,6 +10,7 @@ import { ALGORITHMS, hasType, parseJws, SUPPORTED_ALGORITHMS } from './jws.js';
 import { MemoryReplayStore, type ReplayStore } from './replay.js';
 import { StatusLists } from './status-lists.js';
 import { introspectionFallback, type IntrospectionClient } from './introspection.js';
+import { certificateThumbprint, MalformedCertificate, toCertificate, type CertificateInput } from './certificate.js';
 
 export interface AccessTokenClaims {
   iss: string;
@@ -20,7 +21,7 @@ export interface AccessTokenClaims {
   iat: number;
   jti: string;
   scope?: string;
-  cnf?: { jkt?: string; [k: string]: unknown };
+  cnf?: { jkt?: string; 'x5t#S256'?: string; [k: string]: unknown };
   /** RFC 8693 delegation chain: the current actor, its own `act` nesting the earlier ones */
   act?: { sub: string; act?: unknown; [k: string]: unknown };
   status?: { status_list?: { idx: number; uri: string } };
@@ -35,6 +36,12 @@ export interface RequestLike {
   /** the public URL the client called (absolute), or a path resolved against `baseUrl` */
   url: string;
   headers: HeadersLike;
+  /**
+   * The client certificate of the request's TLS connection (RFC 8705 §3): needed for a token bound
+   * to one (cnf.x5t#S256). fromNodeRequest() sets it from a TLS socket; behind a proxy, pass the
+   * proxy's header value (e.g. nginx $ssl_client_escaped_cert), but only from a proxy you trust.
+   */
+  clientCertificate?: CertificateInput;
 }
 
 export interface VerifierOptions {
@@ -97,6 +104,8 @@ export interface VerifierOptions {
 export interface VerifyOptions {
   /** scopes this call needs, beside the verifier's */
   scopes?: readonly string[];
+  /** the request's client certificate, in place of RequestLike.clientCertificate (e.g. with a Fetch Request) */
+  clientCertificate?: CertificateInput;
 }
 
 export interface Verifier {
@@ -269,7 +278,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (!m) throw refusal(c, 'invalid_token', 'the Authorization header is not DPoP or Bearer with a token');
     const isDpop = m[1]!.length === 4;
     const token = m[2]!;
-    if (!isDpop && !c.bearer) throw refusal(c, 'invalid_token', 'a DPoP-bound access token and a DPoP proof are required');
+    const certificate = callOptions.clientCertificate ?? (request as RequestLike).clientCertificate;
+    // without a certificate only a DPoP-bound token can pass (unless plain Bearer is allowed): refused unread
+    if (!isDpop && !c.bearer && certificate === undefined) throw refusal(c, 'invalid_token', 'a DPoP-bound access token and a DPoP proof are required');
 
     const nowMs = now();
     const ath = createHash('sha256').update(token).digest('base64url');
@@ -287,8 +298,26 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
 
     const jkt = claims.cnf?.jkt;
+    const x5t = claims.cnf?.['x5t#S256'];
     let proof: { key: string; ttlMs: number; iat: number } | undefined;
-    if (!isDpop) {
+    if (x5t !== undefined) {
+      // RFC 8705 §3: a certificate-bound token is a Bearer token usable only over a TLS connection
+      // with the certificate it names; the challenge is Bearer's
+      const cc = { ...c, bearer: true };
+      if (typeof x5t !== 'string' || jkt !== undefined) throw refusal(cc, 'invalid_token', 'the access token confirmation (cnf) is malformed');
+      if (isDpop) throw refusal(cc, 'invalid_token', 'a certificate-bound access token must be presented with the Bearer scheme');
+      if (certificate === undefined) throw refusal(cc, 'invalid_token', 'the access token is bound to a client certificate and the request has none');
+      let presented: string;
+      try {
+        presented = certificateThumbprint(toCertificate(certificate));
+      } catch (err) {
+        if (!(err instanceof MalformedCertificate)) throw err;
+        throw refusal(cc, 'invalid_token', 'the client certificate of the request cannot be read');
+      }
+      if (!sameText(presented, x5t)) throw refusal(cc, 'invalid_token', 'the client certificate is not the one the access token is bound to');
+    } else if (!isDpop) {
+      // a certificate came, but the token is not bound to one: Bearer rules as without a certificate
+      if (!c.bearer && claims.cnf === undefined) throw refusal(c, 'invalid_token', 'a DPoP-bound access token and a DPoP proof are required');
       // RFC 9449 §7.2: a DPoP-bound token is worthless to a thief only if Bearer never works for it
       if (claims.cnf !== undefined) throw refusal(c, 'invalid_token', 'a DPoP-bound access token must be presented with the DPoP scheme');
     } else {
@@ -346,6 +375,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
     get: () => ({ jwksFetches: issuer.jwksFetches, statusListFetches: statusLists.counts.fetches, statusStreamReady: statusLists.streamReady }),
   });
   return verify;
+}
+
+/** constant-time comparison of two thumbprints */
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function deepFreeze<T>(v: T): T {

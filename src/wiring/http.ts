@@ -1,5 +1,6 @@
 // HTTP for one server: the two planes' handlers put together into the app (routes.ts lists every route
 // of both), the listener on PORT, and /metrics on its own listener when METRICS_PORT is set.
+import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { clientMetadataProblem, type Provider } from '../oidc/provider.js';
 import type { Config } from '../config.js';
@@ -26,6 +27,7 @@ import type { Db } from '../storage/db.js';
 import { trustAdmin, type TrustCandidate } from '../server/trust-admin-api.js';
 import type { TrustStore } from '../workload/trust-store.js';
 import type { WorkloadAuthDeps } from '../workload/workload-auth.js';
+import { clientCertificate } from '../workload/client-certificate.js';
 
 /** the metrics listener serves a scraper or two */
 const METRICS_MAX_CONNECTIONS = 64;
@@ -58,7 +60,7 @@ export interface HttpDeps {
 
 export interface Http {
   port: number;
-  /** http://127.0.0.1:{port}: where tests and the CLI on this host reach it */
+  /** http(s)://127.0.0.1:{port}: where tests and the CLI on this host reach it */
   url: string;
   server: Server;
   /** where /metrics is served when METRICS_PORT is set */
@@ -80,8 +82,13 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
     jwksUriProblem: (uri) => jwksUriProblem(uri, config.jwksUri),
     trust: deps.trust,
   });
+  const certificates = config.clientCertificates;
   const app = createApp({
     issuer,
+    // certificates come from Sigil's own TLS or a configured proxy's header; neither: none are read
+    clientCertificate: config.tls || certificates.proxyHeader
+      ? clientCertificate({ proxyHeader: certificates.proxyHeader, trustedProxies: certificates.trustedProxies })
+      : undefined,
     log,
     metrics,
     metricsEndpoint: config.metrics.port === undefined ? serveMetrics : undefined,
@@ -103,7 +110,8 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
   });
 
   const onDrop = () => metrics.connectionsDropped.inc();
-  const server = createHttpServer(app.callback(), config.http, onDrop);
+  const tls = config.tls && { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) };
+  const server = createHttpServer(app.callback(), config.http, onDrop, tls);
   // every request gets an answer, also those Node's HTTP layer refuses before Koa
   answerEveryRequest(server);
   const port = await listen(server, config.port, config.host);
@@ -117,7 +125,7 @@ export async function serveHttp(deps: HttpDeps): Promise<Http> {
   if (metricsServer) log.info({ port: metricsPort, host: config.metrics.host, tokenRequired: config.metrics.token !== undefined }, 'metrics listening');
   return {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     server,
     metricsUrl: metricsPort === undefined ? undefined : `http://${hostForUrl(config.metrics.host)}:${metricsPort}`,
     async close() {

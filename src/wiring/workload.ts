@@ -13,6 +13,7 @@ import { FetchedWorkloadTrust, trustCandidateProblem } from '../workload/trust.j
 import { TrustStore } from '../workload/trust-store.js';
 import type { WorkloadAuthDeps } from '../workload/workload-auth.js';
 import { WorkloadClients } from '../workload/workload-clients.js';
+import { certificateAuthenticator, loadClientCas } from '../workload/certificate-auth.js';
 import { startHousekeeping } from './jobs.js';
 
 /** how often the background job looks for bundles due a refresh (each is fetched per its own hint) */
@@ -27,8 +28,8 @@ export interface WorkloadState {
   fetched: FetchedWorkloadTrust;
   /** the admin API's reachability check of a trust domain or federation about to be added */
   check: (what: TrustCandidate) => Promise<string | undefined>;
-  /** what workload authentication reads (certificates: added by the HTTP wiring when mTLS is on) */
-  parts: Pick<WorkloadAuthDeps, 'trust' | 'clients' | 'federationsConfigured'>;
+  /** what workload authentication reads */
+  parts: Pick<WorkloadAuthDeps, 'trust' | 'clients' | 'federationsConfigured' | 'certificates'>;
   close(): void;
 }
 
@@ -38,6 +39,8 @@ export async function startWorkloadState(deps: { config: Config; db: Db; fast: F
   await trust.start();
   const workloadClients = new WorkloadClients(deps.clients);
   const fetched = new FetchedWorkloadTrust(trust, config.jwksUri, config.spiffeBundles, log);
+  // tls_client_auth chains to TLS_CLIENT_CA_FILE only; X.509-SVIDs to their trust domain's bundle only
+  const certificates = certificateAuthenticator({ clientCas: await loadClientCas(config.clientCertificates.caFile), trust: fetched });
   const refresh = startHousekeeping([() => fetched.refreshDue()], BUNDLE_REFRESH_TICK_MS);
   return {
     trust,
@@ -49,6 +52,7 @@ export async function startWorkloadState(deps: { config: Config; db: Db; fast: F
       clients: workloadClients,
       // a jwt-bearer assertion is parsed for its iss only while some federation is configured
       federationsConfigured: () => trust.hasFederations(),
+      certificates,
     },
     close: () => {
       refresh.close();

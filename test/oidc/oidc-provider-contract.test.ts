@@ -21,6 +21,7 @@ import { tokenResponse } from '../../src/oidc/token-response.js';
 const CLIENT = 'contract-client';
 const OTHER_GRANT = 'urn:example:other-grant';
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const X5T_RESOURCE = 'https://x5t.example';
 
 /** what oidc-provider did, in order, for the request being looked at */
 let events: string[] = [];
@@ -130,8 +131,10 @@ describe('oidc-provider contract (the assumptions Sigil makes about 9.13.3)', ()
       events.push('grant');
       const token = new provider.ClientCredentials({ client: ctx.oidc.client! });
       token.resourceServer = new provider.ResourceServer('https://api.example', { audience: 'https://api.example', scope: '', accessTokenFormat: 'jwt', accessTokenTTL: 60, jwt: { sign: { alg: 'ES256' } } });
+      // as Sigil's token endpoint binds a token to a certificate (token-endpoint.ts sign())
+      if (ctx.oidc.params?.resource === X5T_RESOURCE) (token as unknown as Record<string, string>)['x5t#S256'] = 'dGh1bWJwcmludA';
       const value = await token.save();
-      ctx.body = { access_token: value, saved: extraTokenClaimsOf.at(-1) === token };
+      ctx.body = { access_token: value, saved: extraTokenClaimsOf.at(-1) === token, token_type: token.tokenType };
     }, ['scope', 'resource']);
     provider.registerGrantType(OTHER_GRANT, async (ctx: KoaContextWithOIDC) => {
       ctx.body = {};
@@ -230,6 +233,13 @@ describe('oidc-provider contract (the assumptions Sigil makes about 9.13.3)', ()
   it('extraTokenClaims(ctx, token) is called by token.save() with the very token saved (pendingClaims is keyed by it)', async () => {
     const answer = await post('/token', { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
     assert.equal(answer.body.saved, true);
+  });
+
+  it('a token whose x5t#S256 property is set is a JWT with cnf.x5t#S256 and token type Bearer (token-endpoint.ts sign(), RFC 8705 §3)', async () => {
+    const answer = await post('/token', { grant_type: 'client_credentials', resource: X5T_RESOURCE, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
+    const payload = JSON.parse(Buffer.from(String(answer.body.access_token).split('.')[1]!, 'base64url').toString()) as { cnf?: Record<string, string> };
+    assert.deepEqual(payload.cnf, { 'x5t#S256': 'dGh1bWJwcmludA' });
+    assert.equal(answer.body.token_type, 'Bearer');
   });
 
   const produce: Record<string, (route: CorrectedRoute) => Promise<Answer>> = {

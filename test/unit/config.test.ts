@@ -41,6 +41,8 @@ describe('loadConfig', () => {
       statusStreams: { max: 5000, perAddress: 32, lifetimeSeconds: 600 },
       metrics: { port: undefined, host: '127.0.0.1', token: undefined, clientIds: [] },
       spiffeBundles: { refreshMinSeconds: 30, refreshMaxSeconds: 3600, maxStalenessSeconds: 3600 },
+      tls: undefined,
+      clientCertificates: { caFile: undefined, proxyHeader: undefined, trustedProxies: [], mtlsBaseUrl: undefined },
     });
   });
 
@@ -51,6 +53,39 @@ describe('loadConfig', () => {
     refused({ SPIFFE_BUNDLE_REFRESH_MIN: '0' }, /SPIFFE_BUNDLE_REFRESH_MIN must be between 1 and 3600, got 0/);
     refused({ SPIFFE_BUNDLE_REFRESH_MAX: '86401' }, /SPIFFE_BUNDLE_REFRESH_MAX must be between 1 and 86400/);
     refused({ SPIFFE_BUNDLE_MAX_STALENESS: '-1' }, /SPIFFE_BUNDLE_MAX_STALENESS must be a whole number/);
+  });
+
+  it('TLS: both files or neither, an https ISSUER (the default becomes https), the client CA file resolved', () => {
+    const c = loadConfig({ TLS_CERT_FILE: 'tls/cert.pem', TLS_KEY_FILE: 'tls/key.pem', TLS_CLIENT_CA_FILE: 'tls/clients.pem', PORT: '8443' });
+    assert.deepEqual(c.tls, { certFile: path.resolve('tls/cert.pem'), keyFile: path.resolve('tls/key.pem') });
+    assert.equal(c.clientCertificates.caFile, path.resolve('tls/clients.pem'));
+    assert.equal(c.issuer, 'https://localhost:8443');
+    refused({ TLS_CERT_FILE: 'c.pem' }, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
+    refused({ TLS_KEY_FILE: 'k.pem' }, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
+    refused({ TLS_CERT_FILE: 'c.pem', TLS_KEY_FILE: 'k.pem', ISSUER: 'http://auth.example.com' }, /ISSUER must be https when Sigil terminates TLS/);
+    refused({ TLS_CLIENT_CA_FILE: 'clients.pem' }, /TLS_CLIENT_CA_FILE needs a source of client certificates/);
+    assert.equal(loadConfig({ TLS_CLIENT_CA_FILE: 'clients.pem', TLS_CLIENT_CERT_HEADER: 'X-Client-Cert', TLS_TRUSTED_PROXIES: '10.0.0.1' }).clientCertificates.caFile, path.resolve('clients.pem'));
+  });
+
+  it('TLS_CLIENT_CERT_HEADER and TLS_TRUSTED_PROXIES: together, a header name of its own, valid ranges', () => {
+    const c = loadConfig({ TLS_CLIENT_CERT_HEADER: 'X-Client-Cert', TLS_TRUSTED_PROXIES: '10.0.0.0/8, ::1, 192.0.2.7' });
+    assert.equal(c.clientCertificates.proxyHeader, 'x-client-cert');
+    assert.deepEqual(c.clientCertificates.trustedProxies, ['10.0.0.0/8', '::1', '192.0.2.7']);
+    refused({ TLS_CLIENT_CERT_HEADER: 'X-Client-Cert' }, /needs TLS_TRUSTED_PROXIES/);
+    refused({ TLS_TRUSTED_PROXIES: '10.0.0.0/8' }, /only used with TLS_CLIENT_CERT_HEADER/);
+    refused({ TLS_CLIENT_CERT_HEADER: 'X-Client-Cert', TLS_TRUSTED_PROXIES: '10.0.0.0/33' }, /TLS_TRUSTED_PROXIES must be a comma-separated list/);
+    refused({ TLS_CLIENT_CERT_HEADER: 'X-Client-Cert', TLS_TRUSTED_PROXIES: 'proxy.internal' }, /TLS_TRUSTED_PROXIES must be a comma-separated list/);
+    refused({ TLS_CLIENT_CERT_HEADER: 'Authorization', TLS_TRUSTED_PROXIES: '10.0.0.1' }, /header name of its own/);
+    refused({ TLS_CLIENT_CERT_HEADER: 'X Client', TLS_TRUSTED_PROXIES: '10.0.0.1' }, /header name of its own/);
+  });
+
+  it('MTLS_BASE_URL: an https origin other than ISSUER, with a source of certificates', () => {
+    const proxy = { TLS_CLIENT_CERT_HEADER: 'X-Client-Cert', TLS_TRUSTED_PROXIES: '10.0.0.1', ISSUER: 'https://auth.example.com' };
+    assert.equal(loadConfig({ ...proxy, MTLS_BASE_URL: 'https://mtls.auth.example.com' }).clientCertificates.mtlsBaseUrl, 'https://mtls.auth.example.com');
+    refused({ ...proxy, MTLS_BASE_URL: 'http://mtls.auth.example.com' }, /MTLS_BASE_URL must use https:/);
+    refused({ ...proxy, MTLS_BASE_URL: 'https://mtls.auth.example.com/x' }, /must be an origin/);
+    refused({ ...proxy, MTLS_BASE_URL: 'https://auth.example.com' }, /MTLS_BASE_URL is ISSUER/);
+    refused({ ISSUER: 'https://auth.example.com', MTLS_BASE_URL: 'https://mtls.auth.example.com' }, /needs a source of client certificates/);
   });
 
   it('ASSERTION_AUD_TOKEN_ENDPOINT: false by default, true or false only', () => {

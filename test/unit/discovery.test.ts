@@ -43,8 +43,33 @@ const built = {
 
 describe('discovery allow-list', () => {
   it('keeps only the advertised fields, in their order, whatever else was built', () => {
-    const md = advertisedMetadata(built);
+    const md = advertisedMetadata(built, { certificates: true, mtlsBaseUrl: 'https://mtls.as.example' });
     assert.deepEqual(Object.keys(md), [...ADVERTISED_METADATA]);
+  });
+
+  it('announces no mTLS when no client certificate can reach Sigil (no TLS, no proxy header)', () => {
+    const md = advertisedMetadata({ ...built, token_endpoint_auth_methods_supported: ['private_key_jwt', 'tls_client_auth'] });
+    assert.equal(md.tls_client_certificate_bound_access_tokens, undefined);
+    assert.equal(md.mtls_endpoint_aliases, undefined);
+    assert.deepEqual(md.token_endpoint_auth_methods_supported, ['private_key_jwt']);
+    assert.deepEqual(md.introspection_endpoint_auth_methods_supported, ['private_key_jwt']);
+  });
+
+  it('announces RFC 8705 when certificates can arrive: both methods, bound tokens, and no aliases when served at the issuer', () => {
+    const md = advertisedMetadata({ ...built, token_endpoint_auth_methods_supported: ['private_key_jwt', 'tls_client_auth'] }, { certificates: true });
+    assert.equal(md.tls_client_certificate_bound_access_tokens, true);
+    assert.deepEqual(md.token_endpoint_auth_methods_supported, ['private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth']);
+    assert.deepEqual(md.revocation_endpoint_auth_methods_supported, md.token_endpoint_auth_methods_supported);
+    assert.equal(md.mtls_endpoint_aliases, undefined);
+  });
+
+  it('aliases the client-authenticating endpoints at MTLS_BASE_URL (RFC 8705 §5)', () => {
+    const md = advertisedMetadata(built, { certificates: true, mtlsBaseUrl: 'https://mtls.as.example' });
+    assert.deepEqual(md.mtls_endpoint_aliases, {
+      token_endpoint: 'https://mtls.as.example/token',
+      revocation_endpoint: 'https://mtls.as.example/revoke',
+      introspection_endpoint: 'https://mtls.as.example/introspect',
+    });
   });
 
   it('says there is no response type, and that introspection and revocation take the token endpoint\'s client authentication', () => {
@@ -68,7 +93,7 @@ describe('discovery allow-list', () => {
   });
 
   it('announces JWT-SVID client authentication (spiffe_jwt, draft-ietf-oauth-spiffe-client-auth §4), when it is served, at every endpoint that authenticates clients', () => {
-    const md = advertisedMetadata(built, WORKLOAD_AUTH_METHODS);
+    const md = advertisedMetadata(built, { workloadAuthMethods: WORKLOAD_AUTH_METHODS, certificates: false });
     for (const field of ['token', 'revocation', 'introspection']) {
       assert.deepEqual(md[`${field}_endpoint_auth_methods_supported`], ['private_key_jwt', 'spiffe_jwt']);
     }
@@ -77,8 +102,9 @@ describe('discovery allow-list', () => {
   it('hides tls_client_auth, the internal door of workload-bound clients, unless mTLS is said to be served', () => {
     const withDoor = { ...built, token_endpoint_auth_methods_supported: ['private_key_jwt', 'tls_client_auth'] };
     assert.deepEqual(advertisedMetadata(withDoor).token_endpoint_auth_methods_supported, ['private_key_jwt']);
-    const served = advertisedMetadata(withDoor, ['spiffe_jwt', 'tls_client_auth']);
-    assert.deepEqual(served.token_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth']);
-    assert.deepEqual(served.introspection_endpoint_auth_methods_supported, ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth']);
+    const served = advertisedMetadata(withDoor, { workloadAuthMethods: WORKLOAD_AUTH_METHODS, certificates: true });
+    const all = ['private_key_jwt', 'spiffe_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'];
+    assert.deepEqual(served.token_endpoint_auth_methods_supported, all);
+    assert.deepEqual(served.introspection_endpoint_auth_methods_supported, all);
   });
 });

@@ -1,12 +1,13 @@
 // The refresh_token grant for Sigil's rotating refresh tokens: DPoP-bound to the key they were
-// issued to (also for confidential clients), one use each, reuse revokes the family.
+// issued to (also for confidential clients) or, for token_binding mtls clients, to the client
+// certificate (RFC 8705 §3); one use each, reuse revokes the family.
 import type { ClientStore } from '../../clients/client-store.js';
 import { InvalidClient, InvalidDpopProof, InvalidGrant } from '../../oidc/refusals.js';
 import type { SigilGrant } from '../../oidc/token-endpoint.js';
 import { looksLikeRefreshToken } from '../refresh-token-store.js';
 import type { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope } from '../token-policy.js';
-import { tokenRequestProof, type IssuedToken, type ProofCheck } from './shared.js';
+import { requestBinding, tokenRequestProof, type IssuedToken, type ProofCheck } from './shared.js';
 
 import { REFRESH_TOKEN } from '../grant-types.js';
 export const parameters = ['refresh_token', 'scope'];
@@ -24,13 +25,16 @@ export function refreshTokenGrant(deps: RefreshDeps): SigilGrant {
     const caller = await deps.clients.find(request.clientId);
     if (!caller || caller.status !== 'active') throw new InvalidClient('client is not active');
 
-    const dPoP = tokenRequestProof(request, deps.proofs);
-    if (!dPoP) throw new InvalidDpopProof('a DPoP proof made with the bound key is required to use a refresh token');
+    // a certificate-bound client (token_binding mtls) proves possession with its certificate, others with DPoP
+    const { dPoP, x5t } = caller.tokenBinding === 'mtls' ? requestBinding(request, caller, deps.proofs) : { dPoP: tokenRequestProof(request, deps.proofs), x5t: undefined };
+    if (x5t === undefined && !dPoP) throw new InvalidDpopProof('a DPoP proof made with the bound key is required to use a refresh token');
 
     const presented = params.refresh_token;
     const record = looksLikeRefreshToken(presented) ? await deps.refreshTokens.find(presented) : undefined;
     if (!record || record.clientId !== caller.clientId) throw new InvalidGrant('refresh token is invalid');
-    if (dPoP.thumbprint !== record.jkt) throw new InvalidGrant('refresh token is bound to another DPoP key');
+    if (x5t !== undefined ? record.x5tS256 !== x5t : record.jkt !== dPoP!.thumbprint) {
+      throw new InvalidGrant(x5t !== undefined ? 'refresh token is bound to another client certificate' : 'refresh token is bound to another DPoP key');
+    }
     if (record.consumed) {
       await deps.refreshTokens.reused(record, caller.clientId);
       throw new InvalidGrant('refresh token was already used; its family has been revoked');
@@ -50,7 +54,7 @@ export function refreshTokenGrant(deps: RefreshDeps): SigilGrant {
     // signed first, so no connection is held while it signs; it leaves only if the rotation commits
     const token = await request.sign({
       subject: { sub: record.subject, grantId: record.familyId, gty: 'refresh_token' },
-      audience: record.audience, scope, ttlSeconds: expiresAt - now, expiresAt, jkt: record.jkt,
+      audience: record.audience, scope, ttlSeconds: expiresAt - now, expiresAt, ...(record.jkt !== null ? { jkt: record.jkt } : { x5t: record.x5tS256! }),
       ...(record.act ? { act: record.act } : {}),
     });
     const issued: IssuedToken = { jti: token.jti, clientId: request.clientId, expiresAt, grantType: REFRESH_TOKEN, extra: token.extra };

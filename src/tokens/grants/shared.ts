@@ -1,5 +1,6 @@
 // Steps every Sigil grant shares.
-import { InvalidDpopProof, UseDpopNonce } from '../../oidc/refusals.js';
+import { InvalidDpopProof, InvalidRequest, UseDpopNonce } from '../../oidc/refusals.js';
+import type { TokenBinding } from '../../workload/types.js';
 import type { TokenRequest } from '../../oidc/token-endpoint.js';
 import { DpopProofError, type DpopProofVerifier, type VerifiedProof } from '../dpop-proof.js';
 
@@ -47,4 +48,29 @@ export function tokenRequestProof(request: TokenRequest, check: ProofCheck): Ver
 /** A client registered with DPoP required (the default) gets no token without a proof. */
 export function requireProofIf(required: boolean, proof: VerifiedProof | undefined): void {
   if (required && !proof) throw new InvalidDpopProof('DPoP proof JWT not provided');
+}
+
+/** What a grant binds its tokens to: the request's DPoP proof (its key), or the client certificate. */
+export interface Binding {
+  /** the checked DPoP proof (undefined for certificate-bound clients, and for DPoP-optional ones without a proof) */
+  dPoP: VerifiedProof | undefined;
+  /** cnf.x5t#S256: the certificate's thumbprint, for clients with token_binding mtls */
+  x5t: string | undefined;
+}
+
+/**
+ * The binding of the tokens issued on this request. A client with token_binding `mtls` (RFC 8705 §3)
+ * gets certificate-bound tokens: it must present a client certificate (refused as invalid_request
+ * otherwise: the request lacks something it needs, the client itself authenticated), and sends no
+ * DPoP proof (a token is bound to one thing; a proof would be silently unused). Others: DPoP as before.
+ */
+export function requestBinding(request: TokenRequest, client: { tokenBinding: TokenBinding; dpopRequired: boolean }, check: ProofCheck): Binding {
+  if (client.tokenBinding === 'mtls') {
+    if (request.dpop !== undefined) throw new InvalidRequest('this client\'s tokens are bound to its client certificate (RFC 8705): send no DPoP proof');
+    if (!request.certificate) throw new InvalidRequest('a client certificate is required: this client\'s tokens are bound to it (RFC 8705 §3)');
+    return { dPoP: undefined, x5t: request.certificate.thumbprint };
+  }
+  const dPoP = tokenRequestProof(request, check);
+  requireProofIf(client.dpopRequired, dPoP);
+  return { dPoP, x5t: undefined };
 }

@@ -1,6 +1,7 @@
 // RFC 8693 token exchange: a service trades the token it received for a narrower one for the next
 // hop. The new token keeps the subject's `sub`, records the caller in `act` (nested per hop, at most
-// MAX_DELEGATION_DEPTH hops), is bound to the caller's DPoP key, and never outlives the subject token.
+// MAX_DELEGATION_DEPTH hops), is bound to the caller's DPoP key (or its client certificate, for a
+// caller with token_binding mtls), and never outlives the subject token.
 // It is issued under the chain's locks and recorded in the lineage (see DelegationChains), so revoking
 // the subject token or any client of the chain reaches it.
 import type { ClientStore } from '../../clients/client-store.js';
@@ -12,7 +13,7 @@ import { isAccessTokenRevoked } from '../../revocation/revocation-list.js';
 import type { RevocationList } from '../../revocation/revocation-list.js';
 import { RefreshTokens } from '../refresh-tokens.js';
 import { grantedScope, resolveAudience } from '../token-policy.js';
-import { requireProofIf, tokenRequestProof, type IssuedToken, type ProofCheck } from './shared.js';
+import { requestBinding, type IssuedToken, type ProofCheck } from './shared.js';
 
 import { TOKEN_EXCHANGE } from '../grant-types.js';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -52,8 +53,7 @@ export function tokenExchangeGrant(deps: TokenExchangeDeps): SigilGrant {
     const caller = await deps.clients.find(request.clientId);
     if (!caller || caller.status !== 'active') throw new InvalidClient('client is not active');
 
-    const dPoP = tokenRequestProof(request, deps.proofs);
-    requireProofIf(caller.dpopRequired, dPoP);
+    const { dPoP, x5t } = requestBinding(request, caller, deps.proofs);
 
     if (!SUBJECT_TYPES.includes(params.subject_token_type as string)) {
       throw new InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE} or ${JWT_TOKEN_TYPE}`);
@@ -76,8 +76,10 @@ export function tokenExchangeGrant(deps: TokenExchangeDeps): SigilGrant {
       if (!SUBJECT_TYPES.includes(params.actor_token_type as string)) throw new InvalidRequest('actor_token_type is missing or unsupported');
       actor = await sigilToken(params.actor_token, 'actor_token');
       if (actor.sub !== caller.clientId || actor.client_id !== caller.clientId) throw new InvalidRequest('actor_token must be a token of the calling client');
-      // a token the caller holds, not one it saw: bound to the key this very request is proven with
-      if (!dPoP || actor.cnf?.jkt !== dPoP.thumbprint) throw new InvalidRequest('actor_token must be bound to the DPoP key this request is proven with');
+      // a token the caller holds, not one it saw: bound to the key (or certificate) this very request is proven with
+      if (x5t !== undefined) {
+        if (actor.cnf?.['x5t#S256'] !== x5t) throw new InvalidRequest('actor_token must be bound to the client certificate this request is made with');
+      } else if (!dPoP || actor.cnf?.jkt !== dPoP.thumbprint) throw new InvalidRequest('actor_token must be bound to the DPoP key this request is proven with');
     } else if (params.actor_token_type !== undefined) {
       throw new InvalidRequest('actor_token_type given without actor_token');
     }
@@ -98,20 +100,20 @@ export function tokenExchangeGrant(deps: TokenExchangeDeps): SigilGrant {
     // replay answer (the assertion's was given during client authentication): a replayed proof is a bad proof
     await request.confirm(dPoP);
 
-    // a refresh token needs a key to be bound to: only with a DPoP proof
-    const withRefresh = caller.grantTypes.includes('refresh_token') && dPoP !== undefined;
+    // a refresh token needs something to be bound to: a DPoP proof's key or the client certificate
+    const withRefresh = caller.grantTypes.includes('refresh_token') && (dPoP !== undefined || x5t !== undefined);
     const familyId = withRefresh ? RefreshTokens.newFamilyId() : null;
     // an absolute exp, fixed now: the subject's at the latest, however long issuing takes
     const token = await request.sign({
       subject: { sub: subject.sub!, grantId: subject.jti!, gty: 'token_exchange' },
-      audience, scope, ttlSeconds: ttl, expiresAt: now + ttl, act, ...(dPoP ? { jkt: dPoP.thumbprint } : {}),
+      audience, scope, ttlSeconds: ttl, expiresAt: now + ttl, act, ...(dPoP ? { jkt: dPoP.thumbprint } : {}), ...(x5t !== undefined ? { x5t } : {}),
     });
     const issued: IssuedToken = { jti: token.jti, clientId: request.clientId, expiresAt: token.expiresAt, grantType: TOKEN_EXCHANGE, extra: token.extra };
     const chain = { clients: [caller.clientId, subject.client_id, subject.sub!, ...subjectActors], parentJti: subject.jti!, tokens: actor ? [actor.jti!] : [] };
     const place = { subject: subject.sub!, actors: [caller.clientId, ...subjectActors], parentJti: subject.jti!, familyId };
     const refreshToken = await deps.chains.issue(chain, issued, place, async (tx) => familyId === null ? undefined : deps.refreshTokens.startFamily(tx, {
       clientId: caller.clientId, subject: subject.sub!, subjectClientId: subject.client_id, subjectJti: subject.jti!, subjectExpiresAt: subject.exp!,
-      act, scope: scope ?? '', audience, jkt: dPoP!.thumbprint,
+      act, scope: scope ?? '', audience, jkt: dPoP?.thumbprint ?? null, x5tS256: x5t ?? null,
     }, familyId, issued)).catch((err: unknown) => {
       // this instance had not heard of the revocation yet; Postgres had (the signed token is dropped)
       if (err instanceof ChainRevoked) throw new InvalidRequest(`subject_token cannot be exchanged: ${err.message}`);
