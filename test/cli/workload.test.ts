@@ -6,10 +6,20 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import {
+  createTestCa, generateSigningKey, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
+  type BundleServer, type ServiceAccountIssuer, type TestCa,
+} from '../support/workload.js';
 import { assertFailure, initialisedCliWorld, jsonOf, sigil, type CliOptions, type CliWorld } from './harness.js';
 
-const K8S = 'https://kubernetes.example';
-const GITHUB = 'https://token.actions.githubusercontent.com';
+/** a trust domain or federation is fetched once before it is added: these are real, on loopback */
+let ca: TestCa;
+let bundle: BundleServer;
+let k8sIssuer: ServiceAccountIssuer;
+let ciIssuer: ServiceAccountIssuer;
+let K8S: string;
+let GITHUB: string;
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 describe('sigil CLI: trust domains, federations and workload-bound clients', () => {
   let world: CliWorld;
@@ -19,7 +29,13 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   const ids: Record<string, string> = {};
 
   before(async () => {
-    world = await initialisedCliWorld('workload');
+    ca = createTestCa();
+    bundle = await startBundleServer(ca, { jwtKeys: [await generateSigningKey()] });
+    k8sIssuer = await startServiceAccountIssuer(ca);
+    ciIssuer = await startServiceAccountIssuer(ca);
+    K8S = k8sIssuer.issuer;
+    GITHUB = ciIssuer.issuer;
+    world = await initialisedCliWorld('workload', workloadServerEnv(ca));
     opts = world.opts;
     certFile = path.join(world.work.dir, 'client.crt');
     keyFile = path.join(world.work.dir, 'client.key');
@@ -28,6 +44,8 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
   after(async () => {
     await world?.close();
+    await Promise.all([bundle?.close(), k8sIssuer?.close(), ciIssuer?.close()]);
+    ca?.close();
   });
 
   it('help of every new command, with the --max-lifetime bounds', async () => {
@@ -69,13 +87,13 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
 
   it('trust-domains add, list and a SPIFFE client bound to it', async () => {
-    const added = jsonOf(await sigil(['trust-domains', 'add', 'example.org', '--bundle-endpoint', 'https://spire.example.org/bundle', '--json'], opts));
+    const added = jsonOf(await sigil(['trust-domains', 'add', 'example.org', '--bundle-endpoint', bundle.endpoint, '--json'], opts));
     assert.equal(added.name, 'example.org');
-    assert.equal(added.bundle_endpoint, 'https://spire.example.org/bundle');
+    assert.equal(added.bundle_endpoint, bundle.endpoint);
     const list = jsonOf(await sigil(['trust-domains', 'list', '--json'], opts));
     assert.deepEqual(list.map((t: { name: string }) => t.name), ['example.org']);
     const human = await sigil(['trust-domains', 'list'], opts);
-    assert.match(human.stdout, /^NAME\s+BUNDLE_ENDPOINT\nexample\.org\s+https:\/\/spire\.example\.org\/bundle\n$/);
+    assert.match(human.stdout, new RegExp(`^NAME\\s+BUNDLE_ENDPOINT\\nexample\\.org\\s+${escaped(bundle.endpoint)}\\n$`));
 
     const client = jsonOf(await sigil(['clients', 'create', '--name', 'payments', '--spiffe-id', 'spiffe://example.org/ns/payments/sa/api', '--scope', 'pay', '--json'], opts));
     ids.spiffe = client.client_id;
@@ -99,9 +117,9 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
 
   it('federations add with every flag, list, and federated clients with required claims', async () => {
-    const added = jsonOf(await sigil(['federations', 'add', '--issuer', K8S, '--jwks-uri', `${K8S}/openid/v1/jwks`, '--audience', 'sigil', '--max-lifetime', '600', '--json'], opts));
+    const added = jsonOf(await sigil(['federations', 'add', '--issuer', K8S, '--jwks-uri', k8sIssuer.jwksUri, '--audience', 'sigil', '--max-lifetime', '600', '--json'], opts));
     assert.deepEqual({ issuer: added.issuer, jwks_uri: added.jwks_uri, audience: added.audience, max_lifetime_seconds: added.max_lifetime_seconds },
-      { issuer: K8S, jwks_uri: `${K8S}/openid/v1/jwks`, audience: 'sigil', max_lifetime_seconds: 600 });
+      { issuer: K8S, jwks_uri: k8sIssuer.jwksUri, audience: 'sigil', max_lifetime_seconds: 600 });
     const gh = jsonOf(await sigil(['federations', 'add', '--issuer', GITHUB, '--json'], opts));
     assert.equal(gh.jwks_uri, null, 'discovery');
     assert.equal(gh.audience, null);
