@@ -1,5 +1,5 @@
 // The storage contract every SQL backend must honour. dbContract() registers the same test bodies
-// for one backend; db-contract.test.ts runs it for real Postgres and for PGlite.
+// for one backend; db-contract-postgres.test.ts and db-contract-pglite.test.ts run it for each.
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
