@@ -17,11 +17,11 @@ import { readAdminKey } from '../../src/cli/admin-key.js';
 import { JWT_SPIFFE_ASSERTION_TYPE } from '../../src/workload/types.js';
 import { jsonOf, sigil, tempDir, type CliOptions } from '../cli/harness.js';
 import {
-  ASSERTION_TYPE, assertIssued, assertOAuthError, decodePayload, dpopJwk, epoch, forgeProof, postToken, rfc7638Thumbprint, SecretLedger, type RawResponse,
+  ASSERTION_TYPE, assertIssued, assertOAuthError, decodePayload, dpopJwk, epoch, forgeAssertion, forgeProof, postToken, rfc7638Thumbprint, SecretLedger, type RawResponse,
 } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
 import { startPair, type Pair, type ServerProcess } from '../support/server.js';
-import { adminWithKey, type Admin } from '../support/sigil.js';
+import { adminWithKey, createClient, rawTokenCall, type Admin } from '../support/sigil.js';
 import { eventually, observedWithin } from '../support/wait.js';
 import {
   createTestCa, forgedJwtSvid, generateSigningKey, mintJwtSvid, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
@@ -224,6 +224,28 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     refused(await call(pair.b, '/introspect', JWT_SPIFFE_ASSERTION_TYPE, await svid({ aud: `${pair.issuer}/token` }), { token }), /aud must be/);
   });
 
+  it('takes client_id as the draft allows (absent, the SPIFFE ID, or Sigil\'s client id) and refuses one naming another client', async () => {
+    const jwt = await svid();
+    for (const clientId of [PAYMENTS, ids.payments]) {
+      assert.equal(decodePayload(assertIssued(await withSvid(pair.a, jwt, { client_id: clientId }))).client_id, ids.payments);
+    }
+    refused(await withSvid(pair.b, jwt, { client_id: ids.pay }), /client_id .* is not the client SPIFFE ID .* is bound to/);
+  });
+
+  it('leaves private_key_jwt clients as they were, with federations configured', async () => {
+    const keyed = await createClient(admin, { name: 'keyed', audiences: [API] });
+    for (const on of servers()) assertIssued(await rawTokenCall(on, pair.issuer, keyed, {}, {}, ledger));
+  });
+
+  it('announces spiffe_jwt in discovery on both instances', async () => {
+    for (const on of servers()) {
+      const md = await (await fetch(`${on.url}/.well-known/oauth-authorization-server`)).json() as Record<string, string[]>;
+      assert.ok(md.token_endpoint_auth_methods_supported?.includes('spiffe_jwt'), JSON.stringify(md.token_endpoint_auth_methods_supported));
+      assert.ok(md.introspection_endpoint_auth_methods_supported?.includes('spiffe_jwt'));
+      assert.ok(md.revocation_endpoint_auth_methods_supported?.includes('spiffe_jwt'));
+    }
+  });
+
   // ------------------------------------------------------------ attacks (issue 13)
 
   it('refuses an SVID of another trust domain, and one signed by another trust domain\'s key', async () => {
@@ -234,6 +256,16 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     await refusedByBoth(await forgedJwtSvid.otherKey({ spiffeId: PAYMENTS, aud: pair.issuer, key: otherKey, claimKid: svidKey.kid }), /signature does not verify/);
     // a trust domain that is not configured at all
     await refusedByBoth(await svid({ spiffeId: 'spiffe://elsewhere.org/ns/payments/sa/api' }), /elsewhere\.org is not a configured SPIFFE trust domain/);
+  });
+
+  it('fails closed for a workload-bound client named by client_id alone, or with a private_key_jwt assertion for it', async () => {
+    for (const on of servers()) {
+      refused(ledger.addResponse(await postToken(`${on.url}/token`, { params: { client_id: ids.payments }, proof: await proof() })));
+      const key = await keyPairFromPrivateJwk((await generateClientKey('ES256')).privateJwk);
+      const forged = await forgeAssertion(key, ids.payments!, pair.issuer);
+      ledger.add(forged);
+      refused(await call(on, '/token', ASSERTION_TYPE, forged));
+    }
   });
 
   it('refuses an SVID signed by a key removed from the bundle, once the bundle is refreshed', async () => {
@@ -256,6 +288,18 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     for (const aud of [`${pair.issuer}/token`, pair.a.url, `${pair.issuer}/`, 'https://other-server.example', [pair.issuer, 'https://other-server.example'], [pair.issuer, pair.issuer]]) {
       await refusedByBoth(await svid({ aud }), /aud must be/);
     }
+    // counted and logged with the reason (never the SVID: see the last test), recorded in token_events
+    const line = await eventually('A logged the refusal with its reason', () => pair.a.logs.map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        return undefined;
+      }
+    }).find((l) => l?.event === 'token.refused' && /aud must be/.test(String(l.reason))));
+    assert.equal(line.error, 'invalid_client');
+    const row = await eventually('the refusal recorded', async () =>
+      (await storage.sql<{ error: string }>("SELECT error FROM token_events WHERE outcome = 'refused' AND reason LIKE '%aud must be%' LIMIT 1"))[0]);
+    assert.equal(row.error, 'invalid_client');
   });
 
   it('refuses a SPIFFE ID bound to no client, and the prefix edge cases', async () => {
