@@ -81,10 +81,13 @@ export interface CliWorld {
   close(): Promise<void>;
 }
 
-/** The world of a CLI test file, with `sigil init` run already (the admin key in opts.keysDir). */
-export async function initialisedCliWorld(label: string): Promise<CliWorld> {
+/**
+ * The world of a CLI test file, with `sigil init` run already (the admin key in opts.keysDir); `env`
+ * adds to the server's environment (e.g. workloadServerEnv, for a server that must fetch from test servers).
+ */
+export async function initialisedCliWorld(label: string, env: Record<string, string> = {}): Promise<CliWorld> {
   const storage = await createTestStorage(`cli_${label}`);
-  const server = await startServer({ env: storageEnv(storage) });
+  const server = await startServer({ env: { ...storageEnv(storage), ...env } });
   const work = await tempDir(label);
   const opts: CliOptions = { url: server.url, cwd: work.dir, keysDir: path.join(work.dir, 'keys') };
   jsonOf(await sigil(['init', '--json'], opts));

@@ -1,15 +1,19 @@
 // `sigil trust-domains`, `sigil federations` and workload-bound `sigil clients create` against a real
 // server, run as a child process exactly as an admin runs them. The tests build on each other, in order.
+// The server fetches what it is told to trust once before adding it: the trust domain's bundle
+// endpoint and the federations' issuers are test servers over HTTPS (the suite's test CA).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from '../support/server.js';
+import {
+  createTestCa, generateSigningKey, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
+  type BundleServer, type ServiceAccountIssuer, type TestCa,
+} from '../support/workload.js';
 import { assertFailure, initialisedCliWorld, jsonOf, sigil, type CliOptions, type CliWorld } from './harness.js';
-
-const K8S = 'https://kubernetes.example';
-const GITHUB = 'https://token.actions.githubusercontent.com';
 
 describe('sigil CLI: trust domains, federations and workload-bound clients', () => {
   let world: CliWorld;
@@ -17,9 +21,22 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   let certFile: string;
   let keyFile: string;
   const ids: Record<string, string> = {};
+  let ca: TestCa;
+  let bundle: BundleServer;
+  /** stand-ins for a Kubernetes API server and for GitHub Actions' issuer (OIDC discovery + JWKS) */
+  let k8s: ServiceAccountIssuer;
+  let github: ServiceAccountIssuer;
+  let K8S: string;
+  let GITHUB: string;
 
   before(async () => {
-    world = await initialisedCliWorld('workload');
+    ca = createTestCa();
+    [bundle, k8s, github] = await Promise.all([
+      generateSigningKey().then((key) => startBundleServer(ca, { jwtKeys: [key] })), startServiceAccountIssuer(ca), startServiceAccountIssuer(ca),
+    ]);
+    K8S = k8s.issuer;
+    GITHUB = github.issuer;
+    world = await initialisedCliWorld('workload', workloadServerEnv(ca));
     opts = world.opts;
     certFile = path.join(world.work.dir, 'client.crt');
     keyFile = path.join(world.work.dir, 'client.key');
@@ -28,6 +45,8 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
   after(async () => {
     await world?.close();
+    await Promise.all([bundle?.close(), k8s?.close(), github?.close()]);
+    ca?.close();
   });
 
   it('help of every new command, with the --max-lifetime bounds', async () => {
@@ -69,13 +88,13 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
 
   it('trust-domains add, list and a SPIFFE client bound to it', async () => {
-    const added = jsonOf(await sigil(['trust-domains', 'add', 'example.org', '--bundle-endpoint', 'https://spire.example.org/bundle', '--json'], opts));
+    const added = jsonOf(await sigil(['trust-domains', 'add', 'example.org', '--bundle-endpoint', bundle.endpoint, '--json'], opts));
     assert.equal(added.name, 'example.org');
-    assert.equal(added.bundle_endpoint, 'https://spire.example.org/bundle');
+    assert.equal(added.bundle_endpoint, bundle.endpoint);
     const list = jsonOf(await sigil(['trust-domains', 'list', '--json'], opts));
     assert.deepEqual(list.map((t: { name: string }) => t.name), ['example.org']);
     const human = await sigil(['trust-domains', 'list'], opts);
-    assert.match(human.stdout, /^NAME\s+BUNDLE_ENDPOINT\nexample\.org\s+https:\/\/spire\.example\.org\/bundle\n$/);
+    assert.match(human.stdout, new RegExp(`^NAME\\s+BUNDLE_ENDPOINT\\nexample\\.org\\s+${bundle.endpoint.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\n$`));
 
     const client = jsonOf(await sigil(['clients', 'create', '--name', 'payments', '--spiffe-id', 'spiffe://example.org/ns/payments/sa/api', '--scope', 'pay', '--json'], opts));
     ids.spiffe = client.client_id;
@@ -88,6 +107,10 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
     assert.match(shown.stdout, /spiffe_id\s+spiffe:\/\/example\.org\/ns\/payments\/sa\/api/);
     assert.match(shown.stdout, /keys\s+- \(a workload identity, no registered keys\)/);
     assert.match((await sigil(['clients', 'list'], opts)).stdout, new RegExp(`${client.client_id}\\s+active\\s+payments\\s+pay\\s+spiffe_jwt spiffe://example\\.org/ns/payments/sa/api\\n`));
+
+    // a bundle endpoint that does not answer: refused at add with the server's reason, exit 1
+    assertFailure(await sigil(['trust-domains', 'add', 'down.example', '--bundle-endpoint', `https://localhost:${await freePort()}/bundle`], opts), 1,
+      /bundle_endpoint cannot be used now: the SPIFFE bundle of trust domain down\.example could not be fetched/);
 
     // overlapping, and an unconfigured trust domain: the server's reasons, exit 1
     assertFailure(await sigil(['clients', 'create', '--name', 'wide', '--spiffe-id', 'spiffe://example.org/ns/payments/*'], opts), 1, /overlaps the SPIFFE ID .* of active client/);
