@@ -339,6 +339,10 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     await refusedByBoth(await saToken({ aud: [pair.issuer, 'https://kubernetes.default.svc'] }), /aud must be/, ASSERTION_TYPE);
     await refusedByBoth(await saToken({ sub: 'system:serviceaccount:payments:intruder' }), /no active client is bound/, ASSERTION_TYPE);
     await refusedByBoth(await saToken({ key: otherKey, kid: k8s.keys[0]!.kid, alg: 'ES256' }), undefined, ASSERTION_TYPE);
+    const t = epoch();
+    await refusedByBoth(await saToken({ iat: t - 700, nbf: t - 700, exp: t - 100 }), /has expired/, ASSERTION_TYPE);
+    // longer-lived than the federation's maximum (3600 s by default)
+    await refusedByBoth(await saToken({ iat: t, exp: t + 7200 }), /lives 7200 seconds, longer than the 3600 seconds/, ASSERTION_TYPE);
   });
 
   it('refuses on both instances within a second a federated token whose issuer was removed on A', async () => {
@@ -411,6 +415,24 @@ describe('workload identity end to end: two instances, a test trust domain, a st
         return true;
       });
     }
+  });
+
+  it('refuses on both instances within a second an SVID of a trust domain that was removed on B', async () => {
+    const bound = await admin.call('POST', '/admin/clients', { name: 'other-api', spiffe_id: 'spiffe://other.org/ns/api', audiences: [API] });
+    assert.equal(bound.status, 201, JSON.stringify(bound.body));
+    const jwt = await svid({ spiffeId: 'spiffe://other.org/ns/api', key: otherKey });
+    for (const on of servers()) await eventually('the new client is found', async () => (await withSvid(on, jwt)).status === 200);
+    const onB = adminWithKey(pair.b.url, pair.issuer, admin.key);
+    const removed = await onB.call('POST', '/admin/trust-domains/remove', { name: 'other.org' });
+    assert.equal(removed.status, 200, JSON.stringify(removed.body));
+    const t0 = Date.now();
+    assert.deepEqual(removed.body.affected_clients, [bound.body.client_id]);
+    await observedWithin('both instances refuse the removed trust domain\'s SVID', t0, PROPAGATION_MS, async () => {
+      const answers = await Promise.all(servers().map((on) => withSvid(on, jwt)));
+      if (answers.some((r) => r.status === 200)) return answers.map((r) => r.status).join(',');
+      for (const res of answers) refused(res, /other\.org is not a configured SPIFFE trust domain/);
+      return true;
+    });
   });
 
   it('writes no SVID, assertion, proof or token into either server\'s log', () => {
