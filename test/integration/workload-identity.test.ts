@@ -173,6 +173,9 @@ describe('workload identity end to end: two instances, a test trust domain, a st
       assert.equal(claims.aud, API);
       assert.equal(claims.cnf?.jkt, jkt);
     }
+    // DPoP is required of it as of any client: without a proof, no (bearer) token
+    const bare = ledger.addResponse(await postToken(`${pair.b.url}/token`, { params: { client_assertion_type: JWT_SPIFFE_ASSERTION_TYPE, client_assertion: jwt } }));
+    assertOAuthError(bare, 400, ['invalid_request', 'invalid_dpop_proof']);
   });
 
   it('the same DPoP proof twice is refused, on the same instance and on the other', async () => {
