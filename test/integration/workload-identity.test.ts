@@ -105,6 +105,16 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     for (const on of servers()) refused(await call(on, '/token', type, assertion), reason);
   }
 
+  /** both instances refuse what `send` sends, seen within PROPAGATION_MS of t0 (when the removing call returned) */
+  async function refusedEverywhereWithin(what: string, t0: number, send: (on: ServerProcess) => Promise<RawResponse>, reason?: RegExp): Promise<void> {
+    await observedWithin(`both instances refuse ${what}`, t0, PROPAGATION_MS, async () => {
+      const answers = await Promise.all(servers().map(send));
+      if (answers.some((r) => r.status === 200)) return answers.map((r) => r.status).join(',');
+      for (const res of answers) refused(res, reason);
+      return true;
+    });
+  }
+
   // ------------------------------------------------------------ the world
 
   before(async () => {
@@ -363,12 +373,7 @@ describe('workload identity end to end: two instances, a test trust domain, a st
       assert.equal(removed.status, 200, JSON.stringify(removed.body));
       const t0 = Date.now();
       assert.deepEqual(removed.body.affected_clients, [client.body.client_id]);
-      await observedWithin('both instances refuse the removed issuer\'s token', t0, PROPAGATION_MS, async () => {
-        const answers = await Promise.all(servers().map((on) => withSa(on, jwt)));
-        if (answers.some((r) => r.status === 200)) return answers.map((r) => r.status).join(',');
-        for (const res of answers) refused(res);
-        return true;
-      });
+      await refusedEverywhereWithin('the removed issuer\'s token', t0, (on) => withSa(on, jwt));
     } finally {
       await ci.close();
     }
@@ -430,12 +435,7 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     assert.equal(removed.status, 200, JSON.stringify(removed.body));
     const t0 = Date.now();
     assert.deepEqual(removed.body.affected_clients, [bound.body.client_id]);
-    await observedWithin('both instances refuse the removed trust domain\'s SVID', t0, PROPAGATION_MS, async () => {
-      const answers = await Promise.all(servers().map((on) => withSvid(on, jwt)));
-      if (answers.some((r) => r.status === 200)) return answers.map((r) => r.status).join(',');
-      for (const res of answers) refused(res, /other\.org is not a configured SPIFFE trust domain/);
-      return true;
-    });
+    await refusedEverywhereWithin('the removed trust domain\'s SVID', t0, (on) => withSvid(on, jwt), /other\.org is not a configured SPIFFE trust domain/);
   });
 
   it('writes no SVID, assertion, proof or token into either server\'s log', () => {
