@@ -32,6 +32,7 @@ const PAYMENTS = 'spiffe://example.org/ns/payments/sa/api';
 const PAY_PREFIX = 'spiffe://example.org/ns/pay/*';
 const SA = 'system:serviceaccount:payments:api';
 const API = 'https://api.example/payments';
+const CI_SUBJECT = 'repo:org/app:ref:refs/heads/main';
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 /** the issue: "refused within a second on every instance" */
@@ -148,6 +149,10 @@ describe('workload identity end to end: two instances, a test trust domain, a st
     const sa = jsonOf(await sigil(['clients', 'create', '--name', 'payments-k8s', '--federated-subject', k8s.issuer, SA, '--audience', API, '--json'], cli));
     assert.equal(sa.token_endpoint_auth_method, 'federated_jwt');
     ids.k8s = sa.client_id;
+    // a CI job (GitHub Actions' shape: a repository subject and required claims), through the same stand-in issuer
+    const ci = jsonOf(await sigil(['clients', 'create', '--name', 'deploy', '--federated-subject', k8s.issuer, CI_SUBJECT,
+      '--require-claim', 'repository=org/app', '--require-claim', 'ref=refs/heads/main', '--audience', API, '--json'], cli));
+    ids.deploy = ci.client_id;
     const shown = await sigil(['clients', 'show', ids.payments], cli);
     assert.equal(shown.code, 0, shown.stderr);
     assert.ok(shown.stdout.includes(PAYMENTS), `clients show displays the binding: ${shown.stdout}`);
@@ -205,6 +210,14 @@ describe('workload identity end to end: two instances, a test trust domain, a st
       assert.equal(claims.client_id, ids.k8s);
       assert.equal(claims.cnf?.jkt, rfc7638Thumbprint(dpopJwk(dpopKey)));
     }
+  });
+
+  it('a CI job\'s token gets a token only with the required claims', async () => {
+    const main = await saToken({ sub: CI_SUBJECT, claims: { repository: 'org/app', ref: 'refs/heads/main' } });
+    assert.equal(decodePayload(assertIssued(await withSa(pair.b, main))).client_id, ids.deploy);
+    await refusedByBoth(await saToken({ sub: CI_SUBJECT, claims: { repository: 'org/app', ref: 'refs/heads/evil' } }), /claim "ref" is not the required value/, ASSERTION_TYPE);
+    await refusedByBoth(await saToken({ sub: CI_SUBJECT, claims: { repository: 'org/app' } }), /lacks the required claim "ref"/, ASSERTION_TYPE);
+    await refusedByBoth(await saToken({ sub: CI_SUBJECT, claims: { repository: 'org/fork', ref: 'refs/heads/main' } }), /claim "repository" is not the required value/, ASSERTION_TYPE);
   });
 
   it('token exchange by the workload client (act.sub = its client_id) and refresh, with SVIDs', async () => {
