@@ -54,20 +54,7 @@ function clientMetadataCache() {
   };
 }
 
-/**
- * What workload identity client authentication reads: the trust configuration (trust-fetch's
- * WorkloadTrust), the workload client index (trust-admin's), whether any federation is configured,
- * and mTLS's certificate authenticator. Given the process's client store, so an index can be built on it.
- */
-export type WorkloadWiring = (parts: { clients: ClientStore; log: Logger }) =>
-  Pick<WorkloadAuthDeps, 'trust' | 'clients' | 'federationsConfigured' | 'certificates'>;
-
-export interface StartOptions {
-  /** undefined: workload-bound clients cannot authenticate (every request of theirs fails closed) */
-  workload?: WorkloadWiring;
-}
-
-export async function startSigil(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningSigil> {
+export async function startSigil(config: Config, log: Logger): Promise<RunningSigil> {
   const storage = await openStorage(config, log);
   const { db, fast, replay } = storage;
   const clients = new ClientStore(db, fast);
@@ -96,9 +83,9 @@ export async function startSigil(config: Config, log: Logger, options: StartOpti
   const initialAccessTokens = new InitialAccessTokens(db);
   const metadataOf = clientMetadataCache();
 
-  // how workload-bound clients authenticate (src/workload/workload-auth.ts); tests may stand their own parts in
+  // how workload-bound clients authenticate (src/workload/workload-auth.ts)
   const workload: WorkloadAuthDeps = {
-    ...(options.workload?.({ clients, log }) ?? workloadState.parts),
+    ...workloadState.parts,
     issuer: config.issuer,
     svidMaxLifetimeSeconds: config.svidMaxLifetimeSeconds,
     findClient: (id) => clients.find(id),

@@ -81,7 +81,10 @@ export interface CliWorld {
   close(): Promise<void>;
 }
 
-/** The world of a CLI test file, with `sigil init` run already (the admin key in opts.keysDir). */
+/**
+ * The world of a CLI test file, with `sigil init` run already (the admin key in opts.keysDir); `env`
+ * adds to the server's environment (e.g. workloadServerEnv, for a server that must fetch from test servers).
+ */
 export async function initialisedCliWorld(label: string, env: Record<string, string> = {}): Promise<CliWorld> {
   const storage = await createTestStorage(`cli_${label}`);
   const server = await startServer({ env: { ...storageEnv(storage), ...env } });

@@ -1,25 +1,19 @@
 // `sigil trust-domains`, `sigil federations` and workload-bound `sigil clients create` against a real
 // server, run as a child process exactly as an admin runs them. The tests build on each other, in order.
+// The server fetches what it is told to trust once before adding it: the trust domain's bundle
+// endpoint and the federations' issuers are test servers over HTTPS (the suite's test CA).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from '../support/server.js';
 import {
   createTestCa, generateSigningKey, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
   type BundleServer, type ServiceAccountIssuer, type TestCa,
 } from '../support/workload.js';
 import { assertFailure, initialisedCliWorld, jsonOf, sigil, type CliOptions, type CliWorld } from './harness.js';
-
-/** a trust domain or federation is fetched once before it is added: these are real, on loopback */
-let ca: TestCa;
-let bundle: BundleServer;
-let k8sIssuer: ServiceAccountIssuer;
-let ciIssuer: ServiceAccountIssuer;
-let K8S: string;
-let GITHUB: string;
-const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 describe('sigil CLI: trust domains, federations and workload-bound clients', () => {
   let world: CliWorld;
@@ -27,14 +21,21 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   let certFile: string;
   let keyFile: string;
   const ids: Record<string, string> = {};
+  let ca: TestCa;
+  let bundle: BundleServer;
+  /** stand-ins for a Kubernetes API server and for GitHub Actions' issuer (OIDC discovery + JWKS) */
+  let k8s: ServiceAccountIssuer;
+  let github: ServiceAccountIssuer;
+  let K8S: string;
+  let GITHUB: string;
 
   before(async () => {
     ca = createTestCa();
-    bundle = await startBundleServer(ca, { jwtKeys: [await generateSigningKey()] });
-    k8sIssuer = await startServiceAccountIssuer(ca);
-    ciIssuer = await startServiceAccountIssuer(ca);
-    K8S = k8sIssuer.issuer;
-    GITHUB = ciIssuer.issuer;
+    [bundle, k8s, github] = await Promise.all([
+      generateSigningKey().then((key) => startBundleServer(ca, { jwtKeys: [key] })), startServiceAccountIssuer(ca), startServiceAccountIssuer(ca),
+    ]);
+    K8S = k8s.issuer;
+    GITHUB = github.issuer;
     world = await initialisedCliWorld('workload', workloadServerEnv(ca));
     opts = world.opts;
     certFile = path.join(world.work.dir, 'client.crt');
@@ -44,7 +45,7 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
   after(async () => {
     await world?.close();
-    await Promise.all([bundle?.close(), k8sIssuer?.close(), ciIssuer?.close()]);
+    await Promise.all([bundle?.close(), k8s?.close(), github?.close()]);
     ca?.close();
   });
 
@@ -93,7 +94,7 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
     const list = jsonOf(await sigil(['trust-domains', 'list', '--json'], opts));
     assert.deepEqual(list.map((t: { name: string }) => t.name), ['example.org']);
     const human = await sigil(['trust-domains', 'list'], opts);
-    assert.match(human.stdout, new RegExp(`^NAME\\s+BUNDLE_ENDPOINT\\nexample\\.org\\s+${escaped(bundle.endpoint)}\\n$`));
+    assert.match(human.stdout, new RegExp(`^NAME\\s+BUNDLE_ENDPOINT\\nexample\\.org\\s+${bundle.endpoint.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\n$`));
 
     const client = jsonOf(await sigil(['clients', 'create', '--name', 'payments', '--spiffe-id', 'spiffe://example.org/ns/payments/sa/api', '--scope', 'pay', '--json'], opts));
     ids.spiffe = client.client_id;
@@ -107,6 +108,10 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
     assert.match(shown.stdout, /keys\s+- \(a workload identity, no registered keys\)/);
     assert.match((await sigil(['clients', 'list'], opts)).stdout, new RegExp(`${client.client_id}\\s+active\\s+payments\\s+pay\\s+spiffe_jwt spiffe://example\\.org/ns/payments/sa/api\\n`));
 
+    // a bundle endpoint that does not answer: refused at add with the server's reason, exit 1
+    assertFailure(await sigil(['trust-domains', 'add', 'down.example', '--bundle-endpoint', `https://localhost:${await freePort()}/bundle`], opts), 1,
+      /bundle_endpoint cannot be used now: the SPIFFE bundle of trust domain down\.example could not be fetched/);
+
     // overlapping, and an unconfigured trust domain: the server's reasons, exit 1
     assertFailure(await sigil(['clients', 'create', '--name', 'wide', '--spiffe-id', 'spiffe://example.org/ns/payments/*'], opts), 1, /overlaps the SPIFFE ID .* of active client/);
     assertFailure(await sigil(['clients', 'create', '--name', 'other', '--spiffe-id', 'spiffe://other.org/x'], opts), 1, /trust domain other\.org is not configured/);
@@ -117,9 +122,9 @@ describe('sigil CLI: trust domains, federations and workload-bound clients', () 
   });
 
   it('federations add with every flag, list, and federated clients with required claims', async () => {
-    const added = jsonOf(await sigil(['federations', 'add', '--issuer', K8S, '--jwks-uri', k8sIssuer.jwksUri, '--audience', 'sigil', '--max-lifetime', '600', '--json'], opts));
+    const added = jsonOf(await sigil(['federations', 'add', '--issuer', K8S, '--jwks-uri', `${K8S}/openid/v1/jwks`, '--audience', 'sigil', '--max-lifetime', '600', '--json'], opts));
     assert.deepEqual({ issuer: added.issuer, jwks_uri: added.jwks_uri, audience: added.audience, max_lifetime_seconds: added.max_lifetime_seconds },
-      { issuer: K8S, jwks_uri: k8sIssuer.jwksUri, audience: 'sigil', max_lifetime_seconds: 600 });
+      { issuer: K8S, jwks_uri: `${K8S}/openid/v1/jwks`, audience: 'sigil', max_lifetime_seconds: 600 });
     const gh = jsonOf(await sigil(['federations', 'add', '--issuer', GITHUB, '--json'], opts));
     assert.equal(gh.jwks_uri, null, 'discovery');
     assert.equal(gh.audience, null);

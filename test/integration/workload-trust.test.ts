@@ -2,27 +2,40 @@
 // behind one ISSUER. A trust domain or federation added or removed on one is seen by the other within
 // one second (through the admin list, which answers from each instance's copy), every change is
 // audited, and workload-bound clients are created only against configured trust, never with a
-// binding that overlaps another active client's, even when two instances race.
+// binding that overlaps another active client's, even when two instances race. What is added is
+// fetched once first (a real HTTPS bundle endpoint and a stand-in Kubernetes issuer with the suite's
+// test CA): an endpoint that cannot be used is refused at add, with the reason.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
-import { startPair, type Pair } from '../support/server.js';
+import { freePort, startPair, type Pair } from '../support/server.js';
 import { adminWithKey, bootstrapAdmin, type Admin } from '../support/sigil.js';
 import { observedWithin } from '../support/wait.js';
+import {
+  createTestCa, generateSigningKey, startBundleServer, startServiceAccountIssuer, workloadServerEnv,
+  type BundleServer, type ServiceAccountIssuer, type TestCa,
+} from '../support/workload.js';
 
 /** the issue: "refused within a second on every instance" */
 const PROPAGATION_MS = 1000;
-const K8S = 'https://k8s.example';
 
 describe('workload trust configuration across two instances', () => {
   let storage: TestStorage;
   let pair: Pair;
   let onA: Admin;
   let onB: Admin;
+  let ca: TestCa;
+  let bundle: BundleServer;
+  let k8s: ServiceAccountIssuer;
+  /** the stand-in Kubernetes issuer's URL (https://localhost:PORT) */
+  let K8S: string;
 
   before(async () => {
+    ca = createTestCa();
+    [bundle, k8s] = await Promise.all([startBundleServer(ca, { jwtKeys: [await generateSigningKey()] }), startServiceAccountIssuer(ca)]);
+    K8S = k8s.issuer;
     storage = await createTestStorage('wltrust');
-    pair = await startPair(storageEnv(storage));
+    pair = await startPair({ ...storageEnv(storage), ...workloadServerEnv(ca) });
     onA = await bootstrapAdmin(pair.a.url, pair.issuer);
     onB = adminWithKey(pair.b.url, pair.issuer, onA.key);
   });
@@ -30,6 +43,9 @@ describe('workload trust configuration across two instances', () => {
     await pair?.a.stop();
     await pair?.b.stop();
     await storage?.cleanup();
+    await bundle?.close();
+    await k8s?.close();
+    ca?.close();
   });
 
   const names = async (admin: Admin) => {
@@ -50,11 +66,11 @@ describe('workload trust configuration across two instances', () => {
   });
 
   it('a trust domain added on A is listed by B within a second, and the change is audited', async () => {
-    const res = await onA.call('POST', '/admin/trust-domains', { name: 'example.org', bundle_endpoint: 'https://spire.example.org/bundle' });
+    const res = await onA.call('POST', '/admin/trust-domains', { name: 'example.org', bundle_endpoint: bundle.endpoint });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     const t0 = Date.now();
     assert.equal(res.body.name, 'example.org');
-    assert.equal(res.body.bundle_endpoint, 'https://spire.example.org/bundle');
+    assert.equal(res.body.bundle_endpoint, bundle.endpoint);
     assert.equal(res.body.created_by, 'sigil-admin');
     await observedWithin('B lists example.org', t0, PROPAGATION_MS, async () => {
       const seen = await names(onB);
@@ -83,11 +99,42 @@ describe('workload trust configuration across two instances', () => {
     const fed = await onA.call('POST', '/admin/federations', { issuer: K8S, max_lifetime_seconds: 86401 });
     assert.equal(fed.status, 400);
     assert.match(fed.body.error_description, /from 60 to 86400/);
-    const dup = await onB.call('POST', '/admin/trust-domains', { name: 'example.org', bundle_endpoint: 'https://other.example/b' });
+    const dup = await onB.call('POST', '/admin/trust-domains', { name: 'example.org', bundle_endpoint: bundle.endpoint });
     assert.equal(dup.status, 409);
     assert.match(dup.body.error_description, /configured already/);
     const missing = await onB.call('POST', '/admin/trust-domains/remove', { name: 'nowhere.example' });
     assert.equal(missing.status, 404);
+  });
+
+  it('refuses at add, with the reason (400), a bundle endpoint that does not answer and a federation whose discovery names another issuer', async () => {
+    const down = `https://localhost:${await freePort()}/bundle`;
+    const td = await onA.call('POST', '/admin/trust-domains', { name: 'down.example', bundle_endpoint: down });
+    assert.equal(td.status, 400, JSON.stringify(td.body));
+    assert.equal(td.body.error, 'invalid_request');
+    assert.match(td.body.error_description, /^bundle_endpoint cannot be used now: .*could not be fetched/);
+    // a bundle endpoint that answers with something that is no bundle
+    bundle.set({ body: { keys: 'none' } });
+    try {
+      const junk = await onA.call('POST', '/admin/trust-domains', { name: 'junk.example', bundle_endpoint: bundle.endpoint });
+      assert.equal(junk.status, 400, JSON.stringify(junk.body));
+      assert.match(junk.body.error_description, /^bundle_endpoint cannot be used now: .*not an acceptable SPIFFE bundle/);
+    } finally {
+      bundle.set({ body: undefined });
+    }
+
+    k8s.discovery.issuer = 'https://impostor.example';
+    try {
+      const fed = await onB.call('POST', '/admin/federations', { issuer: K8S });
+      assert.equal(fed.status, 400, JSON.stringify(fed.body));
+      assert.equal(fed.body.error, 'invalid_request');
+      assert.match(fed.body.error_description, /^issuer cannot be used now: .*names issuer "https:\/\/impostor\.example", not/);
+    } finally {
+      delete k8s.discovery.issuer;
+    }
+    // nothing was stored, nothing audited
+    assert.deepEqual(await storage.sql("SELECT name FROM trust_domains WHERE name IN ('down.example', 'junk.example')"), []);
+    assert.deepEqual(await storage.sql('SELECT issuer FROM federations'), []);
+    assert.deepEqual(await storage.sql("SELECT action FROM audit_log WHERE action = 'federation.add' OR target IN ('down.example', 'junk.example')"), []);
   });
 
   it('a SPIFFE client needs a configured trust domain, and no active client with an overlapping SPIFFE ID', async () => {
