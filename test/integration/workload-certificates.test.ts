@@ -77,6 +77,7 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
   // certificates: the good ones, and what an attacker has
   let dnCert: IssuedCertificate;
   let dnWrong: IssuedCertificate;
+  let dnReversed: IssuedCertificate;
   let sanCert: IssuedCertificate;
   let sanCert2: IssuedCertificate;
   let sanWrong: IssuedCertificate;
@@ -141,6 +142,8 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
     const client = (subject: string, sans?: string[]) => ca.issue({ subject, ...(sans ? { sans } : {}), extendedKeyUsage: 'clientAuth' });
     dnCert = client('/O=Example/OU=Payments/CN=payments-worker');
     dnWrong = client('/O=Example/OU=Payments/CN=someone-else');
+    // the same attributes in the other order: another DN (RFC 4514 compares RDN sequences)
+    dnReversed = client('/CN=payments-worker/OU=Payments/O=Example');
     sanCert = client('/CN=worker', ['DNS:worker.example.org']);
     sanCert2 = client('/CN=worker', ['DNS:worker.example.org']);
     sanWrong = client('/CN=worker', ['DNS:other.example.org']);
@@ -211,6 +214,7 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
 
     it('another subject DN or another SAN of the same CA is 401 invalid_client', async () => {
       assertOAuthError(await overTls('/token', cc('by-dn'), dnWrong, await proof()), 401, 'invalid_client');
+      assertOAuthError(await overTls('/token', cc('by-dn'), dnReversed, await proof()), 401, 'invalid_client');
       assertOAuthError(await overTls('/token', cc('by-san'), sanWrong), 401, 'invalid_client');
       // each client's certificate names only that client
       assertOAuthError(await overTls('/token', cc('by-dn'), sanCert, await proof()), 401, 'invalid_client');
@@ -225,8 +229,15 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
       assertOAuthError(await overTls('/token', cc('by-dn'), caAsClient, await proof()), 401, 'invalid_client');
     });
 
-    it('a client_id naming no client, with a good certificate, is 401 invalid_client', async () => {
+    it('a client_id naming no client, or none at all, with a good certificate is an RFC 6749 refusal', async () => {
       assertOAuthError(await overTls('/token', { grant_type: 'client_credentials', client_id: 'no-such-client' }, dnCert, await proof()), 401, 'invalid_client');
+      assertOAuthError(await overTls('/token', { grant_type: 'client_credentials' }, dnCert, await proof()), [400, 401], ['invalid_client', 'invalid_request']);
+    });
+
+    it('a certificate cannot stand in for a private_key_jwt client: a jwks client named with a certificate is 401', async () => {
+      const pkjwt = await admin.call('POST', '/admin/clients', { name: 'pk-jwt', audiences: [API_A], jwks: (await generateClientKey('ES256')).publicJwks });
+      assert.equal(pkjwt.status, 201, JSON.stringify(pkjwt.body));
+      assertOAuthError(await overTls('/token', { grant_type: 'client_credentials', client_id: pkjwt.body.client_id }, dnCert, await proof()), 401, 'invalid_client');
     });
   });
 
