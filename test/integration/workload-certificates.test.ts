@@ -11,6 +11,8 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { dpopProof, generateClientKey, keyPairFromPrivateJwk, type SigningKeyPair } from '../../src/client/oauth-client.js';
+import { parseGatewayConfig } from '../../src/gateway/config.js';
+import { startVerifyService, type VerifyService } from '../../src/gateway/service.js';
 import { createVerifier, VerifierError, type Verifier } from '../../src/verifier/index.js';
 import { assertIssued, assertOAuthError, decodePayload, SecretLedger, untilReady, type RawResponse } from '../support/forge.js';
 import { createTestStorage, storageEnv, type TestStorage } from '../support/infra.js';
@@ -285,14 +287,18 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
 
   describe('certificate-bound tokens after issuance', () => {
     let verifier: Verifier;
-    before(() => {
-      // the API's verifier reaches the issuer's metadata, keys and status lists at the plain-HTTP instance
-      const toInstance = (input: string | URL | Request, init?: RequestInit) => {
-        const url = typeof input === 'string' || input instanceof URL ? String(input) : input.url;
-        return fetch(url.startsWith(ISSUER) ? `${proxied.url}${url.slice(ISSUER.length)}` : url, init);
-      };
+    let gateway: VerifyService;
+    // the API side reaches the issuer's metadata, keys and status lists at the plain-HTTP instance
+    const toInstance = (input: string | URL, init?: RequestInit) => {
+      const url = String(input);
+      return fetch(url.startsWith(ISSUER) ? `${proxied.url}${url.slice(ISSUER.length)}` : url, init);
+    };
+    before(async () => {
       verifier = createVerifier({ issuer: ISSUER, audience: API_A, fetch: toInstance, status: { events: false } });
+      const config = parseGatewayConfig(JSON.stringify({ routes: [{ prefix: '/', audience: API_A }], client_certificate_header: 'X-Client-Cert' }));
+      gateway = await startVerifyService({ config, issuer: ISSUER, port: 0, host: '127.0.0.1', fetch: toInstance, verifierOverrides: { status: { events: false } } });
     });
+    after(async () => gateway?.close());
 
     const bearer = (token: string, clientCertificate?: string) =>
       ({ method: 'GET', url: `${API_A}/orders/1`, headers: { authorization: `Bearer ${token}` }, ...(clientCertificate ? { clientCertificate } : {}) }) as Parameters<Verifier>[0];
@@ -310,6 +316,26 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
           return true;
         });
       }
+    });
+
+    it('verify-server with client_certificate_header lets it through with its certificate only', async () => {
+      const token = assertIssued(await overTls('/token', cc('by-san'), sanCert), 'Bearer');
+      const ask = (cert?: IssuedCertificate) => fetch(`${gateway.url}/`, {
+        headers: {
+          'x-original-url': `${API_A}/orders/1`, 'x-original-method': 'GET', authorization: `Bearer ${token}`,
+          ...(cert ? { 'x-client-cert': encodeURIComponent(cert.certPem) } : {}),
+        },
+      });
+      const ok = await ask(sanCert);
+      assert.equal(ok.status, 200, await ok.text());
+      assert.equal(ok.headers.get('x-sigil-client-id'), ids['by-san']);
+      const withOther = await ask(sanCert2);
+      assert.equal(withOther.status, 401);
+      assert.match(withOther.headers.get('www-authenticate') ?? '', /Bearer error="invalid_token", error_description="the client certificate is not the one the access token is bound to"/);
+      // without any certificate the token is refused unread (only DPoP could pass then): still 401 invalid_token
+      const without = await ask();
+      assert.equal(without.status, 401);
+      assert.match(without.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
     });
 
     it('introspection by the certificate-bound client shows cnf.x5t#S256 and token_type Bearer', async () => {
