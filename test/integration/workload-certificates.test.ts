@@ -200,6 +200,8 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
       assert.equal(claims.aud, API_A);
       assert.equal(typeof claims.cnf?.jkt, 'string');
       assert.equal(claims.cnf['x5t#S256'], undefined);
+      // DPoP-bound by default: the certificate authenticates, it does not replace the proof
+      assertOAuthError(await overTls('/token', cc('by-dn'), dnCert), 400, ['invalid_dpop_proof', 'invalid_request']);
     });
 
     it('the registered SAN with token_binding mtls gets a Bearer token bound to the certificate (cnf.x5t#S256)', async () => {
@@ -280,8 +282,9 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
       assertOAuthError(await viaProxy('/token', cc('by-san'), sanWrong), 401, 'invalid_client');
     });
 
-    it('from 127.0.0.2, not a trusted proxy, the header is refused with 400 invalid_request', async () => {
+    it('from 127.0.0.2, not a trusted proxy, the header is refused with 400 invalid_request, at /token and /introspect', async () => {
       assertOAuthError(await viaProxy('/token', cc('by-san'), sanCert, '127.0.0.2'), 400, 'invalid_request');
+      assertOAuthError(await viaProxy('/introspect', { token: 'x', client_id: ids['by-san'] }, sanCert, '127.0.0.2'), 400, 'invalid_request');
     });
   });
 
@@ -345,6 +348,17 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
       assert.equal(res.body.active, true);
       assert.equal(res.body.token_type, 'Bearer');
       assert.deepEqual(res.body.cnf, { 'x5t#S256': thumbprintOf(sanCert.x509) });
+    });
+
+    it('the certificate-bound client revokes its token through the proxy header; introspection then shows it inactive', async () => {
+      const token = assertIssued(await overTls('/token', cc('by-san'), sanCert), 'Bearer');
+      const revoked = await viaProxy('/revoke', { token, client_id: ids['by-san'] }, sanCert);
+      assert.equal(revoked.status, 200, revoked.text);
+      const res = await overTls('/introspect', { token, client_id: ids['by-san'] }, sanCert);
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.body.active, false);
+      // and a wrong certificate at /revoke is client authentication failing, not a silent success
+      assertOAuthError(await viaProxy('/revoke', { token, client_id: ids['by-san'] }, sanWrong), 401, 'invalid_client');
     });
 
     it('token exchange binds the new token and its refresh token to the caller\'s certificate; a refresh with another certificate is invalid_grant', async () => {
