@@ -86,6 +86,10 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
   let rogueCa: IssuedCertificate;
   let rogueLeaf: IssuedCertificate;
   let caAsClient: IssuedCertificate;
+  let intermediate: IssuedCertificate;
+  let viaIntermediate: IssuedCertificate;
+  let svidIntermediate: IssuedCertificate;
+  let svidViaIntermediate: IssuedCertificate;
   let selfSigned: IssuedCertificate;
   let selfOther: IssuedCertificate;
   let svid: IssuedCertificate;
@@ -95,12 +99,12 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
   let svidNoDigitalSignature: IssuedCertificate;
 
   /** one POST to the TLS instance, with `cert` as the TLS client certificate (none when undefined) */
-  const overTls = (path: string, fields: Record<string, string | undefined>, cert?: IssuedCertificate, headers: Record<string, string> = {}) =>
+  const overTls = (path: string, fields: Record<string, string | undefined>, cert?: IssuedCertificate, headers: Record<string, string> = {}, sentChain: IssuedCertificate[] = []) =>
     new Promise<RawResponse>((resolve, reject) => {
       const body = form(fields);
       const req = httpsRequest({
         host: '127.0.0.1', port: tls.port, path, method: 'POST', ca: ca.certPem, servername: 'localhost', agent: false,
-        ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
+        ...(cert ? { cert: cert.certPem + sentChain.map((c) => c.certPem).join(''), key: cert.keyPem } : {}),
         headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(body)), ...headers },
       }, (res) => void collect(res).then((r) => resolve(ledger.addResponse(r)), reject));
       req.on('error', reject);
@@ -108,14 +112,14 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
     });
 
   /** one POST to the proxied instance from `localAddress`, the certificate in X-Client-Cert as nginx escapes it */
-  const viaProxy = (path: string, fields: Record<string, string | undefined>, cert: IssuedCertificate | undefined, localAddress = '127.0.0.1') =>
+  const viaProxy = (path: string, fields: Record<string, string | undefined>, cert: IssuedCertificate | undefined, localAddress = '127.0.0.1', headers: Record<string, string> = {}) =>
     new Promise<RawResponse>((resolve, reject) => {
       const body = form(fields);
       const req = httpRequest({
         host: '127.0.0.1', port: proxied.port, path, method: 'POST', agent: false, localAddress,
         headers: {
           'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(body)),
-          ...(cert ? { 'x-client-cert': encodeURIComponent(cert.certPem) } : {}),
+          ...(cert ? { 'x-client-cert': encodeURIComponent(cert.certPem) } : {}), ...headers,
         },
       }, (res) => void collect(res).then((r) => resolve(ledger.addResponse(r)), reject));
       req.on('error', reject);
@@ -153,6 +157,9 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
     rogueLeaf = ca.issue({ subject: '/O=Example/OU=Payments/CN=payments-worker', extendedKeyUsage: 'clientAuth', issuer: rogueCa });
     // a CA certificate with the registered DN, chaining to the trusted CA
     caAsClient = ca.issue({ subject: '/O=Example/OU=Payments/CN=payments-worker', ca: true });
+    // the registered DN under an intermediate CA: only TLS_CLIENT_CA_FILE's root is an anchor, the client sends the intermediate
+    intermediate = ca.issue({ subject: '/CN=Clients Intermediate CA', ca: true });
+    viaIntermediate = ca.issue({ subject: '/O=Example/OU=Payments/CN=payments-worker', extendedKeyUsage: 'clientAuth', issuer: intermediate });
     selfSigned = ca.issue({ subject: '/CN=self-signed-worker', issuer: undefined });
     selfOther = ca.issue({ subject: '/CN=self-signed-worker', issuer: undefined });
 
@@ -164,6 +171,9 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
     // the right SPIFFE ID, signed by an authority that is not in the bundle
     svidForeignAuthority = issueX509Svid(ca, otherAuthority, SVID_ID);
     svidNoDigitalSignature = issueX509Svid(ca, authority, SVID_ID, { keyUsage: 'keyEncipherment' });
+    // SPIRE's usual shape: the bundle holds the root, the agent's SVID comes with its intermediate
+    svidIntermediate = ca.issue({ subject: '/O=SPIFFE/CN=intermediate', ca: true, sans: [`URI:spiffe://${TD}`], issuer: authority });
+    svidViaIntermediate = issueX509Svid(ca, svidIntermediate, SVID_ID);
 
     bundle = await startBundleServer(ca, { extraKeys: [authority.bundleKey], refreshHint: 300 });
     storage = await createTestStorage('certs');
@@ -229,6 +239,14 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
       assertOAuthError(await overTls('/token', cc('by-dn'), rogueLeaf, await proof()), 401, 'invalid_client');
     });
 
+    it('a certificate under an intermediate chains with the intermediate the client sends in the handshake, and not without it', async () => {
+      assertIssued(await overTls('/token', cc('by-dn'), viaIntermediate, await proof(), [intermediate]));
+      assertOAuthError(await overTls('/token', cc('by-dn'), viaIntermediate, await proof()), 401, 'invalid_client');
+      // a proxy's header carries the leaf only ($ssl_client_escaped_cert): the intermediate is not there either
+      assertOAuthError(await viaProxy('/token', cc('by-dn'), viaIntermediate, '127.0.0.1', await proof()), 401, 'invalid_client');
+      assertIssued(await viaProxy('/token', cc('by-dn'), dnCert, '127.0.0.1', await proof()));
+    });
+
     it('a CA certificate with the registered DN, chaining to the trusted CA, is not a client certificate: 401', async () => {
       assertOAuthError(await overTls('/token', cc('by-dn'), caAsClient, await proof()), 401, 'invalid_client');
     });
@@ -258,6 +276,11 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
       const claims = decodePayload(assertIssued(await overTls('/token', cc('svid'), svid, await proof())));
       assert.equal(claims.client_id, ids['svid']);
       assert.equal(typeof claims.cnf?.jkt, 'string');
+    });
+
+    it('an SVID signed by an intermediate of the bundle\'s authority chains with the intermediate sent in the handshake', async () => {
+      assertIssued(await overTls('/token', cc('svid'), svidViaIntermediate, await proof(), [svidIntermediate]));
+      assertOAuthError(await overTls('/token', cc('svid'), svidViaIntermediate, await proof()), 401, 'invalid_client');
     });
 
     it('an SVID with two URI SANs is 401 invalid_client', async () => {
