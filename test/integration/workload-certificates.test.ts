@@ -194,6 +194,10 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
     });
     await createWorkloadClient('self-signed', { self_signed_certificates: [selfSigned.certPem] });
     await createWorkloadClient('svid', { spiffe_id: SVID_ID });
+    // the TLS instance learns of the trust domain and the clients from the storage and its bus: ready
+    // once it serves the client created last with an SVID of the trust domain added through the other one
+    await eventually('the TLS instance to authenticate an X.509-SVID of the new trust domain', async () =>
+      (await overTls('/token', cc('svid'), svid, await proof())).status === 200, { timeout: 15_000, every: 100 });
   });
 
   after(async () => {
@@ -412,8 +416,6 @@ describe('certificate clients end to end: tls_client_auth, self_signed_tls_clien
 
   it('no token, refresh token or DPoP proof appears in either process\'s logs', async () => {
     assert.ok(ledger.size > 5);
-    // the last request's log lines are written by now: the logs only grow
-    await eventually('the logs to be read', () => tls.logs.length > 0 && proxied.logs.length > 0);
     assert.deepEqual(ledger.leaks([...tls.logs, ...proxied.logs]), []);
     for (const line of [...tls.logs, ...proxied.logs]) assert.doesNotMatch(line, /PRIVATE KEY/);
   });
