@@ -346,8 +346,17 @@ export async function trustCandidateProblem(
     onChange: () => {},
   };
   const trust = new FetchedWorkloadTrust(only, policy, bundles, log, opts);
-  const answer = candidate.kind === 'trust-domain'
-    ? await trust.jwtAuthorities(candidate.name)
-    : await trust.federationKeys(candidate.issuer, undefined);
-  return answer.ok ? undefined : answer.problem;
+  if (candidate.kind === 'federation') {
+    const answer = await trust.federationKeys(candidate.issuer, undefined);
+    return answer.ok ? undefined : answer.problem;
+  }
+  // a trust domain serves JWT-SVIDs, X.509-SVIDs (mTLS) or both: a bundle with authorities of either
+  // kind is usable (the second question reads the bundle the first one fetched; nothing is fetched twice)
+  const jwt = await trust.jwtAuthorities(candidate.name);
+  if (jwt.ok) return undefined;
+  const x509 = await trust.x509Authorities(candidate.name);
+  if (x509.ok) return undefined;
+  return /has no JWT-SVID authorities/.test(jwt.problem)
+    ? `the SPIFFE bundle of trust domain ${candidate.name} has no authorities (keys with use jwt-svid or x509-svid)`
+    : jwt.problem;
 }

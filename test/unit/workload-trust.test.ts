@@ -12,7 +12,7 @@ import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { SpiffeBundleSettings } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { JwksUriPolicy } from '../../src/outbound/jwks-fetch.js';
-import { FetchedWorkloadTrust, type ListableTrustConfig } from '../../src/workload/trust.js';
+import { FetchedWorkloadTrust, trustCandidateProblem, type ListableTrustConfig } from '../../src/workload/trust.js';
 import type { Federation, TrustDomain } from '../../src/workload/types.js';
 import { testClock, type TestClock } from '../support/clock.js';
 import { ROOT } from '../support/server.js';
@@ -158,6 +158,19 @@ describe('FetchedWorkloadTrust: SPIFFE bundles', () => {
     assert.equal(answer.ok, false);
     assert.match((answer as { problem: string }).problem, /has no X.509-SVID authorities/);
     assert.match(((await trustWith().jwtAuthorities(TD)) as { problem: string }).problem, /has no JWT-SVID authorities/);
+  });
+
+  it('the check before adding a trust domain accepts a bundle with JWT-SVID or X.509-SVID authorities (mTLS-only domains), fetching once', async () => {
+    const check = () => trustCandidateProblem({ kind: 'trust-domain', name: TD, bundleEndpoint: server.endpoint }, POLICY, BUNDLES, logs.log, { ca: ca.certPem, now: clock.now });
+    assert.equal(await check(), undefined, 'JWT-SVID authorities only');
+    server.set({ jwtKeys: [], extraKeys: [spiffeX509Authority(ca, TD).bundleKey] });
+    const before = server.hits();
+    assert.equal(await check(), undefined, 'X.509-SVID authorities only');
+    assert.equal(server.hits() - before, 1, 'both questions read one fetched bundle');
+    server.set({ extraKeys: [] });
+    assert.match(String(await check()), /^the SPIFFE bundle of trust domain example.org has no authorities \(keys with use jwt-svid or x509-svid\)$/);
+    server.set({ status: 404 });
+    assert.match(String(await check()), /could not be fetched/);
   });
 
   for (const [hint, expected, why] of [
