@@ -9,7 +9,7 @@
 //   for several audiences) may have been made for another server (audience injection).
 // - `jti` is neither required nor one-time: an SVID is reused until it expires. What limits a copied one
 //   is SVID_MAX_LIFETIME (exp at most that far ahead) and DPoP (every token is bound to a key the copier
-//   does not hold, and every proof's jti is one-time). See docs/drafts/jwt-auth.md.
+//   does not hold, and every proof's jti is one-time). See the README, "What a copied SVID is worth".
 // - `client_id` is optional (-01 and SPIRE tooling send none; a later draft makes it required): when
 //   sent it must name the client the SVID matched, or be the SVID's SPIFFE ID itself.
 import type { JWK } from 'jose';
