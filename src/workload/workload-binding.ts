@@ -2,11 +2,12 @@
 // tls_client_auth_*, self_signed_certificates), turned into the WorkloadBinding stored with the client,
 // and the rule that keeps "matched to exactly one client" true: two active clients' bindings must not
 // both match one credential.
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { printableTextProblem, uriTextProblem } from '../input/printable-text.js';
 import { parseSpiffePattern, type SpiffePattern } from './spiffe-id.js';
+import { x5tS256 } from './x509.js';
 import type { RequiredClaims, TokenBinding, WorkloadBinding } from './types.js';
 
 export class WorkloadInputError extends Error {
@@ -69,11 +70,6 @@ export function parseRequiredClaims(value: unknown): RequiredClaims {
   return Object.freeze(claims);
 }
 
-/** x5t#S256 of a certificate: base64url SHA-256 of its DER (RFC 8705 §3.1) */
-export function certificateThumbprint(cert: X509Certificate): string {
-  return createHash('sha256').update(cert.raw).digest('base64url');
-}
-
 function parseCertificates(value: unknown): string[] {
   if (!Array.isArray(value) || value.length === 0 || value.length > MAX_SELF_SIGNED_CERTIFICATES) {
     fail(`self_signed_certificates must be a list of 1 to ${MAX_SELF_SIGNED_CERTIFICATES} PEM certificates`);
@@ -88,7 +84,7 @@ function parseCertificates(value: unknown): string[] {
     } catch {
       fail(`self_signed_certificates[${i}] is not a readable X.509 certificate`);
     }
-    return certificateThumbprint(cert);
+    return x5tS256(cert);
   });
   return [...new Set(thumbprints)];
 }
