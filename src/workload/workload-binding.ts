@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { printableTextProblem, uriTextProblem } from '../input/printable-text.js';
 import { parseSpiffePattern, type SpiffePattern } from './spiffe-id.js';
-import { x5tS256 } from './x509.js';
+import { subjectDnProblem, x5tS256 } from './x509.js';
 import type { RequiredClaims, TokenBinding, WorkloadBinding } from './types.js';
 
 export class WorkloadInputError extends Error {
@@ -92,8 +92,13 @@ function parseCertificates(value: unknown): string[] {
 function parseTls(b: Record<string, unknown>, given: string): WorkloadBinding {
   const v = b[given];
   switch (given) {
-    case 'tls_client_auth_subject_dn':
-      return { kind: 'tls', subjectDn: text(v, given, MAX_DN) };
+    case 'tls_client_auth_subject_dn': {
+      // a DN certificate-auth.ts could not parse would never match: refused now, not at every request
+      const dn = text(v, given, MAX_DN);
+      const problem = subjectDnProblem(dn);
+      if (problem) fail(`${given}: ${problem}`);
+      return { kind: 'tls', subjectDn: dn };
+    }
     case 'tls_client_auth_san_dns': {
       if (typeof v !== 'string' || !DNS_NAME.test(v)) fail(`${given} must be a DNS name such as api.example.org`);
       return { kind: 'tls', sanDns: v.toLowerCase() };

@@ -226,7 +226,9 @@ describe('workload-bound client input', () => {
     assert.equal(view.token_endpoint_auth_method, 'tls_client_auth');
     assert.equal(view.tls_client_auth_san_dns, 'a.example');
     for (const [member, value] of [['tls_client_auth_san_dns', 'a b'], ['tls_client_auth_san_dns', 'a..b'], ['tls_client_auth_san_ip', '1.2.3'], ['tls_client_auth_san_email', 'nobody'],
-      ['tls_client_auth_san_uri', 'not a uri'], ['tls_client_auth_subject_dn', 'CN=a\nO=b'], ['tls_client_auth_subject_dn', '']] as const) {
+      ['tls_client_auth_san_uri', 'not a uri'], ['tls_client_auth_subject_dn', 'CN=a\nO=b'], ['tls_client_auth_subject_dn', ''],
+      // printable, but no RFC 4514 DN: it could never match a certificate
+      ['tls_client_auth_subject_dn', 'api.example.org'], ['tls_client_auth_subject_dn', 'XYZ=api']] as const) {
       assert.throws(() => parseNewClient({ ...base, [member]: value }, ISSUER), ClientInputError, `${member}=${value}`);
     }
   });
